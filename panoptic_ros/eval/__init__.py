@@ -1,0 +1,1 @@
+"""Evaluation: panoptic quality (official semantics) and mIoU."""

@@ -1,0 +1,1 @@
+"""Inference: one Predictor for both models, torch and ONNX Runtime backends, export."""

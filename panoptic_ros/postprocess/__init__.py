@@ -1,0 +1,1 @@
+"""Pure tensor post-processing: network outputs -> PanopticResult."""

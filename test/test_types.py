@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from panoptic_ros.labels import CITYSCAPES, COCO_PANOPTIC
+from panoptic_ros.types import (
+    PanopticFormatError, PanopticResult, Segment, encode_id, id2rgb, rgb2id, segment_stats)
+
+
+def _scene() -> np.ndarray:
+    """(6, 8) map: road, sky, two cars (one split in two parts), a crowd of persons, void."""
+    pan = np.full((6, 8), 7000, np.int32)
+    pan[0, :] = 23000
+    pan[2:4, 1:3] = 26001
+    pan[2:4, 6:8] = 26001           # second, non-connected part of car 1
+    pan[3:5, 4:6] = 26002
+    pan[5, 0:2] = 24000             # crowd
+    pan[5, 7] = 0                   # void
+    return pan
+
+
+def test_segments_from_map():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.25})
+    assert [s.id for s in res.segments] == [7000, 23000, 24000, 26001, 26002]
+    car1 = res.segment(26001)
+    assert (car1.area, car1.bbox, car1.is_thing, car1.iscrowd, car1.score) == (8, (1, 2, 7, 2), True, False, 1.0)
+    assert res.segment(26002).score == 0.25
+    crowd = res.segment(24000)
+    assert crowd.iscrowd and crowd.is_thing and crowd.area == 2
+    assert not res.segment(7000).iscrowd
+    res.validate()
+
+
+def test_semantic_and_instance_maps():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES)
+    sem = res.semantic_map(CITYSCAPES)
+    assert sem.dtype == np.uint8
+    assert sem[0, 0] == 10 and sem[1, 0] == 0 and sem[2, 1] == 13 and sem[5, 7] == 255 and sem[5, 0] == 11
+    inst = res.instance_map()
+    assert inst.dtype == np.uint16
+    assert set(np.unique(inst).tolist()) == {0, 1, 2}
+    assert inst[2, 1] == inst[2, 6] == 1 and inst[3, 4] == 2 and inst[5, 0] == 0
+    assert np.array_equal(res.category_map()[2, 1:3], [26, 26])
+
+
+def test_coco_round_trip_and_renumbering():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES)
+    png, ann = res.to_coco(image_id="a", file_name="a.png")
+    assert png.shape == (6, 8, 3) and png.dtype == np.uint8
+    assert {s["id"]: s["iscrowd"] for s in ann["segments_info"]}[24000] == 1
+    back = PanopticResult.from_coco(png, ann["segments_info"], CITYSCAPES)
+    assert np.array_equal(back.panoptic, res.panoptic)
+    # arbitrary COCO ids are re-encoded; things numbered by ascending COCO id
+    ids = np.array([[5, 9, 9], [3, 0, 5]], np.int32)
+    info = [{"id": 9, "category_id": 1}, {"id": 3, "category_id": 1},
+            {"id": 5, "category_id": 149, "iscrowd": 0, "score": 0.5}]
+    r = PanopticResult.from_coco(id2rgb(ids), info, COCO_PANOPTIC)
+    assert r.panoptic.tolist() == [[149000, 1002, 1002], [1001, 0, 149000]]
+    assert r.segment(149000).score == 0.5
+
+
+@pytest.mark.parametrize("info, message", [
+    ([{"id": 5, "category_id": 149}], r"PNG ids \[9\] have no entry"),
+    ([{"id": 5, "category_id": 149}, {"id": 9, "category_id": 1}, {"id": 4, "category_id": 1}],
+     r"ids \[4\] do not occur in the PNG"),
+    ([{"id": 5, "category_id": 149}, {"id": 9, "category_id": 12}], "category 12, unknown"),
+    ([{"id": 5, "category_id": 149}, {"id": 5, "category_id": 149}], "listed twice"),
+])
+def test_from_coco_errors_name_the_source(info, message):
+    ids = np.array([[5, 9]], np.int32)
+    with pytest.raises(PanopticFormatError, match=message) as err:
+        PanopticResult.from_coco(id2rgb(ids), info, COCO_PANOPTIC, source="x.png")
+    assert str(err.value).startswith("x.png: ")
+
+
+def test_cityscapes_round_trip():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES)
+    label_ids, instance_ids = res.to_cityscapes()
+    assert label_ids[2, 1] == 26 and instance_ids[2, 1] == 26000 and instance_ids[3, 4] == 26001
+    assert instance_ids[5, 0] == 24 and instance_ids[0, 0] == 23 and instance_ids[5, 7] == 0
+    back = PanopticResult.from_cityscapes(instance_ids, CITYSCAPES)
+    assert np.array_equal(back.panoptic, res.panoptic)
+
+
+def test_from_cityscapes_voids_unevaluated_labels():
+    ids = np.array([[29005, 1, 9, 26003, 24]], np.int32)   # caravan, ego vehicle, parking, car, crowd
+    res = PanopticResult.from_cityscapes(ids, CITYSCAPES)
+    assert res.panoptic.tolist() == [[0, 0, 0, 26004, 24000]]
+    with pytest.raises(PanopticFormatError, match=r"label ids \[40\]"):
+        PanopticResult.from_cityscapes(np.array([[40]]), CITYSCAPES)
+
+
+def test_constructor_rejects_inconsistent_input():
+    pan = _scene()
+    with pytest.raises(PanopticFormatError, match="int32"):
+        PanopticResult(pan.astype(np.int64))
+    with pytest.raises(PanopticFormatError, match="does not encode category"):
+        PanopticResult(pan, (Segment(26001, 24, True, 8, (1, 2, 7, 2)),))
+    with pytest.raises(PanopticFormatError, match="appears twice"):
+        seg = Segment(7000, 7, False, 1, (0, 0, 1, 1))
+        PanopticResult(pan, (seg, seg))
+    with pytest.raises(PanopticFormatError, match="without a segment"):
+        PanopticResult(pan, ()).validate()
+    with pytest.raises(PanopticFormatError, match="not in label space"):
+        PanopticResult.from_panoptic_map(np.full((2, 2), 5000), CITYSCAPES)
+    with pytest.raises(PanopticFormatError):
+        encode_id(0, 1)
+
+
+def test_rgb_id_round_trip():
+    ids = np.array([[0, 1, 256, 65536, 200999, (1 << 24) - 1]], np.int64)
+    assert np.array_equal(rgb2id(id2rgb(ids)), ids)
+    with pytest.raises(PanopticFormatError):
+        id2rgb(np.array([[1 << 24]]))
+
+
+def test_resize_keeps_scores_and_drops_vanished():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
+    big = res.resize(16, 12)
+    assert big.panoptic.shape == (12, 16)
+    assert big.segment(26002).score == 0.3 and big.segment(26002).area == 4 * res.segment(26002).area
+    big.validate()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_segment_stats_equal_brute_force(h, w, seed):
+    rng = np.random.default_rng(seed)
+    pan = rng.choice(np.array([0, 7000, 26001, 26002, 24000]), size=(h, w)).astype(np.int32)
+    ids, areas, bboxes = segment_stats(pan)
+    expected = [i for i in np.unique(pan).tolist() if i != 0]
+    assert ids.tolist() == expected
+    for i, area, bbox in zip(ids, areas, bboxes):
+        ys, xs = np.nonzero(pan == i)
+        assert area == len(ys)
+        assert bbox.tolist() == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
