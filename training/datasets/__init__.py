@@ -1,0 +1,1 @@
+"""Datasets: SynthStreet (built in), Cityscapes panoptic and COCO panoptic readers."""
