@@ -1,0 +1,129 @@
+"""COCO panoptic format on disk: one JSON (images, annotations, categories) and one PNG per
+image whose colours encode segment ids (``R + 256 G + 256² B``).
+
+Readers raise :class:`CocoFormatError` naming the offending file; writers create folders
+and write the JSON last (atomically), so a folder with a JSON is complete.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from panoptic_ros.checkpoint import atomic_write_bytes
+from panoptic_ros.labels import LabelSpace
+from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
+
+
+class CocoFormatError(ValueError):
+    """A COCO panoptic file that is missing or malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    """One entry of a COCO panoptic dataset: its annotation and where its PNG lies."""
+
+    image_id: int | str
+    file_name: str              # annotation PNG name inside the panoptic folder
+    segments_info: list[dict]
+    height: int | None = None
+    width: int | None = None
+
+
+def read_panoptic_json(path: str | Path) -> dict:
+    """Read and check a COCO panoptic JSON (``annotations`` and ``categories`` lists)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CocoFormatError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CocoFormatError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CocoFormatError(f"{path}: expected a JSON object at the top level")
+    for key in ("annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise CocoFormatError(f"{path}: missing or invalid {key!r} list")
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= set(ann):
+            raise CocoFormatError(f"{path}: annotations[{i}] lacks image_id, file_name or segments_info")
+        for seg in ann["segments_info"]:
+            if not isinstance(seg, dict) or "id" not in seg or "category_id" not in seg:
+                raise CocoFormatError(f"{path}: a segment of {ann['file_name']} lacks id or category_id")
+    return data
+
+
+def read_panoptic_png(path: str | Path) -> np.ndarray:
+    """(H, W) int32 segment ids of a COCO panoptic PNG."""
+    path = Path(path)
+    if not path.is_file():
+        raise CocoFormatError(f"{path}: file not found")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CocoFormatError(f"{path}: not a readable PNG")
+    return rgb2id(bgr[..., ::-1])
+
+
+def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:
+    """Write (H, W) segment ids as a COCO panoptic PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(id2rgb(ids)[..., ::-1])):
+        raise CocoFormatError(f"{path}: could not write PNG")
+
+
+def iter_coco_images(json_path: str | Path) -> Iterator[CocoImage]:
+    """Entries of a COCO panoptic JSON, with image sizes where ``images`` gives them."""
+    data = read_panoptic_json(json_path)
+    sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])
+             if isinstance(img, dict)}
+    for ann in data["annotations"]:
+        height, width = sizes.get(ann["image_id"], (None, None))
+        yield CocoImage(ann["image_id"], ann["file_name"], list(ann["segments_info"]), height, width)
+
+
+def load_result(entry: CocoImage, folder: str | Path, label_space: LabelSpace) -> PanopticResult:
+    """The :class:`PanopticResult` of one entry (its PNG read from ``folder``)."""
+    png = Path(folder) / entry.file_name
+    ids = read_panoptic_png(png)
+    if entry.height is not None and ids.shape != (entry.height, entry.width):
+        raise CocoFormatError(f"{png}: size {ids.shape[1]}x{ids.shape[0]} differs from the JSON's "
+                              f"{entry.width}x{entry.height}")
+    try:
+        return PanopticResult.from_coco(id2rgb(ids), entry.segments_info, label_space, source=str(png))
+    except ValueError as exc:
+        raise CocoFormatError(str(exc)) from None
+
+
+def write_coco_panoptic(
+    json_path: str | Path,
+    png_folder: str | Path,
+    results: Iterable[tuple[int | str, str, PanopticResult]],
+    label_space: LabelSpace,
+    image_file_names: dict | None = None,
+) -> dict:
+    """Write results as a COCO panoptic dataset (PNG per image, JSON last).
+
+    Args:
+        json_path: the JSON to write.
+        png_folder: folder for the PNGs.
+        results: (image_id, png file name, result) per image.
+        label_space: categories listed in the JSON.
+        image_file_names: optional image_id -> source image file name for ``images``.
+    Returns:
+        The JSON content written.
+    """
+    images, annotations = [], []
+    for image_id, file_name, result in results:
+        _, ann = result.to_coco(image_id, file_name)
+        write_panoptic_png(Path(png_folder) / file_name, result.panoptic)
+        annotations.append(ann)
+        source = (image_file_names or {}).get(image_id, Path(file_name).with_suffix(".jpg").name)
+        images.append({"id": image_id, "file_name": source, "height": result.height, "width": result.width})
+    data = {"images": images, "annotations": annotations, "categories": label_space.coco_categories()}
+    atomic_write_bytes(Path(json_path), json.dumps(data).encode())
+    return data
