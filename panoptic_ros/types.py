@@ -258,13 +258,28 @@ class PanopticResult:
 
         if (width, height) == (self.width, self.height):
             return self
-        resized = cv2.resize(self.panoptic, (width, height), interpolation=cv2.INTER_NEAREST)
-        ids, areas, bboxes = segment_stats(resized)
+        return self.with_panoptic(cv2.resize(self.panoptic, (width, height), interpolation=cv2.INTER_NEAREST))
+
+    def with_panoptic(self, panoptic: np.ndarray) -> "PanopticResult":
+        """These segments on a new id map (after a resize, crop, flip, pad ...).
+
+        Areas and boxes are recomputed from ``panoptic``; categories and scores are kept;
+        segments absent from ``panoptic`` are dropped.
+
+        Args:
+            panoptic: (H', W') int32 ids, each one of this result's segment ids or VOID.
+        Raises:
+            PanopticFormatError: ``panoptic`` holds an id that is not one of the segments.
+        """
+        ids, areas, bboxes = segment_stats(panoptic)
         by_id = {s.id: s for s in self.segments}
+        unknown = [i for i in ids.tolist() if i not in by_id]
+        if unknown:
+            raise PanopticFormatError(f"ids {unknown[:10]} of the new map are not segments of this result")
         segments = tuple(
             Segment(i, by_id[i].category_id, by_id[i].is_thing, a, tuple(b), by_id[i].score)
             for i, a, b in zip(ids.tolist(), areas.tolist(), bboxes.tolist()))
-        return PanopticResult(resized, segments)
+        return PanopticResult(panoptic, segments)
 
     # ---- COCO panoptic format -------------------------------------------------------
 
