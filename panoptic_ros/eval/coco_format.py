@@ -32,6 +32,7 @@ class CocoImage:
     segments_info: list[dict]
     height: int | None = None
     width: int | None = None
+    image_file_name: str | None = None   # the source image's name from ``images``, if listed
 
 
 def read_panoptic_json(path: str | Path) -> dict:
@@ -79,11 +80,11 @@ def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:
 def iter_coco_images(json_path: str | Path) -> Iterator[CocoImage]:
     """Entries of a COCO panoptic JSON, with image sizes where ``images`` gives them."""
     data = read_panoptic_json(json_path)
-    sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in data.get("images", [])
-             if isinstance(img, dict)}
+    images = {img.get("id"): img for img in data.get("images", []) if isinstance(img, dict)}
     for ann in data["annotations"]:
-        height, width = sizes.get(ann["image_id"], (None, None))
-        yield CocoImage(ann["image_id"], ann["file_name"], list(ann["segments_info"]), height, width)
+        img = images.get(ann["image_id"], {})
+        yield CocoImage(ann["image_id"], ann["file_name"], list(ann["segments_info"]),
+                        img.get("height"), img.get("width"), img.get("file_name"))
 
 
 def load_result(entry: CocoImage, folder: str | Path, label_space: LabelSpace) -> PanopticResult:
