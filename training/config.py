@@ -1,0 +1,199 @@
+"""The training config: one YAML file per recipe, validated into frozen dataclasses.
+
+Sections: ``model`` (the model's own config, picked by ``model.kind``), ``data``,
+``loss`` and ``postprocess`` (the model kind's configs), ``optimizer``, ``schedule``,
+``init`` (initial weights, PanoNet training stage), ``eval`` and ``runtime``. Unknown
+keys and wrong types are errors that name the key (``panoptic_ros.config``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional
+
+from panoptic_ros.config import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
+from panoptic_ros.models.build import model_config_from_dict
+from panoptic_ros.training.kinds import loss_config_from_dict, postprocess_config_from_dict
+from panoptic_ros.training.optim import OptimizerConfig, ScheduleConfig
+
+Dataset = Literal["synthstreet", "cityscapes", "coco"]
+
+
+@dataclass(frozen=True)
+class SynthSplit:
+    """A generated SynthStreet split: scenes ``seed .. seed + count - 1``."""
+
+    seed: int = 0
+    count: int = 100
+
+    def __post_init__(self) -> None:
+        if self.seed < 0 or self.count < 1:
+            raise ValueError(f"seed must be >= 0 and count >= 1, got {self.seed}, {self.count}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training and validation data.
+
+    Attributes:
+        dataset: ``synthstreet`` (generated), ``cityscapes`` or ``coco`` (read from ``root``).
+        root: dataset folder (Cityscapes / COCO).
+        train_split, val_split: split names of the real datasets.
+        synth_train, synth_val: SynthStreet scene ranges (disjoint seeds).
+        scene_size: SynthStreet scene size (H, W).
+        crop_size: training crop (H, W).
+        min_scale, max_scale: random rescaling before the crop.
+        color_jitter: photometric augmentation.
+        batch_size: images per micro-batch per process.
+        workers: DataLoader worker processes per process.
+    """
+
+    dataset: Dataset = "synthstreet"
+    root: Optional[Path] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    synth_train: SynthSplit = field(default_factory=lambda: SynthSplit(0, 1000))
+    synth_val: SynthSplit = field(default_factory=lambda: SynthSplit(1_000_000, 20))
+    scene_size: tuple[int, int] = (512, 1024)
+    crop_size: tuple[int, int] = (256, 512)
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    color_jitter: bool = True
+    batch_size: int = 4
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.dataset != "synthstreet" and self.root is None:
+            raise ValueError(f"root: required for dataset {self.dataset!r}")
+        if min(self.crop_size) < 32 or min(self.scene_size) < 32:
+            raise ValueError("crop_size and scene_size must be at least 32 pixels")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("batch_size must be >= 1 and workers >= 0")
+        if self.dataset == "synthstreet":
+            train, val = self.synth_train, self.synth_val
+            if train.seed < val.seed + val.count and val.seed < train.seed + train.count:
+                raise ValueError("synth_train and synth_val seed ranges overlap")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initial weights.
+
+    Attributes:
+        checkpoint: a panoptic_ros checkpoint (e.g. the previous PanoNet stage) whose
+            matching tensors initialise the model.
+        stage: PanoNet two-stage recipe step (``training/panonet_stages.py``):
+            ``semantic`` (semantic branch only), ``instance`` (stage 1: instance branch
+            without coordinates), ``instance_coords`` (stage 2, with coordinates), or
+            ``full`` (everything at once; the only choice for CIAE).
+    """
+
+    checkpoint: Optional[Path] = None
+    stage: Literal["full", "semantic", "instance", "instance_coords"] = "full"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation during and after training (rank 0, on the validation split).
+
+    Attributes:
+        every: evaluate every this many steps (0 = only at the end).
+        count: validation images used (0 = all).
+        images: panoptic overlays logged to TensorBoard per evaluation.
+    """
+
+    every: int = 0
+    count: int = 0
+    images: int = 2
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.count < 0 or self.images < 0:
+            raise ValueError("every, count and images must be >= 0")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Execution settings.
+
+    Attributes:
+        seed: seeds python, numpy, torch and the data order / augmentation.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        amp: autocast dtype on CUDA (``off`` on CPU regardless).
+        sync_bn: convert BatchNorm to SyncBatchNorm under DDP (CUDA only).
+        log_every: log loss terms every this many steps.
+        checkpoint_every: write a resumable checkpoint every this many steps.
+        keep_checkpoints: newest checkpoints kept.
+        tensorboard: write TensorBoard event files.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    sync_bn: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0 or self.log_every < 1 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("seed must be >= 0; log_every, checkpoint_every, keep_checkpoints >= 1")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training recipe. ``model``, ``loss`` and ``postprocess`` hold the config
+    dataclasses of the model kind (built by :func:`train_config_from_dict`)."""
+
+    model: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: Any = None
+    postprocess: Any = None
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.init.stage != "full" and self.model.kind != "panonet":
+            raise ValueError(f"init.stage: {self.init.stage!r} is a PanoNet stage; use 'full' for {self.model.kind}")
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    """Validate plain data into a :class:`TrainConfig` (errors name the key)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}")
+    model = model_config_from_dict(data.get("model"), "model")
+    sections = {
+        "model": model,
+        "loss": loss_config_from_dict(model.kind, _section(data, "loss")),
+        "postprocess": postprocess_config_from_dict(model.kind, _section(data, "postprocess")),
+    }
+    # ``Any`` fields take the already validated objects as they are.
+    return from_dict(TrainConfig, {**data, **sections})
+
+
+def _section(data: dict, name: str) -> dict:
+    value = data.get(name) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def load_train_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Read a training YAML, apply ``key=value`` overrides, validate; errors name the file."""
+    data = apply_overrides(read_yaml(path), overrides)
+    try:
+        return train_config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

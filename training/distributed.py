@@ -1,0 +1,99 @@
+"""torchrun helpers: process group set-up, rank queries and cross-rank reductions.
+
+``panoptic-train`` runs unchanged as one process or under ``torchrun`` (single or
+multi-node): torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` (plus the
+rendezvous address), which :func:`init_distributed` reads. NCCL is used on GPUs, gloo on
+CPUs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job.
+
+    Attributes:
+        rank: global rank (0 logs and writes checkpoints).
+        world_size: number of processes.
+        local_rank: rank on this node (picks the GPU).
+        device: the device this process computes on.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this node's ``local_rank``-th GPU) when available, else CPU."""
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("runtime.device is 'cuda' but CUDA is not available on this machine")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def init_distributed(requested_device: str = "auto") -> DistInfo:
+    """Join the torchrun job described by the environment (or run alone without one)."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    device = pick_device(requested_device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+    return DistInfo(rank, world_size, local_rank, device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def mean_across_ranks(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Average scalar tensors over all processes (one all-reduce); plain floats back.
+
+    Every rank gets the same numbers, so a decision taken on them (e.g. stopping on a
+    non-finite loss) is taken by all ranks together.
+    """
+    if not values:
+        return {}
+    names = list(values)
+    stacked = torch.stack([values[n].detach().float().reshape(()) for n in names])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return dict(zip(names, stacked.cpu().tolist()))
+

@@ -1,0 +1,141 @@
+"""The model-agnostic training step loop and evaluation.
+
+:func:`train_one_epoch` runs optimizer steps over a stream of batches (mixed precision,
+gradient accumulation, clipping, DDP) and stops the run with :class:`NonFiniteLossError`
+on a NaN/inf loss term. :func:`evaluate` runs a predictor over a dataset and scores it with
+the project's PQ evaluator (PQ/SQ/RQ for All/Things/Stuff) and mIoU.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from panoptic_ros.training.distributed import mean_across_ranks
+from panoptic_ros.training.optim import clip_gradients
+
+LossFn = Callable[[object, object, float], Mapping[str, torch.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; training cannot continue."""
+
+
+@dataclass
+class StepContext:
+    """What :func:`train_one_epoch` needs besides the model and the data.
+
+    Attributes:
+        loss_fn: ``loss_fn(outputs, targets, progress) -> {term: weighted loss}``.
+        optimizer: the optimizer (its lr is set per step by ``set_lr``).
+        set_lr: ``set_lr(step) -> lr`` sets the schedule's learning rate.
+        total_steps: length of training (``progress = step / total_steps``).
+        device: compute device.
+        amp_dtype: autocast dtype on CUDA (None = full precision).
+        scaler: gradient scaler for float16 autocast (None otherwise).
+        grad_clip: max global gradient norm (0 = off).
+        accumulate: micro-batches per optimizer step.
+        on_log: ``on_log(step, values)`` called every ``log_every`` steps with the
+            rank-averaged loss terms, total loss, lr and gradient norm.
+        log_every: logging period in steps.
+    """
+
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    set_lr: Callable[[int], float]
+    total_steps: int
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    grad_clip: float = 0.0
+    accumulate: int = 1
+    on_log: Callable[[int, dict], None] = lambda step, values: None
+    log_every: int = 1
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: int, stop_step: int) -> int:
+    """Train on ``batches`` (micro-batches, ``ctx.accumulate`` per step) until they run out
+    or ``stop_step`` is reached; returns the number of optimizer steps completed so far.
+
+    Raises:
+        NonFiniteLossError: a loss term is NaN/inf (names the term and the step); the
+            check uses rank-averaged values, so every process stops together.
+    """
+    model.train()
+    stream = iter(batches)
+    while step < stop_step:
+        micro = _take(stream, ctx.accumulate)
+        if micro is None:
+            break
+        lr = ctx.set_lr(step)
+        terms = _accumulate_gradients(model, micro, ctx, step)
+        if ctx.scaler is not None:
+            ctx.scaler.unscale_(ctx.optimizer)
+        grad_norm = clip_gradients(model.parameters(), ctx.grad_clip)
+        if ctx.scaler is not None:
+            ctx.scaler.step(ctx.optimizer)
+            ctx.scaler.update()
+        else:
+            ctx.optimizer.step()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % ctx.log_every == 0 or step == stop_step:
+            ctx.on_log(step, {**terms, "loss": sum(terms.values()), "lr": lr, "grad_norm": grad_norm})
+    return step
+
+
+def _take(stream: Iterator, count: int) -> list | None:
+    """``count`` items of ``stream``, or None when it cannot deliver that many."""
+    items = []
+    for item in stream:
+        items.append(item)
+        if len(items) == count:
+            return items
+    return None
+
+
+def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContext, step: int) -> dict[str, float]:
+    """Forward/backward every micro-batch; returns the loss terms averaged over them and
+    over all ranks. DDP synchronises gradients only on the last micro-batch."""
+    totals: dict[str, float] = {}
+    progress = step / ctx.total_steps
+    for i, (images, targets) in enumerate(micro_batches):
+        images = images.to(ctx.device, non_blocking=True)
+        targets = move_to(targets, ctx.device)
+        last = i == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with _autocast(ctx):
+                outputs = model(images)
+            losses = ctx.loss_fn(outputs, targets, progress)
+            values = mean_across_ranks(losses)
+            bad = [name for name, value in values.items() if not math.isfinite(value)]
+            if bad:
+                raise NonFiniteLossError(f"loss term {bad[0]!r} is {values[bad[0]]} at step {step} "
+                                         f"(all terms: {values}); stopping")
+            total = sum(losses.values()) / len(micro_batches)
+            (ctx.scaler.scale(total) if ctx.scaler is not None else total).backward()
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0.0) + value / len(micro_batches)
+    return totals
+
+
+def _autocast(ctx: StepContext):
+    if ctx.amp_dtype is None or ctx.device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=ctx.amp_dtype)
+
+
+def move_to(value, device: torch.device):
+    """Tensors in nested dicts/lists/tuples moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, Mapping):
+        return {k: move_to(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(move_to(v, device) for v in value)
+    return value
