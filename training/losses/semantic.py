@@ -1,0 +1,56 @@
+"""Weighted softmax cross-entropy for semantic segmentation (ICNet-style guidance terms)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from panoptic_ros.labels import IGNORE_INDEX
+
+
+def semantic_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    class_weights: Sequence[float] | Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Mean (optionally class-weighted) softmax cross-entropy over labelled pixels.
+
+    Same normalisation as ``F.cross_entropy(reduction="mean")`` (divide by the summed
+    weights of the labelled pixels), except that a target with no labelled pixel gives
+    an exact zero that still depends on ``logits`` (a valid graph, no NaN).
+
+    Args:
+        logits: (B, C, h, w) unnormalised scores.
+        target: (B, h, w) int64 train indices, ``ignore_index`` = unlabelled.
+        class_weights: optional (C,) weight per class.
+        ignore_index: label excluded from the loss.
+    Returns:
+        Scalar tensor.
+    Raises:
+        ValueError: shapes disagree, or a label is neither a class nor ``ignore_index``.
+    """
+    if logits.dim() != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
+                         "(expected (B, C, h, w) and (B, h, w))")
+    num_classes = logits.shape[1]
+    labelled = target != ignore_index
+    if bool(((target < 0) | (target >= num_classes))[labelled].any()):
+        raise ValueError(f"target holds labels outside [0, {num_classes}) other than {ignore_index}")
+    weight = None
+    if class_weights is not None:
+        weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
+        if weight.shape != (num_classes,):
+            raise ValueError(f"class_weights: expected {num_classes} values, got {tuple(weight.shape)}")
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    total = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+    if weight is None:
+        norm = labelled.sum().to(logits.dtype)
+    else:
+        norm = weight[target[labelled]].sum()
+    # All-zero class weights give 0 / 0; the clamp turns that into 0.
+    return total / norm.clamp(min=torch.finfo(logits.dtype).tiny)
