@@ -1,0 +1,215 @@
+"""Image <-> numpy conversion: every encoding, padding, byte order, and every malformed case."""
+import array
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from panoptic_ros.ros import image_codec as codec
+from panoptic_ros.ros.image_codec import ImageDecodeError, ImageEncodeError
+
+RNG = np.random.default_rng(0)
+
+
+def _pixels(encoding: str, height: int = 5, width: int = 7, rng=RNG) -> np.ndarray:
+    dtype, channels = codec.ENCODINGS[encoding]
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    if dtype.kind == "f":
+        return rng.normal(size=shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+
+
+def _raw(encoding: str, pixels: np.ndarray, *, pad: int = 0, big_endian: bool = False, extra: int = 0) -> Image:
+    """A hand-built Image with ``pad`` bytes after each row (independent of the encoder)."""
+    dtype = pixels.dtype.newbyteorder(">" if big_endian else "<")
+    rows = np.ascontiguousarray(pixels, dtype=dtype).reshape(pixels.shape[0], -1).view(np.uint8)
+    padded = np.concatenate([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)], axis=1)
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+                is_bigendian=int(big_endian), step=padded.shape[1])
+    msg.data = array.array("B", padded.tobytes() + b"\0" * extra)
+    return msg
+
+
+@pytest.mark.parametrize("encoding", sorted(codec.ENCODINGS))
+def test_every_encoding_round_trips_and_decodes_without_a_copy(encoding):
+    pixels = _pixels(encoding)
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    msg = codec.numpy_to_image(pixels, encoding, header)
+    assert (msg.height, msg.width, msg.encoding, msg.header) == (5, 7, encoding, header)
+    assert msg.step == 7 * pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
+    out = codec.image_to_numpy(msg)
+    np.testing.assert_array_equal(out, pixels)
+    assert out.dtype == pixels.dtype
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "mono16", "32SC1", "32FC1"])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_row_padding_and_byte_order_are_honoured(encoding, big_endian):
+    pixels = _pixels(encoding)
+    pad = 4 * codec.ENCODINGS[encoding][0].itemsize
+    out = codec.image_to_numpy(_raw(encoding, pixels, pad=pad, big_endian=big_endian))
+    np.testing.assert_array_equal(out, pixels)
+    assert out.dtype.isnative
+
+
+@settings(max_examples=40, deadline=None)
+@given(encoding=st.sampled_from(sorted(codec.ENCODINGS)), height=st.integers(1, 9), width=st.integers(1, 9),
+       pad_elements=st.integers(0, 3), big_endian=st.booleans(), seed=st.integers(0, 2**16))
+def test_decoding_matches_the_pixels_for_any_layout(encoding, height, width, pad_elements, big_endian, seed):
+    pixels = _pixels(encoding, height, width, np.random.default_rng(seed))
+    pad = pad_elements * codec.ENCODINGS[encoding][0].itemsize
+    np.testing.assert_array_equal(codec.image_to_numpy(_raw(encoding, pixels, pad=pad, big_endian=big_endian)),
+                                  pixels)
+
+
+def _image(**fields) -> Image:
+    base = dict(height=4, width=4, encoding="rgb8", is_bigendian=0, step=12)
+    base.update({k: v for k, v in fields.items() if k != "data"})
+    msg = Image(**base)
+    msg.data = array.array("B", fields.get("data", bytes(base["step"] * base["height"])))
+    return msg
+
+
+@pytest.mark.parametrize("fields, cause", [
+    (dict(encoding="yuv422"), codec.UNSUPPORTED_ENCODING),
+    (dict(encoding=""), codec.UNSUPPORTED_ENCODING),
+    (dict(height=0, data=b""), codec.ZERO_SIZE),
+    (dict(width=0, step=0), codec.ZERO_SIZE),
+    (dict(width=9000, step=27000, data=b""), codec.TOO_LARGE),
+    (dict(height=100000, data=b""), codec.TOO_LARGE),
+    (dict(step=11), codec.STEP_TOO_SMALL),
+    (dict(encoding="mono16", step=9, data=bytes(36)), codec.STEP_MISALIGNED),
+    (dict(data=bytes(47)), codec.TRUNCATED),
+    (dict(data=b""), codec.TRUNCATED),
+    (dict(data=bytes(49)), codec.SIZE_MISMATCH),
+])
+def test_malformed_images_raise_one_error_type_with_their_cause(fields, cause):
+    with pytest.raises(ImageDecodeError) as err:
+        codec.image_to_numpy(_image(**fields))
+    assert err.value.cause == cause
+
+
+def test_the_size_limit_is_configurable():
+    msg = codec.numpy_to_image(np.zeros((10, 40, 3), np.uint8), "rgb8")
+    assert codec.image_to_numpy(msg, max_side=40).shape == (10, 40, 3)
+    with pytest.raises(ImageDecodeError) as err:
+        codec.image_to_numpy(msg, max_side=39)
+    assert err.value.cause == codec.TOO_LARGE
+
+
+def test_encoding_rejects_arrays_that_do_not_fit():
+    with pytest.raises(ImageEncodeError, match="rgb8 needs 3 channel"):
+        codec.numpy_to_image(np.zeros((4, 4), np.uint8), "rgb8")
+    with pytest.raises(ImageEncodeError, match="mono16"):
+        codec.numpy_to_image(np.zeros((4, 4), np.int32), "mono16")
+    with pytest.raises(ImageEncodeError, match="cannot encode"):
+        codec.numpy_to_image(np.zeros((4, 4), np.uint8), "nv12")
+
+
+def test_encoding_accepts_non_contiguous_views():
+    pixels = _pixels("rgb8", 6, 8)[::2, 1::2]
+    np.testing.assert_array_equal(codec.image_to_numpy(codec.numpy_to_image(pixels, "rgb8")), pixels)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"])
+def test_to_rgb8_converts_every_camera_encoding(encoding):
+    rgb = _pixels("rgb8", 6, 5)
+    grey = rgb[..., 0].copy()
+    source = {
+        "rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": grey,
+        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+        "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
+        "mono16": grey.astype(np.uint16) * 256 + 255,
+    }[encoding]
+    expected = np.repeat(grey[..., None], 3, axis=2) if encoding.startswith("mono") else rgb
+    out = codec.to_rgb8(codec.numpy_to_image(np.ascontiguousarray(source), encoding))
+    assert out.dtype == np.uint8 and out.shape == (6, 5, 3)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32SC1", "32FC1"])
+def test_to_rgb8_rejects_depth_and_label_images(encoding):
+    with pytest.raises(ImageDecodeError) as err:
+        codec.to_rgb8(codec.numpy_to_image(_pixels(encoding), encoding))
+    assert err.value.cause == codec.UNSUPPORTED_ENCODING
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_compressed_images_round_trip(fmt):
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[:, :24] = (200, 30, 10)
+    rgb[:, 24:] = (10, 40, 220)
+    msg = codec.numpy_to_compressed(rgb, fmt, header=Header(frame_id="cam"))
+    assert msg.format == fmt and msg.header.frame_id == "cam"
+    out = codec.to_rgb8(msg)
+    assert out.shape == rgb.shape
+    # away from the colour edge (JPEG subsamples chroma in 16x16 blocks)
+    inner = np.r_[0:16, 32:48]
+    assert np.abs(out[:, inner].astype(int) - rgb[:, inner]).max() <= (0 if fmt == "png" else 6)
+
+
+def test_image_transport_format_strings_are_understood():
+    msg = codec.numpy_to_compressed(np.full((8, 8, 3), 90, np.uint8), "png")
+    msg.format = "rgb8; png compressed bgr8"
+    assert codec.to_rgb8(msg).shape == (8, 8, 3)
+
+
+def _compressed(fmt: str, data: bytes) -> CompressedImage:
+    msg = CompressedImage(format=fmt)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    ok, png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))
+    data = bytearray(png.tobytes())
+    data[16:20], data[20:24] = width.to_bytes(4, "big"), height.to_bytes(4, "big")
+    return bytes(data)
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    ok, jpg = cv2.imencode(".jpg", np.zeros((4, 4, 3), np.uint8))
+    data = bytearray(jpg.tobytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 7], data[sof + 7:sof + 9] = height.to_bytes(2, "big"), width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _valid(fmt: str) -> bytes:
+    return codec.numpy_to_compressed(np.full((16, 16, 3), 128, np.uint8), fmt).data.tobytes()
+
+
+@pytest.mark.parametrize("fmt, data, cause", [
+    ("jpeg", b"", codec.EMPTY_DATA),
+    ("tiff", b"II*\0", codec.UNSUPPORTED_FORMAT),
+    ("", b"\xff\xd8\xff", codec.UNSUPPORTED_FORMAT),
+    ("jpeg", b"hello world, not an image", codec.CORRUPT_DATA),
+    ("png", "jpeg", codec.FORMAT_MISMATCH),
+    ("jpeg", "png", codec.FORMAT_MISMATCH),
+    ("png", "png_truncated", codec.CORRUPT_DATA),
+    ("jpeg", "jpeg_truncated", codec.CORRUPT_DATA),
+    ("png", _png_declaring(100000, 100000), codec.TOO_LARGE),
+    ("jpeg", _jpeg_declaring(60000, 60000), codec.TOO_LARGE),
+    ("png", _png_declaring(0, 4), codec.ZERO_SIZE),
+])
+def test_malformed_compressed_images_raise_with_their_cause(fmt, data, cause):
+    if isinstance(data, str):
+        kind, _, cut = data.partition("_")
+        data = _valid(kind)
+        data = data[: len(data) // 2] if cut else data
+    with pytest.raises(ImageDecodeError) as err:
+        codec.to_rgb8(_compressed(fmt, data))
+    assert err.value.cause == cause
+
+
+def test_decode_error_causes_are_closed():
+    with pytest.raises(ValueError, match="unknown decode cause"):
+        ImageDecodeError("bad_luck", "x")
+    assert len(set(codec.DECODE_CAUSES)) == len(codec.DECODE_CAUSES) == 11
