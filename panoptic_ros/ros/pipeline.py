@@ -1,0 +1,223 @@
+"""Latest-frame-only hand-over between the subscription and the inference thread, and the
+running statistics the node reports on ``/diagnostics``.
+
+Pure Python (no rclpy): the subscription callback :meth:`LatestSlot.put` s each frame;
+one worker thread :meth:`LatestSlot.take` s the newest. A frame that arrives while one
+waits replaces it, so the worker never works through a backlog of stale frames.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Frame(Generic[T]):
+    """A received message and when it arrived (``time.monotonic()`` seconds)."""
+
+    msg: T
+    received: float
+    index: int
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox whose ``put`` overwrites; thread-safe."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; returns True if it replaced one that was never taken."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """The newest item (removing it), or None on timeout or after :meth:`close`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            return None if self._closed else item
+
+    def clear(self) -> None:
+        """Forget the waiting item, if any."""
+        with self._cond:
+            self._item = None
+
+    def close(self) -> None:
+        """Wake every waiter; later ``take`` calls return None at once."""
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+
+class Window:
+    """The last ``size`` samples of a quantity, for percentiles."""
+
+    def __init__(self, size: int = 200):
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def percentiles(self, qs: tuple[float, ...] = (50, 90, 99)) -> tuple[float, ...]:
+        """The ``qs`` percentiles, NaN while empty."""
+        if not self._values:
+            return tuple(float("nan") for _ in qs)
+        return tuple(float(v) for v in np.percentile(np.fromiter(self._values, float), qs))
+
+    def max(self) -> float:
+        return max(self._values, default=float("nan"))
+
+
+class RateMeter:
+    """Events per second over the last ``horizon`` seconds."""
+
+    def __init__(self, horizon: float = 2.0, clock: Callable[[], float] = time.monotonic):
+        self._horizon = horizon
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def tick(self) -> None:
+        self._times.append(self._clock())
+        self._trim()
+
+    def rate(self) -> float:
+        self._trim()
+        if len(self._times) < 2:
+            return 0.0
+        span = self._clock() - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _trim(self) -> None:
+        cutoff = self._clock() - self._horizon
+        while self._times and self._times[0] < cutoff:
+            self._times.popleft()
+
+
+class FrameStats:
+    """Counters and windows for the node's diagnostics; thread-safe."""
+
+    def __init__(self, window: int = 200):
+        self._lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.rejected: Counter[str] = Counter()
+        self.errors = 0
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self.latency_ms = Window(window)   # receive -> last publish
+        self.model_ms = Window(window)     # predictor's model time
+        self.overhead_ms = Window(window)  # decode + encode + publish
+        self.age_at_start_ms = Window(window)  # receive -> processing start
+        self.gap_ms = Window(window)  # between consecutive receptions
+        self._last_received: float | None = None
+
+    def on_received(self, now: float) -> int:
+        """Count one arrival; returns its index (0, 1, ...)."""
+        with self._lock:
+            index = self.received
+            self.received += 1
+            if self._last_received is not None:
+                self.gap_ms.add((now - self._last_received) * 1e3)
+            self._last_received = now
+            self.input_rate.tick()
+            return index
+
+    def on_dropped(self) -> None:
+        """A waiting frame was replaced by a newer one before processing."""
+        with self._lock:
+            self.dropped += 1
+
+    def on_started(self, frame: Frame, now: float) -> None:
+        with self._lock:
+            self.age_at_start_ms.add((now - frame.received) * 1e3)
+
+    def on_rejected(self, cause: str) -> int:
+        """Count a malformed frame; returns how many of this cause so far."""
+        with self._lock:
+            self.rejected[cause] += 1
+            return self.rejected[cause]
+
+    def on_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def on_published(self, frame: Frame, now: float, model_ms: float, overhead_ms: float) -> None:
+        """A frame's outputs are out: ``overhead_ms`` is the node's own time on it (decode,
+        encode, publish), i.e. everything but the predictor."""
+        with self._lock:
+            self.processed += 1
+            self.latency_ms.add((now - frame.received) * 1e3)
+            self.model_ms.add(model_ms)
+            self.overhead_ms.add(overhead_ms)
+            self.output_rate.tick()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every figure as a flat ``name -> value`` dict (diagnostics key/values)."""
+        with self._lock:
+            values: dict[str, Any] = {
+                "input_rate_hz": self.input_rate.rate(),
+                "output_rate_hz": self.output_rate.rate(),
+                "frames_received": self.received,
+                "frames_processed": self.processed,
+                "frames_dropped": self.dropped,
+                "frames_rejected": sum(self.rejected.values()),
+                "inference_errors": self.errors,
+            }
+            for name, window in (("latency", self.latency_ms), ("model", self.model_ms),
+                                 ("node_overhead", self.overhead_ms), ("age_at_start", self.age_at_start_ms)):
+                for q, v in zip((50, 90, 99), window.percentiles()):
+                    values[f"{name}_p{q}_ms"] = v
+            values["age_at_start_max_ms"] = self.age_at_start_ms.max()
+            values["input_gap_max_ms"] = self.gap_ms.max()
+            for cause, count in sorted(self.rejected.items()):
+                values[f"rejected.{cause}"] = count
+            return values
+
+
+class Worker:
+    """One thread that takes the newest frame from a slot and hands it to ``process``.
+
+    ``process`` must not raise for bad frames (the node counts and logs those); an
+    exception that escapes is counted as an error and the loop goes on.
+    """
+
+    def __init__(self, slot: LatestSlot[Frame], process: Callable[[Frame], None], *,
+                 on_error: Callable[[BaseException], None], name: str = "panoptic_worker"):
+        self._slot = slot
+        self._process = process
+        self._on_error = on_error
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the slot and wait for the frame in progress to finish."""
+        self._slot.close()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            frame = self._slot.take()
+            if frame is None:
+                return
+            try:
+                self._process(frame)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not kill the node
+                self._on_error(exc)

@@ -1,0 +1,101 @@
+"""The latest-frame slot, the worker thread and the diagnostics statistics (no ROS)."""
+import threading
+
+import pytest
+
+from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, RateMeter, Window, Worker
+
+
+def test_slot_keeps_only_the_newest_item():
+    slot = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True
+    assert slot.put(3) is True
+    assert slot.take(timeout=0) == 3
+    assert slot.take(timeout=0) is None
+    slot.put(4)
+    slot.clear()
+    assert slot.take(timeout=0) is None
+
+
+def test_close_wakes_a_waiting_taker():
+    slot = LatestSlot()
+    got = []
+    taker = threading.Thread(target=lambda: got.append(slot.take()))
+    taker.start()
+    slot.close()
+    taker.join(5)
+    assert not taker.is_alive() and got == [None]
+    slot.put(1)
+    assert slot.take(timeout=0) is None
+
+
+def test_worker_processes_the_newest_frame_and_survives_errors():
+    slot = LatestSlot()
+    release, started, failed, finished = (threading.Event() for _ in range(4))
+    seen, errors = [], []
+
+    def process(frame):
+        started.set()
+        release.wait(5)
+        if frame.msg == "bad":
+            raise RuntimeError("boom")
+        seen.append(frame.msg)
+        if len(seen) == 2:
+            finished.set()
+
+    def on_error(exc):
+        errors.append(exc)
+        failed.set()
+
+    worker = Worker(slot, process, on_error=on_error)
+    worker.start()
+    slot.put(Frame("first", 0.0, 0))
+    assert started.wait(5)
+    for i, msg in enumerate(["stale-1", "stale-2", "bad"]):  # arrive while "first" is processed
+        slot.put(Frame(msg, 0.0, i + 1))
+    release.set()
+    assert failed.wait(5)
+    slot.put(Frame("newest", 0.0, 4))
+    assert finished.wait(5)
+    worker.stop()
+    assert seen == ["first", "newest"]
+    assert len(errors) == 1 and str(errors[0]) == "boom"
+
+
+def test_window_percentiles_and_rate_meter():
+    window = Window(size=100)
+    assert all(v != v for v in window.percentiles())  # NaN while empty
+    for v in range(1, 101):
+        window.add(float(v))
+    p50, p90, p99 = window.percentiles()
+    assert p50 == pytest.approx(50.5) and p90 == pytest.approx(90.1) and window.max() == 100
+    now = [0.0]
+    meter = RateMeter(horizon=2.0, clock=lambda: now[0])
+    for _ in range(11):
+        meter.tick()
+        now[0] += 0.1
+    now[0] -= 0.1
+    assert meter.rate() == pytest.approx(10.0)
+    now[0] += 5.0
+    assert meter.rate() == 0.0
+
+
+def test_frame_stats_snapshot_counts_everything():
+    stats = FrameStats()
+    first = Frame("a", 10.0, stats.on_received(10.0))
+    stats.on_received(10.02)
+    stats.on_dropped()
+    stats.on_started(first, 10.005)
+    stats.on_published(first, 10.05, model_ms=30.0, overhead_ms=1.5)
+    assert stats.on_rejected("truncated") == 1
+    assert stats.on_rejected("truncated") == 2
+    stats.on_rejected("zero_size")
+    stats.on_error()
+    snap = stats.snapshot()
+    assert (snap["frames_received"], snap["frames_processed"], snap["frames_dropped"]) == (2, 1, 1)
+    assert snap["frames_rejected"] == 3 and snap["rejected.truncated"] == 2 and snap["rejected.zero_size"] == 1
+    assert snap["inference_errors"] == 1
+    assert snap["latency_p50_ms"] == pytest.approx(50.0)
+    assert snap["model_p99_ms"] == pytest.approx(30.0) and snap["node_overhead_p50_ms"] == pytest.approx(1.5)
+    assert snap["age_at_start_max_ms"] == pytest.approx(5.0) and snap["input_gap_max_ms"] == pytest.approx(20.0)
