@@ -72,11 +72,13 @@ def sample_grid(panoptic: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
 def fcos_locations(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """FCOS locations of P3..P7 in level order, row-major within a level.
 
     Returns:
-        points (N, 2) float32 ``(x, y)`` in input pixels, and level (N,) int64 (0 = P3).
+        points (N, 2) float32 ``(x, y)`` in input pixels, and level (N,) int64 (0 = P3);
+        read-only (cached per size).
     """
     points, levels = [], []
     for level, stride in enumerate(FCOS_STRIDES):
@@ -85,7 +87,9 @@ def fcos_locations(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
                              indexing="ij")
         points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
         levels.append(np.full(gh * gw, level, np.int64))
-    return np.concatenate(points).astype(np.float32), np.concatenate(levels)
+    points, levels = np.concatenate(points).astype(np.float32), np.concatenate(levels)
+    points.flags.writeable = levels.flags.writeable = False
+    return points, levels
 
 
 def panonet_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str, np.ndarray]:

@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from panoptic_ros.labels import get_label_space
 from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.transforms import to_tensor
 from panoptic_ros.training.targets import ciae_targets, panonet_targets
 from panoptic_ros.types import VOID
 
@@ -107,11 +106,13 @@ class PanopticCollate:
         if not samples:
             raise ValueError("cannot collate an empty batch")
         height, width = self.padded_size(samples)
-        images = torch.zeros((len(samples), 3, height, width), dtype=torch.float32)
+        padding = any(s.image.shape[:2] != (height, width) for s in samples)
+        images = (torch.zeros if padding else torch.empty)((len(samples), 3, height, width), dtype=torch.float32)
         per_image = []
         for i, sample in enumerate(samples):
             h, w = sample.image.shape[:2]
-            images[i, :, :h, :w] = to_tensor(sample.image)
+            # One strided copy with the uint8 -> float32 cast (to_tensor's layout, no temporary).
+            images[i, :, :h, :w].copy_(torch.from_numpy(sample.image).permute(2, 0, 1))
             if self.targets is not None:
                 per_image.append(self._targets(sample, height, width))
         return Batch(images, _stack(per_image), list(samples))
