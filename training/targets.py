@@ -185,7 +185,9 @@ def embedding_targets(target: PanopticResult, label_space: LabelSpace) -> dict[s
     candidate = _positions(candidate_ids, sampled)
     present = np.bincount(candidate[candidate >= 0], minlength=len(candidate_ids)) > 0
     compact = np.cumsum(present) - 1
-    segment_map = np.where(candidate >= 0, compact[candidate], -1).astype(np.int64)
+    segment_map = np.full(sampled.shape, -1, np.int64)
+    hit = candidate >= 0
+    segment_map[hit] = compact[candidate[hit]]
 
     categories = np.concatenate([[merged[s.category_id] for s in stuff], np.full(len(thing_ids), num_stuff)])
     is_thing = np.arange(len(candidate_ids)) >= len(stuff)

@@ -185,3 +185,13 @@ def test_coco_thing_classes_and_merged_stuff():
     assert set(t["fcos_labels"].tolist()) == {-1, 2}
     np.testing.assert_array_equal(t["segment_category"], [0, 53])   # 53 COCO stuff classes
     assert t["category_map"][8, 8] == 53 and t["category_map"][0, 0] == 0
+
+
+def test_all_void_image():
+    result = PanopticResult.from_panoptic_map(np.zeros((40, 72), np.int32), CITYSCAPES)
+    t = ciae_targets(result, CITYSCAPES)
+    assert np.all(t["segment_map"] == -1) and np.all(t["category_map"] == 255)
+    assert t["segment_category"].shape == (0,) and t["segment_boxes"].shape == (0, 4)
+    assert t["segment_is_thing"].dtype == bool and np.all(t["fcos_labels"] == -1)
+    p = panonet_targets(result, CITYSCAPES)
+    assert np.all(p["semantic_8"] == 255) and not p["instance_8"].any()
