@@ -41,6 +41,8 @@ from panoptic_ros.models.fcos_head import FCOSHead, level_locations
 from panoptic_ros.models.resnet_fpn import ResNetFPN, make_norm
 
 HEAD_STRIDES = (8, 16, 32, 64, 128)
+EMBED_STRIDE = 4
+"""Stride of the embedding output (P2); its pixel (u, v) stands for input pixel (4u + 2, 4v + 2)."""
 
 
 @dataclass(frozen=True)

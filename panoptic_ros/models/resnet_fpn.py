@@ -62,15 +62,16 @@ class FrozenBatchNorm2d(nn.Module):
 def make_norm(kind: NormKind, channels: int) -> nn.Module:
     """A normalisation layer of ``kind`` for ``channels`` channels.
 
-    GroupNorm uses 32 groups, or fewer for narrow layers (the largest divisor of
-    ``channels`` not above 32), so tiny models still normalise.
+    GroupNorm uses 32 groups, or fewer for narrow layers: the largest divisor of
+    ``channels`` not above 32 that leaves at least two channels per group, so tiny models
+    still normalise even on the 1 x 1 maps that P7 of a small image has.
     """
     if kind == "frozen_bn":
         return FrozenBatchNorm2d(channels)
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "gn":
-        groups = max(g for g in range(1, 33) if channels % g == 0)
+        groups = max(g for g in range(1, min(32, max(1, channels // 2)) + 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
     raise ValueError(f"norm: unknown normalisation {kind!r} (frozen_bn, gn, bn)")
 

@@ -1,0 +1,210 @@
+"""CIAE post-processing: proposals -> query embeddings -> one matmul -> panoptic map.
+
+From the eval-mode outputs of :class:`panoptic_ros.models.ciae.CIAE` (torch or ONNX):
+
+1. Proposals (FCOS): score = sqrt(class probability * center-ness) (FCOS's final score);
+   candidates above ``score_threshold``, the ``pre_nms_top_k`` best (location, class)
+   pairs, class-wise NMS, at most ``max_instances``.
+2. Embeddings: P = L2norm(upsample4x(P' + P'')) cropped to the input size (the paper's
+   order: upsample, then normalise).
+3. Queries V: the stuff memory embeddings, then P at the location (x, y) that produced each
+   kept proposal (Sec. IV-C).
+4. S = V P^T, one matmul (split into row bands only when Q x H x W exceeds
+   ``max_similarity_elements``, to bound memory on CPUs); box filtering with the predicted
+   boxes; argmax per pixel. Outside its box an instance's similarity is ``-inf`` rather than
+   the training loss's 0, so an instance never claims pixels outside its own box (with 0 it
+   would whenever every stuff similarity of a pixel is negative).
+5. Thing classes come from the box classifier; instances of a class are numbered 1, 2, ...
+   by descending score; stuff segments smaller than ``stuff_min_area`` (at the
+   ``area_reference`` image size, scaled by pixel count) become VOID.
+
+Scores: a thing segment carries its proposal score; a stuff segment the mean of its pixels'
+winning similarity (cosine to the stuff memory embedding, in [-1, 1]).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from panoptic_ros.labels import LabelSpace
+from panoptic_ros.postprocess.nms import batched_nms
+from panoptic_ros.types import LABEL_DIVISOR, PanopticResult
+
+
+@dataclass(frozen=True)
+class CIAEPostprocessConfig:
+    """Runtime-tunable CIAE inference settings.
+
+    Attributes:
+        score_threshold: minimum sqrt(cls * centerness) of a proposal.
+        pre_nms_top_k: candidates kept before NMS.
+        nms_threshold: class-wise NMS IoU threshold.
+        max_instances: proposals kept after NMS.
+        stuff_min_area: stuff segments below this many pixels (at ``area_reference``) -> VOID.
+        area_reference: (H, W) at which ``stuff_min_area`` holds (COCO's 800 x 1333).
+        max_similarity_elements: largest similarity block computed at once.
+    """
+
+    score_threshold: float = 0.3
+    pre_nms_top_k: int = 1000
+    nms_threshold: float = 0.6
+    max_instances: int = 100
+    stuff_min_area: int = 4096
+    area_reference: tuple[int, int] = (800, 1333)
+    max_similarity_elements: int = 1 << 25
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score_threshold <= 1 or not 0 <= self.nms_threshold <= 1:
+            raise ValueError("score_threshold and nms_threshold: must lie in [0, 1]")
+        if self.pre_nms_top_k < 1 or self.max_instances < 0 or self.stuff_min_area < 0:
+            raise ValueError("pre_nms_top_k must be >= 1; max_instances and stuff_min_area >= 0")
+        if min(self.area_reference) < 1 or self.max_similarity_elements < 1:
+            raise ValueError("area_reference and max_similarity_elements: must be positive")
+
+
+@dataclass
+class Proposals:
+    """Kept detections of one image, by descending score (K rows)."""
+
+    boxes: torch.Tensor  # (K, 4) x0, y0, x1, y1 input pixels
+    scores: torch.Tensor  # (K,)
+    classes: torch.Tensor  # (K,) thing class index 0..C_th-1
+    locations: torch.Tensor  # (K, 2) (x, y) input pixels
+
+
+def inside_boxes(boxes: torch.Tensor, x: torch.Tensor, y: torch.Tensor, expand: float = 1.0) -> torch.Tensor:
+    """Which points lie inside which boxes (edges included).
+
+    Args:
+        boxes: (K, 4) x0, y0, x1, y1.
+        x: point x coordinates, any shape broadcastable with ``y``.
+        y: point y coordinates.
+        expand: scale each box about its centre by this factor first.
+    Returns:
+        (K, *broadcast(x, y).shape) bool.
+    """
+    if expand != 1.0:
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]) * (expand / 2)
+        boxes = torch.cat([centre - half, centre + half], dim=1)
+    view = (-1,) + (1,) * max(x.dim(), y.dim())
+    x0, y0, x1, y1 = (boxes[:, i].reshape(view) for i in range(4))
+    return (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1)
+
+
+def select_proposals(outputs: dict[str, torch.Tensor], config: CIAEPostprocessConfig) -> Proposals:
+    """Threshold, top-k and class-wise NMS of the dense FCOS outputs of image 0."""
+    cls = outputs["cls_scores"][0]
+    scores = torch.sqrt(cls * outputs["centerness"][0][:, None]).flatten()
+    candidates = torch.nonzero(scores > config.score_threshold).flatten()
+    if len(candidates) > config.pre_nms_top_k:
+        candidates = candidates[scores[candidates].topk(config.pre_nms_top_k).indices]
+    location, classes = candidates // cls.shape[1], candidates % cls.shape[1]
+    boxes = outputs["boxes"][0][location]
+    keep = batched_nms(boxes, scores[candidates], classes, config.nms_threshold, max_output=config.max_instances)
+    return Proposals(boxes[keep], scores[candidates][keep], classes[keep], outputs["locations"][0][location[keep]])
+
+
+def pixel_embeddings(embeddings: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """P: (1, E, h, w) unnormalised 1/4-scale map -> (E, H, W) L2-normalised at input size."""
+    up = F.interpolate(embeddings[:1].float(), scale_factor=4.0, mode="bilinear", align_corners=False)
+    return F.normalize(up[0, :, : image_size[0], : image_size[1]], dim=0)
+
+
+def similarity(pixels: torch.Tensor, queries: torch.Tensor, boxes: torch.Tensor, rows: tuple[int, int]) -> torch.Tensor:
+    """Box-filtered similarities of the image rows ``rows[0]:rows[1]``.
+
+    Args:
+        pixels: (E, H, W) normalised pixel embeddings.
+        queries: (Q, E) normalised queries; the last K are instances.
+        boxes: (K, 4) instance boxes.
+    Returns:
+        (Q, n) cosine similarities, n = rows x W; ``-inf`` for instances outside their box.
+    """
+    _, _, width = pixels.shape
+    sim = queries @ pixels[:, rows[0]: rows[1]].reshape(pixels.shape[0], -1)
+    k = boxes.shape[0]
+    if k:
+        # pixel centres: column c covers [c, c + 1) in the boxes' continuous coordinates
+        xs = torch.arange(width, device=pixels.device, dtype=boxes.dtype)[None, :] + 0.5
+        ys = torch.arange(rows[0], rows[1], device=pixels.device, dtype=boxes.dtype)[:, None] + 0.5
+        inside = inside_boxes(boxes, xs, ys).reshape(k, -1)
+        sim[-k:] = sim[-k:].masked_fill(~inside, float("-inf"))
+    return sim
+
+
+def assign_pixels(pixels: torch.Tensor, queries: torch.Tensor, boxes: torch.Tensor,
+                  max_elements: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax of the similarities, in row bands of at most ``max_elements`` similarities.
+
+    Returns:
+        labels (H, W) int64 query index and best (H, W) winning similarity.
+    """
+    _, height, width = pixels.shape
+    band = max(1, max_elements // max(1, width * queries.shape[0]))
+    best, labels = [], []
+    for r0 in range(0, height, band):
+        value, index = similarity(pixels, queries, boxes, (r0, min(height, r0 + band))).max(dim=0)
+        best.append(value)
+        labels.append(index)
+    return torch.cat(labels).view(height, width), torch.cat(best).view(height, width)
+
+
+def postprocess_ciae(outputs: dict[str, torch.Tensor], *, config: CIAEPostprocessConfig,
+                     label_space: LabelSpace) -> PanopticResult:
+    """The panoptic segmentation of image 0 of a batch of eval-mode CIAE outputs.
+
+    Args:
+        outputs: ``CIAE.OUTPUT_NAMES`` tensors (batch dim first; torch, any device).
+        config: thresholds.
+        label_space: the model's label space.
+    Returns:
+        the result at the model input resolution.
+    """
+    stuff = outputs["stuff_memory"][0].float()
+    if stuff.shape[0] != len(label_space.stuff_train_indices):
+        raise ValueError(f"outputs['stuff_memory']: {stuff.shape[0]} stuff classes, but label space "
+                         f"{label_space.name!r} has {len(label_space.stuff_train_indices)}")
+    height, width = (int(v) for v in outputs["image_size"][0])
+    proposals = select_proposals(outputs, config)
+    pixels = pixel_embeddings(outputs["embeddings"], (height, width))
+    loc = proposals.locations.long()
+    xs, ys = loc[:, 0].clamp(0, width - 1), loc[:, 1].clamp(0, height - 1)
+    queries = torch.cat([F.normalize(stuff, dim=1), pixels[:, ys, xs].t()])
+    labels, best = assign_pixels(pixels, queries, proposals.boxes.float(), config.max_similarity_elements)
+    return panoptic_from_assignment(labels, best, proposals, label_space=label_space, config=config)
+
+
+def panoptic_from_assignment(labels: torch.Tensor, best: torch.Tensor, proposals: Proposals, *,
+                             label_space: LabelSpace, config: CIAEPostprocessConfig) -> PanopticResult:
+    """Query indices per pixel -> PanopticResult (stuff queries first, then proposals)."""
+    num_stuff = len(label_space.stuff_train_indices)
+    num_queries = num_stuff + len(proposals.scores)
+    height, width = labels.shape
+    flat = labels.flatten()
+    finite = torch.isfinite(best.flatten())
+    areas = torch.bincount(flat[finite], minlength=num_queries).cpu().numpy()
+    sums = torch.bincount(flat[finite], weights=best.flatten()[finite].double(), minlength=num_queries).cpu().numpy()
+    ids = np.array(label_space.ids, dtype=np.int64)
+    lut = np.zeros(num_queries + 1, dtype=np.int64)  # last entry: pixels no query may claim
+    scores: dict[int, float] = {}
+    min_area = config.stuff_min_area * height * width / (config.area_reference[0] * config.area_reference[1])
+    for q, train_index in enumerate(label_space.stuff_train_indices):
+        if areas[q] > 0 and areas[q] >= min_area:
+            lut[q] = ids[train_index] * LABEL_DIVISOR
+            scores[int(lut[q])] = float(sums[q] / areas[q])
+    counters: dict[int, int] = {}
+    thing_ids = ids[list(label_space.thing_train_indices)]
+    for k, (c, s) in enumerate(zip(proposals.classes.tolist(), proposals.scores.tolist())):
+        category = int(thing_ids[c])
+        counters[category] = counters.get(category, 0) + 1
+        if counters[category] >= LABEL_DIVISOR:
+            continue  # more instances than the id encoding holds: leave them VOID
+        lut[num_stuff + k] = category * LABEL_DIVISOR + counters[category]
+        scores[int(lut[num_stuff + k])] = float(s)
+    index = torch.where(finite, flat, torch.full_like(flat, num_queries)).cpu().numpy()
+    panoptic = lut[index].reshape(height, width).astype(np.int32)
+    return PanopticResult.from_panoptic_map(panoptic, label_space, scores)
