@@ -7,6 +7,7 @@ and write the JSON last (atomically), so a folder with a JSON is complete.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,7 +15,6 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from panoptic_ros.checkpoint import atomic_write_bytes
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
 
@@ -35,8 +35,14 @@ class CocoImage:
     image_file_name: str | None = None   # the source image's name from ``images``, if listed
 
 
-def read_panoptic_json(path: str | Path) -> dict:
-    """Read and check a COCO panoptic JSON (``annotations`` and ``categories`` lists)."""
+def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dict:
+    """Read and check a COCO panoptic JSON (``annotations`` and ``categories`` lists).
+
+    Args:
+        path: the JSON file.
+        require_categories: whether a ``categories`` list must be present (prediction
+            files in the COCO results format may lack it).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -46,7 +52,7 @@ def read_panoptic_json(path: str | Path) -> dict:
         raise CocoFormatError(f"{path}: malformed JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object at the top level")
-    for key in ("annotations", "categories"):
+    for key in ("annotations", "categories") if require_categories else ("annotations",):
         if not isinstance(data.get(key), list):
             raise CocoFormatError(f"{path}: missing or invalid {key!r} list")
     for i, ann in enumerate(data["annotations"]):
@@ -66,7 +72,14 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise CocoFormatError(f"{path}: not a readable PNG")
-    return rgb2id(bgr[..., ::-1])
+    if sys.byteorder != "little":
+        return rgb2id(bgr[..., ::-1])
+    # Same ids as rgb2id, ~10x faster (evaluation reads two PNGs per image): the bytes
+    # R, G, B, A of an RGBA pixel read as a little-endian uint32 are R + 256 G + 256² B
+    # + 256³ A, and the mask drops A.
+    ids = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA).view(np.uint32)[..., 0]
+    ids &= 0xFFFFFF
+    return ids.view(np.int32)
 
 
 def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:
@@ -126,5 +139,7 @@ def write_coco_panoptic(
         source = (image_file_names or {}).get(image_id, Path(file_name).with_suffix(".jpg").name)
         images.append({"id": image_id, "file_name": source, "height": result.height, "width": result.width})
     data = {"images": images, "annotations": annotations, "categories": label_space.coco_categories()}
+    from panoptic_ros.checkpoint import atomic_write_bytes  # here: checkpoint imports torch
+
     atomic_write_bytes(Path(json_path), json.dumps(data).encode())
     return data
