@@ -32,6 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "panoptic-eval = panoptic_ros.eval.cli:main",
+            "panoptic-synth = panoptic_ros.training.synth_cli:main",
         ],
     },
 )

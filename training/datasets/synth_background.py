@@ -161,15 +161,13 @@ def _draw_facade(cam: Camera, x: float, z0: float, z1: float, rng, table: Materi
     if len(zc) == 0 or len(yc) == 0:
         return
     Z, Y = np.meshgrid(zc, yc)
-    Z, Y = Z.ravel(), Y.ravel()
-    za, zb = np.maximum(Z - win_w / 2, Z_NEAR), Z + win_w / 2
-    corners = np.stack([cam.project(x, Y - win_h / 2, za), cam.project(x, Y - win_h / 2, zb),
-                        cam.project(x, Y + win_h / 2, zb), cam.project(x, Y + win_h / 2, za)], axis=1)
-    layer.polys(list(corners), glass)
+    layer.polys(cam.side_quads(x, np.maximum(Z - win_w / 2, Z_NEAR), Z + win_w / 2, Y - win_h / 2, Y + win_h / 2),
+                glass)
     if ground_floor:
         shop = table.add(pal.pick(rng, pal.GREYS[:2], 15), fine=3, coarse=15)
-        for za_, zb_ in zip(zc[::2] - pitch * 0.8, zc[::2] + pitch * 0.8):
-            layer.poly(cam.side_quad(x, max(za_, Z_NEAR), zb_, 0.3, floor_h * 0.8), shop)
+        shops = zc[::2]
+        layer.polys(cam.side_quads(x, np.maximum(shops - pitch * 0.8, Z_NEAR), shops + pitch * 0.8, 0.3,
+                                   floor_h * 0.8), shop)
 
 
 def _draw_edge(plan: StreetPlan, side: Side, rng, table: MaterialTable, layer: Layer) -> None:
@@ -198,9 +196,9 @@ def _draw_fence(cam: Camera, x: float, z0: float, z1: float, rng, table: Materia
     layer.poly(cam.side_quad(x, z0, z1, 0.0, h), infill, FENCE)
     step = rng.uniform(0.12, 0.3)
     zs = np.arange(z0, z1, step)
-    posts = [cam.side_quad(x, z, z + step * 0.3, 0.0, h) for z in zs]
-    rails = [cam.side_quad(x, z0, z1, y, y + 0.06) for y in (0.1 * h, 0.9 * h)]
-    layer.polys(posts + rails, bar)
+    layer.polys(cam.side_quads(x, zs, zs + step * 0.3, 0.0, h), bar)
+    rails = np.array([0.1 * h, 0.9 * h])
+    layer.polys(cam.side_quads(x, z0, z1, rails, rails + 0.06), bar)
 
 
 def _canopy(cam: Camera, x: float, y: float, z: float, r: float, mat: int, layer: Layer, rng) -> None:
@@ -234,9 +232,9 @@ def _draw_sidewalks(plan: StreetPlan, rng, table: MaterialTable, layer: Layer) -
         lo, hi = sorted((side.curb, side.outer))
         layer.poly(cam.ground_quad(lo, hi, Z_NEAR, plan.z_end), paving, SIDEWALK)
         zs = np.arange(Z_NEAR, min(plan.z_end, 40.0), tile)
-        layer.polys([cam.ground_quad(lo, hi, z, z + 0.04) for z in zs], joint)
+        layer.polys(cam.ground_quads(lo, hi, zs, zs + 0.04), joint)
         xs = np.arange(lo, hi, tile)
-        layer.polys([cam.ground_quad(x, x + 0.04, Z_NEAR, plan.z_end) for x in xs], joint)
+        layer.polys(cam.ground_quads(xs, xs + 0.04, Z_NEAR, plan.z_end), joint)
         c0 = side.curb + side.sign * 0.25
         layer.poly(cam.ground_quad(min(side.curb, c0), max(side.curb, c0), Z_NEAR, plan.z_end), curb)
 
@@ -250,22 +248,19 @@ def _draw_road(plan: StreetPlan, rng, table: MaterialTable, layer: Layer) -> Non
     paint = table.add(np.array([215, 215, 210]) * rng.uniform(0.7, 1.0), fine=8, mid=6)
     layer.poly(cam.ground_quad(left, right, Z_NEAR, plan.z_end), asphalt, ROAD)
     dash, gap = rng.uniform(2.0, 4.0), rng.uniform(4.0, 9.0)
-    marks = []
-    for k in range(1, plan.lanes):
-        xb = left + k * plan.lane_width
-        for z in np.arange(Z_NEAR + rng.uniform(0, gap), plan.z_end, dash + gap):
-            marks.append(cam.ground_quad(xb - 0.07, xb + 0.07, z, z + dash))
-    for xb in (left + 0.3, right - 0.3):
-        marks.append(cam.ground_quad(xb - 0.06, xb + 0.06, Z_NEAR, plan.z_end))
+    xb = left + np.arange(1, plan.lanes)[:, None] * plan.lane_width
+    zs = np.arange(Z_NEAR + rng.uniform(0, gap), plan.z_end, dash + gap)[None, :]
+    layer.polys(cam.ground_quads(xb - 0.07, xb + 0.07, zs, zs + dash), paint)
+    edges = np.array([left + 0.3, right - 0.3])
+    layer.polys(cam.ground_quads(edges - 0.06, edges + 0.06, Z_NEAR, plan.z_end), paint)
     if plan.crosswalk:
-        z0, z1 = plan.crosswalk
-        marks += [cam.ground_quad(x, x + 0.5, z0, z1) for x in np.arange(left + 0.5, right - 0.5, 1.0)]
-    layer.polys(marks, paint)
+        xs = np.arange(left + 0.5, right - 0.5, 1.0)
+        layer.polys(cam.ground_quads(xs, xs + 0.5, *plan.crosswalk), paint)
     if plan.tram:
         steel = table.add((150, 150, 155), fine=6)
         xc = left + plan.lane_width * (plan.lanes // 2 + 0.5)
-        rails = [cam.ground_quad(x, x + 0.07, Z_NEAR, plan.z_end) for x in (xc - 0.75, xc + 0.68)]
-        layer.polys(rails, steel)
+        rails = np.array([xc - 0.75, xc + 0.68])
+        layer.polys(cam.ground_quads(rails, rails + 0.07, Z_NEAR, plan.z_end), steel)
 
 
 def _shadows(plan: StreetPlan, rng) -> np.ndarray:

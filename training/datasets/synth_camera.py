@@ -62,13 +62,28 @@ class Camera:
         """Pixels per metre (horizontal, vertical) of an upright plane at depth ``z``."""
         return self.fx / z, self.focal / z
 
+    def ground_quads(self, x0, x1, z0, z1) -> np.ndarray:
+        """(N, 4, 2) pixels of road-level rectangles X in [x0, x1], Z in [z0, z1] (arrays broadcast)."""
+        x0, x1, z0, z1 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, np.float64)) for v in (x0, x1, z0, z1)))
+        X = np.stack([x0, x1, x1, x0], axis=-1)
+        Z = np.stack([z0, z0, z1, z1], axis=-1)
+        return self.project(X, 0.0, Z).reshape(-1, 4, 2)
+
+    def side_quads(self, x, z0, z1, y0, y1) -> np.ndarray:
+        """(N, 4, 2) pixels of upright rectangles in the planes X = x (facades along the street)."""
+        x, z0, z1, y0, y1 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, np.float64))
+                                                  for v in (x, z0, z1, y0, y1)))
+        Y = np.stack([y0, y0, y1, y1], axis=-1)
+        Z = np.stack([z0, z1, z1, z0], axis=-1)
+        return self.project(x[..., None], Y, Z).reshape(-1, 4, 2)
+
     def ground_quad(self, x0: float, x1: float, z0: float, z1: float) -> np.ndarray:
         """(4, 2) pixels of the road-level rectangle X in [x0, x1], Z in [z0, z1]."""
-        return self.project([x0, x1, x1, x0], 0.0, [z0, z0, z1, z1])
+        return self.ground_quads(x0, x1, z0, z1)[0]
 
     def side_quad(self, x: float, z0: float, z1: float, y0: float, y1: float) -> np.ndarray:
         """(4, 2) pixels of the upright rectangle in the plane X = x (a facade along the street)."""
-        return self.project(x, [y0, y0, y1, y1], [z0, z1, z1, z0])
+        return self.side_quads(x, z0, z1, y0, y1)[0]
 
     def front_quad(self, z: float, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
         """(4, 2) pixels of the upright rectangle in the plane Z = z (facing the camera)."""

@@ -8,6 +8,7 @@ such as windows or lane markings cost one polygon fill and never touch the label
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -47,12 +48,33 @@ class MaterialTable:
         m = self.count
         colour = np.asarray(colour, np.float32)
         self.colour[:, m] = np.clip(colour * self.light, 0, 255).round()
-        brightness = max(float(colour.mean()), 25.0)
+        brightness = max(float(colour[0] + colour[1] + colour[2]) / 3.0, 25.0)
         for k, a in enumerate((fine, mid, coarse)):
-            self.amp[k, m] = float(np.mean(a)) / brightness
-        self.grad[m] = float(np.mean(grad)) / brightness
+            self.amp[k, m] = _mean(a) / brightness
+        self.grad[m] = _mean(grad) / brightness
         self.count += 1
         return m
+
+
+_WORK = threading.local()
+_POOLED_PIXELS = 1 << 17
+
+
+def _scratch(slot: int, shape: tuple[int, int], dtype) -> np.ndarray:
+    """A reusable per-thread scratch array for image-sized temporaries.
+
+    Fresh multi-megabyte arrays cost more in page faults than the arithmetic done on them,
+    so shading a whole image reuses buffers; small sprites just allocate.
+    """
+    if shape[0] * shape[1] < _POOLED_PIXELS:
+        return np.empty(shape, dtype)
+    pool = getattr(_WORK, "pool", None)
+    if pool is None or len(pool) > 32:
+        pool = _WORK.pool = {}
+    key = (slot, shape, np.dtype(dtype).str)
+    if key not in pool:
+        pool[key] = np.empty(shape, dtype)
+    return pool[key]
 
 
 def shade(mat: np.ndarray, table: MaterialTable, noise: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
@@ -64,24 +86,34 @@ def shade(mat: np.ndarray, table: MaterialTable, noise: np.ndarray, gain: np.nda
         noise: (NUM_FIELDS, H, W) float32 fields.
         gain: optional (H, W) float32 brightness factor (shadows).
     Returns:
-        (H, W, 3) uint8 RGB.
+        (H, W, 3) uint8 RGB (a new array).
     """
     h, w = mat.shape
-    lum = np.ones((h, w), np.float32)
+    lum = _scratch(0, (h, w), np.float32)
+    term = _scratch(1, (h, w), np.float32)
+    lum.fill(1.0)
     for k in range(NUM_FIELDS):
         if table.amp[k, :table.count].any():
-            term = cv2.LUT(mat, table.amp[k])
+            cv2.LUT(mat, table.amp[k], dst=term)
             np.multiply(term, noise[k], out=term)
             lum += term
     if table.grad[:table.count].any():
-        term = cv2.LUT(mat, table.grad)
+        cv2.LUT(mat, table.grad, dst=term)
         term *= np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
         lum += term
     if gain is not None:
         lum *= gain
     np.maximum(lum, 0.0, out=lum)
-    base = cv2.merge([cv2.LUT(mat, table.colour[c]) for c in range(3)])
-    return cv2.multiply(base, cv2.merge([lum, lum, lum]), dtype=cv2.CV_8U)
+    out = np.empty((h, w, 3), np.uint8)
+    channel = _scratch(2, (h, w), np.uint8)
+    for c in range(3):
+        cv2.LUT(mat, table.colour[c], dst=channel)
+        out[:, :, c] = cv2.multiply(channel, lum, dtype=cv2.CV_8U, dst=_scratch(3, (h, w), np.uint8))
+    return out
+
+
+def _mean(value) -> float:
+    return float(value) if np.isscalar(value) else float(sum(value)) / len(value)
 
 
 def to_fixed(points) -> np.ndarray:
@@ -101,8 +133,14 @@ class Layer:
         return self.mat.shape
 
     def polys(self, polygons, material: int, label: int | None = None) -> None:
-        """Fill polygons (each (N, 2) float pixels x, y); ``label=None`` keeps the labels."""
-        pts = [to_fixed(p) for p in polygons]
+        """Fill polygons: a list of (K, 2) float pixel arrays (x, y) or one (N, K, 2) array;
+        ``label=None`` keeps the labels."""
+        if isinstance(polygons, np.ndarray):
+            if len(polygons) == 0:
+                return
+            pts = to_fixed(polygons)
+        else:
+            pts = [to_fixed(p) for p in polygons]
         cv2.fillPoly(self.mat, pts, int(material), cv2.LINE_8, _SHIFT)
         if label is not None:
             cv2.fillPoly(self.lab, pts, int(label), cv2.LINE_8, _SHIFT)

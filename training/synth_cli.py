@@ -1,0 +1,157 @@
+"""``panoptic-synth``: write SynthStreet scenes as a Cityscapes-layout data set, a COCO
+panoptic data set, or a ROS 2 bag.
+
+Examples::
+
+    panoptic-synth --out data/synth --format cityscapes --count 500 --seed 0 --split train
+    panoptic-synth --out data/synth_coco --format coco --count 100 --seed 1 --split val
+    panoptic-synth --out bags/synth --format bag --count 300 --rate 10 --compressed
+
+Default image size: 1024x2048 (Cityscapes' own) for ``cityscapes``, 512x1024 for ``coco``
+and ``bag``. Scene i of a run is ``generate_scene(seed, start_index + i)``, so the same
+arguments give byte-identical files whatever ``--workers`` is.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import re
+import sys
+from functools import partial
+from pathlib import Path
+
+from panoptic_ros.training.datasets.bag import STORAGES, BagWriteError, write_bag
+from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.training.datasets.writers import (
+    WriterError, check_name, cityscapes_stem, coco_paths, write_cityscapes_sample, write_coco, write_png)
+
+DEFAULT_SIZES = {"cityscapes": (1024, 2048), "coco": (512, 1024), "bag": (512, 1024)}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``512x1024``) -> (H, W); argparse error otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH such as 512x1024, got {text!r}")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h < 64 or w < 128:
+        raise argparse.ArgumentTypeError(f"size must be at least 64x128, got {h}x{w}")
+    return h, w
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="panoptic-synth", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path, help="output folder (for bag: the new bag folder)")
+    p.add_argument("--format", required=True, choices=sorted(DEFAULT_SIZES), help="what to write")
+    p.add_argument("--count", required=True, type=_positive_int, help="number of scenes")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="scene stream seed (default 0)")
+    p.add_argument("--start-index", type=_non_negative_int, default=0, help="first scene index (default 0)")
+    p.add_argument("--size", type=parse_size, default=None,
+                   help="HEIGHTxWIDTH (default 1024x2048 for cityscapes, 512x1024 for coco and bag)")
+    p.add_argument("--split", default="train", help="split name for cityscapes/coco (default train)")
+    p.add_argument("--city", default="synth", help="city folder/name prefix for cityscapes (default synth)")
+    p.add_argument("--mirror", action="store_true", help="mirror each scene's left half onto its right half")
+    p.add_argument("--compressed", action="store_true", help="bag: JPEG CompressedImage instead of raw rgb8")
+    p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="bag storage (default mcap)")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="bag frame rate in Hz (default 10)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes drawing scenes (default 1)")
+    return p
+
+
+def _scene(index: int, *, seed, size, mirror):
+    return generate_scene(seed, index, height=size[0], width=size[1], mirror=mirror)
+
+
+def _cityscapes_job(index: int, *, seed, size, mirror, root, split, city) -> str:
+    stem = cityscapes_stem(city, seed, index)
+    write_cityscapes_sample(root, split, city, stem, _scene(index, seed=seed, size=size, mirror=mirror))
+    return stem
+
+
+def _coco_job(index: int, *, seed, size, mirror, image_dir):
+    sample = _scene(index, seed=seed, size=size, mirror=mirror)
+    write_png(Path(image_dir) / f"{sample.image_id}.png", sample.image)
+    return sample
+
+
+def _map(func, indices, workers: int):
+    """Ordered results of ``func`` over ``indices`` in ``workers`` processes (lazily)."""
+    if workers == 1:
+        yield from map(func, indices)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(func, indices, chunksize=1)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Write what ``args`` asks for; returns the summary line."""
+    size = args.size or DEFAULT_SIZES[args.format]
+    indices = range(args.start_index, args.start_index + args.count)
+    scene = dict(seed=args.seed, size=size, mirror=args.mirror)
+    what = f"{args.count} SynthStreet scenes {size[0]}x{size[1]} (seed {args.seed}, indices " \
+           f"{indices.start}..{indices.stop - 1}{', mirrored' if args.mirror else ''})"
+    if args.format == "cityscapes":
+        check_name("--split", args.split)
+        check_name("--city", args.city)
+        job = partial(_cityscapes_job, **scene, root=args.out, split=args.split, city=args.city)
+        stems = list(_map(job, indices, args.workers))
+        return (f"wrote {what} in the Cityscapes layout: {args.out}/leftImg8bit/{args.split}/{args.city}/ and "
+                f"{args.out}/gtFine/{args.split}/{args.city}/ ({stems[0]} .. {stems[-1]}); convert with "
+                f"cityscapesscripts' createPanopticImgs --dataset-folder {args.out}/gtFine")
+    if args.format == "coco":
+        json_path, png_dir, image_dir = coco_paths(args.out, args.split)
+        job = partial(_coco_job, **scene, image_dir=image_dir)
+        write_coco(args.out, _map(job, indices, args.workers), split=args.split, write_images=False)
+        return f"wrote {what} as COCO panoptic: {json_path}, {png_dir}/, images in {image_dir}/"
+    frames = write_bag(args.out, _map(partial(_scene, **scene), indices, args.workers), rate_hz=args.rate,
+                       compressed=args.compressed, storage=args.storage)
+    topic = "/camera/image_raw/compressed" if args.compressed else "/camera/image_raw"
+    return (f"wrote {what} as a ROS 2 bag ({args.storage}) at {args.out}: {frames} frames at {args.rate:g} Hz "
+            f"on {topic}, /camera/camera_info, /camera/panoptic_gt")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.format == "bag" and args.out.exists():
+        parser.exit(1, f"panoptic-synth: error: {args.out} already exists; a bag is written to a new folder\n")
+    try:
+        print(run(args))
+    except (WriterError, BagWriteError, ValueError, OSError) as exc:
+        parser.exit(1, f"panoptic-synth: error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
