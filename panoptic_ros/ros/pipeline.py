@@ -28,18 +28,28 @@ class Frame(Generic[T]):
 
 
 class LatestSlot(Generic[T]):
-    """A one-item mailbox whose ``put`` overwrites; thread-safe."""
+    """A one-item mailbox whose ``put`` overwrites; thread-safe.
 
-    def __init__(self) -> None:
+    Args:
+        on_put: called with each item while the slot is locked, as it is stored.
+        on_take: called with each item while the slot is locked, as it is taken. Both
+            run in one global order, so time stamps taken in them are exact.
+    """
+
+    def __init__(self, on_put: Callable[[T], None] | None = None, on_take: Callable[[T], None] | None = None):
         self._cond = threading.Condition()
         self._item: T | None = None
         self._closed = False
+        self._on_put = on_put
+        self._on_take = on_take
 
     def put(self, item: T) -> bool:
         """Store ``item``; returns True if it replaced one that was never taken."""
         with self._cond:
             replaced = self._item is not None
             self._item = item
+            if self._on_put is not None:
+                self._on_put(item)
             self._cond.notify()
             return replaced
 
@@ -48,7 +58,11 @@ class LatestSlot(Generic[T]):
         with self._cond:
             self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
             item, self._item = self._item, None
-            return None if self._closed else item
+            if self._closed or item is None:
+                return None
+            if self._on_take is not None:
+                self._on_take(item)
+            return item
 
     def clear(self) -> None:
         """Forget the waiting item, if any."""
@@ -117,6 +131,7 @@ class FrameStats:
         self.dropped = 0
         self.rejected: Counter[str] = Counter()
         self.errors = 0
+        self.paused = 0
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.latency_ms = Window(window)   # receive -> last publish
@@ -125,6 +140,11 @@ class FrameStats:
         self.age_at_start_ms = Window(window)  # receive -> processing start
         self.gap_ms = Window(window)  # between consecutive receptions
         self._last_received: float | None = None
+        # (index, time) of recent frames entering the slot and leaving it for processing,
+        # stamped under the slot's lock: enough to check that every frame was the newest
+        # one when its processing started.
+        self.arrivals: deque[tuple[int, float]] = deque(maxlen=window)
+        self.starts: deque[tuple[int, float]] = deque(maxlen=window)
 
     def on_received(self, now: float) -> int:
         """Count one arrival; returns its index (0, 1, ...)."""
@@ -142,9 +162,29 @@ class FrameStats:
         with self._lock:
             self.dropped += 1
 
-    def on_started(self, frame: Frame, now: float) -> None:
+    def on_paused(self) -> None:
+        """A frame arrived while inference was paused (ignored)."""
         with self._lock:
+            self.paused += 1
+
+    def on_slot_put(self, frame: Frame) -> None:
+        """``LatestSlot`` ``on_put`` hook."""
+        with self._lock:
+            self.arrivals.append((frame.index, time.monotonic()))
+
+    def on_slot_take(self, frame: Frame) -> None:
+        """``LatestSlot`` ``on_take`` hook: processing of ``frame`` starts now."""
+        with self._lock:
+            now = time.monotonic()
             self.age_at_start_ms.add((now - frame.received) * 1e3)
+            self.starts.append((frame.index, now))
+
+    def stale_starts(self) -> int:
+        """Recent frames whose processing started while a newer frame was waiting (0
+        unless frames queue up somewhere)."""
+        with self._lock:
+            arrivals = list(self.arrivals)
+            return sum(any(j > i and t <= started for j, t in arrivals) for i, started in self.starts)
 
     def on_rejected(self, cause: str) -> int:
         """Count a malformed frame; returns how many of this cause so far."""
@@ -176,6 +216,7 @@ class FrameStats:
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_rejected": sum(self.rejected.values()),
+                "frames_paused": self.paused,
                 "inference_errors": self.errors,
             }
             for name, window in (("latency", self.latency_ms), ("model", self.model_ms),

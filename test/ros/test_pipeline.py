@@ -86,7 +86,8 @@ def test_frame_stats_snapshot_counts_everything():
     first = Frame("a", 10.0, stats.on_received(10.0))
     stats.on_received(10.02)
     stats.on_dropped()
-    stats.on_started(first, 10.005)
+    stats.on_slot_put(first)
+    stats.on_slot_take(first)
     stats.on_published(first, 10.05, model_ms=30.0, overhead_ms=1.5)
     assert stats.on_rejected("truncated") == 1
     assert stats.on_rejected("truncated") == 2
@@ -98,4 +99,20 @@ def test_frame_stats_snapshot_counts_everything():
     assert snap["inference_errors"] == 1
     assert snap["latency_p50_ms"] == pytest.approx(50.0)
     assert snap["model_p99_ms"] == pytest.approx(30.0) and snap["node_overhead_p50_ms"] == pytest.approx(1.5)
-    assert snap["age_at_start_max_ms"] == pytest.approx(5.0) and snap["input_gap_max_ms"] == pytest.approx(20.0)
+    assert snap["input_gap_max_ms"] == pytest.approx(20.0)
+
+
+def test_stale_starts_counts_frames_started_while_a_newer_one_waited():
+    stats = FrameStats()
+    frames = [Frame(i, 0.0, stats.on_received(0.0)) for i in range(4)]
+    slot = LatestSlot(on_put=stats.on_slot_put, on_take=stats.on_slot_take)
+    slot.put(frames[0])
+    slot.take(timeout=0)
+    slot.put(frames[1])
+    slot.put(frames[2])  # replaces 1
+    slot.take(timeout=0)
+    assert stats.stale_starts() == 0 and len(stats.starts) == 2
+    # A queue that hands out frame 3 after frame 2 arrived would be stale:
+    stats.on_slot_put(frames[3])
+    stats.on_slot_take(frames[2])
+    assert stats.stale_starts() == 1

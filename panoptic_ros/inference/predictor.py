@@ -1,0 +1,279 @@
+"""One inference API for both models: ``Predictor.predict(rgb) -> PanopticResult``.
+
+``rgb (H, W, 3) uint8`` -> resize to the model input size (area when shrinking, bilinear
+when enlarging, as in training) -> backend (torch or ONNX Runtime) -> the model's
+post-processing at model resolution -> :meth:`PanopticResult.resize` back to (H, W).
+
+A predictor is built from a checkpoint (``panoptic_ros.checkpoint``): the model config
+and post-processing settings stored with the weights, overridden by
+:class:`PredictorConfig`. Post-processing settings can change between frames
+(:meth:`Predictor.update_postprocess`); everything else needs a new predictor.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import cv2
+import numpy as np
+import torch
+
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from panoptic_ros.config import ConfigError, from_dict, to_dict
+from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
+                                             resolve_device)
+from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.types import PanopticResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROVIDERS = ("tensorrt", "cuda", "cpu")
+# kind -> (module, post-processing config class, post-processing function)
+POSTPROCESSORS = {
+    "panonet": ("panoptic_ros.postprocess.panonet", "PanoNetPostprocessConfig", "postprocess_panonet"),
+    "ciae": ("panoptic_ros.postprocess.ciae", "CIAEPostprocessConfig", "postprocess_ciae"),
+}
+
+
+def postprocess_api(kind: str) -> tuple[type, Callable[..., PanopticResult]]:
+    """The post-processing config class and function of model ``kind``."""
+    if kind not in POSTPROCESSORS:
+        raise ConfigError(f"model: unknown kind {kind!r}; choose one of {', '.join(POSTPROCESSORS)}")
+    module_name, config_name, fn_name = POSTPROCESSORS[kind]
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), getattr(module, fn_name)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """How to build a :class:`Predictor`.
+
+    Attributes:
+        weights: checkpoint (``x``, ``x.safetensors`` or ``x.json``).
+        model: expected model kind; None accepts whatever the checkpoint holds.
+        backend: ``torch`` or ``onnxruntime``.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        fp16: float16 inference (torch: CUDA autocast; ONNX Runtime: TensorRT engines).
+        input_size: (H, W) the image is resized to; None = the checkpoint's.
+        channels_last: torch NHWC memory format.
+        compile: ``torch.compile`` the model.
+        num_threads: CPU threads for inference (0 = the library default).
+        onnx_path: a ready ``.onnx`` file (ONNX Runtime); None exports one into the cache.
+        onnx_cache_dir: where exported models live (None: ``$XDG_CACHE_HOME/panoptic_ros``).
+        onnx_providers: ONNX Runtime providers by preference (``tensorrt``, ``cuda``,
+            ``cpu`` or full names); the first available one is used.
+        postprocess: post-processing settings over the checkpoint's.
+    """
+
+    weights: Path
+    model: Literal["panonet", "ciae"] | None = None
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    device: str = "auto"
+    fp16: bool = False
+    input_size: tuple[int, int] | None = None
+    channels_last: bool = False
+    compile: bool = False
+    num_threads: int = 0
+    onnx_path: Path | None = None
+    onnx_cache_dir: Path | None = None
+    onnx_providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    postprocess: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
+            raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads: must be >= 0, got {self.num_threads}")
+        if not self.onnx_providers:
+            raise ValueError("onnx_providers: name at least one provider (e.g. cpu)")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent in the stages of the last :meth:`Predictor.predict` call."""
+
+    preprocess_ms: float = 0.0
+    model_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.model_ms + self.postprocess_ms
+
+
+class Predictor:
+    """Runs one model on single RGB images; build with :meth:`from_config`.
+
+    Attributes:
+        kind: ``panonet`` or ``ciae``.
+        label_space: categories of the results.
+        input_size: (H, W) the model runs at.
+        backend_name, device, provider: what runs it (``provider``: the ONNX Runtime
+            provider, or the torch device).
+        last_timings: :class:`Timings` of the last call.
+    """
+
+    def __init__(self, *, backend: TorchBackend | OnnxRuntimeBackend, model_config: Any,
+                 postprocess_config: Any, input_size: tuple[int, int]):
+        self._backend = backend
+        self.model_config = model_config
+        self.kind: str = model_config.kind
+        self.label_space: LabelSpace = get_label_space(model_config.label_space)
+        self.input_size = tuple(input_size)
+        self._postprocess_cls, self._postprocess_fn = postprocess_api(self.kind)
+        self._postprocess = postprocess_config
+        self.last_timings = Timings()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "Predictor":
+        """A predictor for checkpoint ``path``; ``overrides`` are :class:`PredictorConfig` fields."""
+        return cls.from_config(from_dict(PredictorConfig, {"weights": path, **overrides}))
+
+    @classmethod
+    def from_config(cls, config: PredictorConfig) -> "Predictor":
+        """Load the checkpoint and set up the backend.
+
+        Raises:
+            CheckpointError: missing, corrupt or foreign weights; wrong model kind.
+            ConfigError: invalid post-processing overrides (the message names the key).
+            BackendError: the device or providers are not usable here.
+        """
+        device = resolve_device(config.device)
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        checkpoint = load_checkpoint(config.weights, device="cpu")
+        kind = checkpoint.model_config.kind
+        if config.model is not None and config.model != kind:
+            raise CheckpointError(f"{checkpoint.weights_path}: holds a {kind} model, but model {config.model!r} "
+                                  f"was asked for")
+        postprocess_cls, _ = postprocess_api(kind)
+        postprocess = from_dict(postprocess_cls, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
+        input_size = tuple(config.input_size or checkpoint.model_config.input_size)
+        if config.backend == "torch":
+            backend = TorchBackend(checkpoint.model, device=device, fp16=config.fp16,
+                                   channels_last=config.channels_last, compile=config.compile)
+        else:
+            onnx_path = config.onnx_path or _exported_onnx(checkpoint.model, config, input_size)
+            cache_dir = _cache_dir(config)
+            backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
+                                         providers=config.onnx_providers, device=device, fp16=config.fp16,
+                                         num_threads=config.num_threads, cache_dir=cache_dir / "tensorrt")
+        log.info("%s predictor: backend %s on %s, input %dx%d", kind, backend.name, backend.provider,
+                 input_size[1], input_size[0])
+        return cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
+                   input_size=input_size)
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def device(self) -> torch.device:
+        return self._backend.device
+
+    @property
+    def provider(self) -> str:
+        return self._backend.provider
+
+    @property
+    def postprocess_config(self) -> Any:
+        return self._postprocess
+
+    def check_postprocess(self, **changes: Any) -> Any:
+        """The post-processing config ``changes`` would give, without applying it.
+
+        Raises:
+            ConfigError: unknown setting, wrong type or out-of-range value (names the key).
+        """
+        return from_dict(type(self._postprocess), {**to_dict(self._postprocess), **changes}, "postprocess")
+
+    def update_postprocess(self, **changes: Any) -> Any:
+        """Change post-processing settings from the next frame on; returns the new config.
+
+        Raises:
+            ConfigError: unknown setting, wrong type or out-of-range value (names the key).
+        """
+        new = self.check_postprocess(**changes)
+        self._postprocess = new  # one reference swap: a frame in flight keeps the old one
+        return new
+
+    def predict(self, rgb: np.ndarray) -> PanopticResult:
+        """Panoptic segmentation of one image.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB, any size.
+        Returns:
+            the result at (H, W); timings of the call in :attr:`last_timings`.
+        """
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
+                             f"{getattr(rgb, 'shape', '')}")
+        postprocess = self._postprocess
+        t0 = time.perf_counter()
+        image = resize_image(rgb, self.input_size)
+        t1 = time.perf_counter()
+        outputs = self._backend(image)
+        self._backend.synchronize()
+        t2 = time.perf_counter()
+        result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
+        result = result.resize(rgb.shape[1], rgb.shape[0])
+        t3 = time.perf_counter()
+        self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return result
+
+    def release_cache(self) -> None:
+        """Give cached GPU memory back (the model stays loaded)."""
+        self._backend.release_cache()
+
+    def close(self) -> None:
+        """Free the model and its GPU memory; the predictor is unusable afterwards."""
+        self._backend.close()
+
+
+def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size[0], size[1], 3): pixel-area when shrinking, bilinear otherwise."""
+    height, width = size
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    shrink = height * width < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(np.ascontiguousarray(rgb), (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _cache_dir(config: PredictorConfig) -> Path:
+    if config.onnx_cache_dir is not None:
+        return Path(config.onnx_cache_dir)
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "panoptic_ros"
+
+
+def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
+    """The cached ONNX export of these weights at ``input_size``, exporting it if absent.
+
+    The cache key is the weights' sha256 (from the checkpoint metadata) and the input size,
+    so retrained weights or another size never pick up a stale export.
+    """
+    from panoptic_ros.inference.export import export_onnx
+
+    meta = read_checkpoint_meta(config.weights)
+    digest = str(meta.get("weights_sha256", "unhashed"))
+    name = f"{Path(meta.get('weights', 'model')).stem}-{digest[:16]}-{input_size[0]}x{input_size[1]}.onnx"
+    path = _cache_dir(config) / "onnx" / name
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+    log.info("exporting %s to %s", config.weights, path)
+    try:
+        export_onnx(model, tmp, input_size=input_size)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise BackendError(f"{config.weights}: ONNX export to {path} failed ({exc})") from exc
+    return path

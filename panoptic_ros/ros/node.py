@@ -1,0 +1,320 @@
+"""The panoptic segmentation lifecycle node (executable ``panoptic_node``).
+
+Lifecycle: *configure* loads the model (a missing or corrupt checkpoint fails the
+transition with the reason logged and shown in diagnostics), *activate* subscribes and
+starts the inference thread and publishes ``~/label_info``, *deactivate* unsubscribes,
+waits for the frame in flight and releases cached GPU memory, *cleanup* frees the model.
+With ``autostart`` (default) the node configures and activates itself.
+
+Data flow: the subscription callback only stores the message in a one-frame slot
+(:class:`~panoptic_ros.ros.pipeline.LatestSlot`); a worker thread takes the newest frame,
+decodes it, runs the :class:`~panoptic_ros.inference.predictor.Predictor` and publishes
+every output that has a subscriber, with the input's header. Malformed frames are counted
+by cause, logged once per cause every 10 s, and skipped.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from panoptic_ros.checkpoint import CheckpointError
+from panoptic_ros.config import ConfigError
+from panoptic_ros.inference.backends import BackendError
+from panoptic_ros.inference.predictor import Predictor
+from panoptic_ros.ros import messages, params
+from panoptic_ros.ros.image_codec import ImageDecodeError, to_rgb8
+from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
+
+LOG_PERIOD_S = 10.0
+_IMAGE_OUTPUTS = ("panoptic", "semantic", "instances", "overlay")
+_OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+_LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class PanopticNode(LifecycleNode):
+    """Panoptic segmentation of camera images; see the module docstring."""
+
+    def __init__(self, node_name: str = "panoptic_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+        params.declare_parameters(self)
+        self._io = params.io_settings(params.parameter_values(self))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.stats = FrameStats()
+        self.predictor: Predictor | None = None
+        self.state_label = "unconfigured"
+        self.configure_error = ""
+        self._enabled = True
+        self._gate = threading.Lock()  # held while a frame is processed (pause waits on it)
+        self._slot: LatestSlot[Frame] | None = None
+        self._worker: Worker | None = None
+        self._subscription = None
+        self._pubs: dict = {}
+        self._last_logged: dict[str, float] = {}
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
+        if self.get_parameter("autostart").value:
+            self.autostart()
+
+    @property
+    def input_subscription(self):
+        """The camera subscription while active, else None."""
+        return self._subscription
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def autostart(self) -> bool:
+        """Configure and activate; on failure stay alive (unconfigured) with the reason logged."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = params.parameter_values(self)
+        try:
+            config = params.predictor_config(values)
+            self.predictor = Predictor.from_config(config)
+        except (CheckpointError, ConfigError, BackendError) as exc:
+            self.configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        p = self.predictor
+        self.get_logger().info(f"loaded {p.kind} from {config.weights}: {p.backend_name} on {p.provider}, "
+                               f"input {p.input_size[1]}x{p.input_size[0]}")
+        for name in _IMAGE_OUTPUTS:
+            self._pubs[name] = self.create_lifecycle_publisher(Image, f"~/{name}", _OUTPUT_QOS)
+        self._pubs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections", _OUTPUT_QOS)
+        self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
+        self.state_label = "inactive"
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # activates the lifecycle publishers
+        io = self._io
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=io.depth,
+                         reliability=ReliabilityPolicy.BEST_EFFORT if io.reliability == "best_effort"
+                         else ReliabilityPolicy.RELIABLE)
+        self._slot = LatestSlot(on_put=self.stats.on_slot_put, on_take=self.stats.on_slot_take)
+        self._worker = Worker(self._slot, self._process, on_error=self._on_worker_error)
+        self._worker.start()
+        msg_type, topic = (CompressedImage, "image/compressed") if io.compressed else (Image, "image")
+        self._subscription = self.create_subscription(msg_type, topic, self._on_image, qos)
+        threshold = getattr(self.predictor.postprocess_config, "score_threshold", 0.0)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._pubs["label_info"].publish(messages.label_info(self.predictor.label_space, header, threshold=threshold))
+        self.state_label = "active"
+        self.get_logger().info(f"active: listening on {self._subscription.topic_name} ({io.reliability}, "
+                               f"depth {io.depth})")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_pipeline()
+        if self.predictor is not None:
+            self.predictor.release_cache()
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "finalized"
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_pipeline(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._slot = None
+
+    def _release(self) -> None:
+        """Stop everything and free the model (cleanup, shutdown, errors)."""
+        self._stop_pipeline()
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self.predictor is not None:
+            self.predictor.close()
+            self.predictor = None
+
+    def destroy_node(self) -> None:
+        self._release()
+        super().destroy_node()
+
+    # ---- frames ---------------------------------------------------------------------
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        if not self._enabled:
+            self.stats.on_paused()
+            return
+        now = time.monotonic()
+        if slot.put(Frame(msg, now, self.stats.on_received(now))):
+            self.stats.on_dropped()
+
+    def _process(self, frame: Frame) -> None:
+        with self._gate:
+            if not self._enabled or self.predictor is None:
+                return
+            started = time.monotonic()
+            try:
+                rgb = to_rgb8(frame.msg, max_side=self._io.max_image_side)
+            except ImageDecodeError as exc:
+                count = self.stats.on_rejected(exc.cause)
+                self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
+                return
+            result = self.predictor.predict(rgb)
+            timings = self.predictor.last_timings
+            self._publish(frame.msg.header, rgb, result)
+            done = time.monotonic()
+            self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
+
+    def _publish(self, header: Header, rgb, result) -> None:
+        io, pubs, space = self._io, self._pubs, self.predictor.label_space
+
+        def wanted(name: str, enabled: bool) -> bool:
+            return enabled and pubs[name].get_subscription_count() > 0
+
+        if wanted("panoptic", io.publish_panoptic):
+            pubs["panoptic"].publish(messages.panoptic_image(result, header))
+        if wanted("semantic", io.publish_semantic):
+            pubs["semantic"].publish(messages.semantic_image(result, space, header))
+        if wanted("instances", io.publish_instances):
+            pubs["instances"].publish(messages.instance_image(result, header))
+        if wanted("overlay", io.publish_overlay):
+            pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, alpha=io.overlay_alpha))
+        if wanted("detections", io.publish_detections):
+            pubs["detections"].publish(messages.detections(result, space, header,
+                                                           include_stuff=io.stuff_detections))
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.stats.on_error()
+        self._log_throttled(f"error:{type(exc).__name__}", f"inference failed on a frame: "
+                                                           f"{type(exc).__name__}: {exc}")
+
+    def _log_throttled(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_logged.get(key, -LOG_PERIOD_S) >= LOG_PERIOD_S:
+            self._last_logged[key] = now
+            self.get_logger().warning(text)
+
+    # ---- services, parameters, diagnostics --------------------------------------------
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._enabled = bool(request.data)
+        if not self._enabled:
+            if self._slot is not None:
+                self._slot.clear()
+            with self._gate:  # wait for the frame in flight: nothing is published after we answer
+                pass
+        response.success = True
+        response.message = "inference resumed" if self._enabled else "inference paused"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters}
+        reason = params.check_changes(params.parameter_values(self), changes,
+                                      configured=self.state_label in ("inactive", "active"))
+        if reason is None and self.predictor is not None:
+            try:
+                self.predictor.check_postprocess(**self._postprocess_changes(changes))
+            except ConfigError as exc:
+                reason = str(exc)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _after_set_parameters(self, parameters: list) -> None:
+        self._io = params.io_settings(params.parameter_values(self))
+        if self.predictor is not None:
+            changes = self._postprocess_changes({p.name: p.value for p in parameters})
+            if changes:
+                self.predictor.update_postprocess(**changes)
+                self.get_logger().info(f"post-processing now {self.predictor.postprocess_config}")
+
+    def _postprocess_changes(self, changes: dict) -> dict:
+        prefix = f"{self.predictor.kind}."
+        return {k[len(prefix):]: params.plain(v) for k, v in changes.items()
+                if k.startswith(prefix) and v is not None}
+
+    def _publish_diagnostics(self) -> None:
+        values = {"state": self.state_label, "enabled": self._enabled, **self.stats.snapshot()}
+        p = self.predictor
+        if p is not None:
+            values.update(model=p.kind, backend=p.backend_name, device=str(p.device), provider=p.provider)
+        level, message = self._health(values)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._diag_pub.publish(messages.diagnostic_array(
+            header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=values.get("device", "none"),
+            level=level, message=message, values=values))
+
+    def _health(self, values: dict) -> tuple[bytes, str]:
+        if self.configure_error:
+            return DiagnosticStatus.ERROR, f"configure failed: {self.configure_error}"
+        if self.state_label != "active":
+            return DiagnosticStatus.WARN, self.state_label
+        if not self._enabled:
+            return DiagnosticStatus.WARN, "paused (~/enable)"
+        if values["inference_errors"]:
+            return DiagnosticStatus.WARN, f"{values['inference_errors']} inference errors"
+        return DiagnosticStatus.OK, f"active, {values['output_rate_hz']:.1f} Hz out"
+
+
+def main(args: list[str] | None = None) -> int:
+    """``panoptic_node [--ros-args ...]``: run the node until Ctrl-C."""
+    rclpy.init(args=args)
+    try:
+        node = PanopticNode()
+    except Exception as exc:  # invalid parameter values or types given on the command line / in YAML
+        print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            try:
+                executor.spin()
+            except _rclpy.RCLError as exc:
+                # rclpy 7.1 lets an invalid transition requested over ~/change_state raise
+                # out of the service callback; that must not end the node.
+                node.get_logger().error(f"request failed: {exc}")
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Helpers for the ROS tests: tiny random-weight checkpoints, an executor driven from
+the test thread (spin until a condition holds; never sleep for correctness), camera frames,
+a node factory and a probe node that publishes frames and records the outputs."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rclpy
+import torch
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from panoptic_ros.checkpoint import save_checkpoint
+from panoptic_ros.models.build import build_model, model_config_from_dict
+from panoptic_ros.ros.image_codec import numpy_to_image
+from panoptic_ros.ros.node import PanopticNode
+
+# Small enough that one frame takes well under a second on a busy 2-core machine.
+TINY_MODELS = {
+    "ciae": ({"kind": "ciae", "label_space": "cityscapes", "input_size": [128, 192], "depth": 18,
+              "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
+              "head_convs": 1, "embed_dim": 8},
+             {"score_threshold": 0.05, "max_instances": 4, "pre_nms_top_k": 50, "stuff_min_area": 16}),
+}
+WAIT_S = 60.0
+
+
+def write_tiny_checkpoint(directory: Path, kind: str, seed: int = 0) -> Path:
+    """A random-weight checkpoint of a tiny ``kind`` model; returns its stem."""
+    model_dict, postprocess = TINY_MODELS[kind]
+    torch.manual_seed(seed)
+    config = model_config_from_dict(model_dict)
+    stem = directory / f"{kind}_tiny"
+    save_checkpoint(stem, build_model(config).eval(), config, postprocess=postprocess)
+    return stem
+
+
+class Spinner:
+    """An executor driven from the test thread: ``until(predicate)`` spins until it holds."""
+
+    def __init__(self, context):
+        self.executor = SingleThreadedExecutor(context=context)
+
+    def add(self, node):
+        self.executor.add_node(node)
+        return node
+
+    def remove(self, node):
+        self.executor.remove_node(node)
+
+    def until(self, predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def future(self, future, timeout: float = WAIT_S):
+        self.until(future.done, timeout, "a service response")
+        return future.result()
+
+    def shutdown(self):
+        self.executor.shutdown(timeout_sec=5.0)
+
+
+def camera_image(seq: int, height: int = 48, width: int = 64, frame_id: str = "camera") -> Image:
+    """A seeded rgb8 frame whose stamp encodes ``seq`` (sec = 100, nanosec = seq)."""
+    rgb = np.random.default_rng(seq).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 100, seq
+    return numpy_to_image(rgb, "rgb8", header)
+
+
+NAME = "panoptic_under_test"
+INPUT = "/node_test/image"
+OUTPUTS = {"panoptic": Image, "semantic": Image, "instances": Image, "overlay": Image,
+           "detections": Detection2DArray}
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def make_node(context, weights, name=NAME, topic=INPUT, **overrides) -> PanopticNode:
+    values = {"model": "ciae", "weights": str(weights), "device": "cpu", "num_threads": 1, **overrides}
+    return PanopticNode(name, context=context, cli_args=["--ros-args", "-r", f"image:={topic}",
+                                                         "-r", f"image/compressed:={topic}/compressed"],
+                        parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+
+
+class Probe:
+    """Publishes camera frames and records every output by the frame's stamp."""
+
+    def __init__(self, context, spinner, name=NAME, topic=INPUT, msg_type=Image):
+        self.node = spinner.add(rclpy.create_node(f"probe_for_{name}", context=context))
+        self.pub = self.node.create_publisher(msg_type, topic, RELIABLE)
+        self.got: dict[str, dict[int, object]] = defaultdict(dict)
+        for output, out_type in OUTPUTS.items():
+            self.node.create_subscription(out_type, f"/{name}/{output}", self._recorder(output), RELIABLE)
+        self.spinner = spinner
+
+    def _recorder(self, output):
+        return lambda msg: self.got[output].__setitem__(msg.header.stamp.nanosec, msg)
+
+    def connect(self, node: PanopticNode):
+        """Wait until the node sees our subscriptions and we see its input subscription."""
+        self.spinner.until(lambda: self.pub.get_subscription_count() > 0
+                           and all(node.count_subscribers(f"/{node.get_name()}/{o}") > 0 for o in OUTPUTS),
+                           what="discovery")
+
+    def send(self, msg, outputs=tuple(OUTPUTS)):
+        self.pub.publish(msg)
+        seq = msg.header.stamp.nanosec
+        self.spinner.until(lambda: all(seq in self.got[o] for o in outputs), what=f"outputs of frame {seq}")
+        return {o: self.got[o][seq] for o in outputs}

@@ -1,0 +1,127 @@
+"""Malformed input frames are skipped and counted by cause; the next good frame is answered."""
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from panoptic_ros.ros import image_codec as codec
+from ros_helpers import Probe, camera_image, make_node
+
+pytestmark = pytest.mark.ros
+
+
+def _image(seq: int, **fields) -> Image:
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = 200, seq
+    base = dict(height=8, width=8, encoding="rgb8", is_bigendian=0, step=24)
+    base.update({k: v for k, v in fields.items() if k != "data"})
+    msg = Image(header=header, **base)
+    msg.data = array.array("B", fields["data"] if "data" in fields else bytes(base["step"] * base["height"]))
+    return msg
+
+
+def _compressed(seq: int, fmt: str, data: bytes) -> CompressedImage:
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = 200, seq
+    msg = CompressedImage(header=header, format=fmt)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def _jpeg(rgb=None) -> bytes:
+    rgb = np.full((48, 64, 3), 120, np.uint8) if rgb is None else rgb
+    return codec.numpy_to_compressed(rgb, "jpeg").data.tobytes()
+
+
+def _png_bomb() -> bytes:
+    ok, png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))
+    data = bytearray(png.tobytes())
+    data[16:24] = (50000).to_bytes(4, "big") + (50000).to_bytes(4, "big")
+    return bytes(data)
+
+
+RAW_CASES = {  # name: (message fields, expected cause)
+    "unknown encoding": (dict(encoding="yuv422"), codec.UNSUPPORTED_ENCODING),
+    "empty encoding": (dict(encoding=""), codec.UNSUPPORTED_ENCODING),
+    "depth image": (dict(encoding="32FC1", step=32, data=bytes(256)), codec.UNSUPPORTED_ENCODING),
+    "label image": (dict(encoding="16UC1", step=16, data=bytes(128)), codec.UNSUPPORTED_ENCODING),
+    "zero height": (dict(height=0, data=b""), codec.ZERO_SIZE),
+    "zero width": (dict(width=0, step=0, data=b""), codec.ZERO_SIZE),
+    "absurd size": (dict(width=100000, height=100000, step=300000, data=b""), codec.TOO_LARGE),
+    "step too small": (dict(step=20, data=bytes(160)), codec.STEP_TOO_SMALL),
+    "odd mono16 step": (dict(encoding="mono16", step=17, data=bytes(136)), codec.STEP_MISALIGNED),
+    "truncated data": (dict(data=bytes(100)), codec.TRUNCATED),
+    "no data": (dict(data=b""), codec.TRUNCATED),
+    "data too long": (dict(data=bytes(200)), codec.SIZE_MISMATCH),
+}
+COMPRESSED_CASES = {
+    "empty compressed": (("jpeg", b""), codec.EMPTY_DATA),
+    "unsupported format": (("tiff", b"II*\0abc"), codec.UNSUPPORTED_FORMAT),
+    "garbage bytes": (("jpeg", b"\x00" * 64), codec.CORRUPT_DATA),
+    "png labelled jpeg": (("jpeg", "png"), codec.FORMAT_MISMATCH),
+    "truncated jpeg": (("jpeg", "truncated"), codec.CORRUPT_DATA),
+    "decompression bomb": (("png", _png_bomb()), codec.TOO_LARGE),
+}
+
+
+def _check_cases(node, probe, spinner, cases, build, good):
+    for seq, (name, (spec, cause)) in enumerate(cases.items(), start=1):
+        before = node.stats.rejected[cause]
+        probe.pub.publish(build(seq * 2, spec))
+        spinner.until(lambda: node.stats.rejected[cause] > before, what=f"{name} to be rejected as {cause}")
+        got = probe.send(good(seq * 2 + 1), outputs=("panoptic",))  # the next good frame is answered
+        assert got["panoptic"].header.stamp.nanosec == seq * 2 + 1, name
+    return len(cases)
+
+
+def test_malformed_images_are_counted_by_cause_and_skipped(ros_context, spinner, tiny_weights):
+    name, topic = "bad_raw_node", "/bad_raw/image"
+    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic,
+                                 **{"qos.reliability": "reliable"}))
+    probe = Probe(ros_context, spinner, name=name, topic=topic)
+    try:
+        probe.connect(node)
+        checked = _check_cases(node, probe, spinner, RAW_CASES, lambda seq, fields: _image(seq, **fields),
+                               camera_image)
+        assert checked == 12 and node.stats.errors == 0
+        snap = node.stats.snapshot()
+        assert snap["frames_rejected"] == 12 and snap["rejected.unsupported_encoding"] == 4
+    finally:
+        spinner.remove(probe.node)
+        spinner.remove(node)
+        probe.node.destroy_node()
+        node.destroy_node()
+
+
+def test_malformed_compressed_images_are_counted_by_cause_and_skipped(ros_context, spinner, tiny_weights):
+    name, topic = "bad_compressed_node", "/bad_compressed/image"
+    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, compressed=True,
+                                 **{"qos.reliability": "reliable"}))
+    probe = Probe(ros_context, spinner, name=name, topic=f"{topic}/compressed", msg_type=CompressedImage)
+
+    def build(seq, spec):
+        fmt, data = spec
+        if data == "png":
+            data = codec.numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), "png").data.tobytes()
+        elif data == "truncated":
+            data = _jpeg()[:300]
+        return _compressed(seq, fmt, data)
+
+    def good(seq):
+        rgb = np.random.default_rng(seq).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        return _compressed(seq, "jpeg", _jpeg(rgb))
+
+    try:
+        probe.connect(node)
+        assert _check_cases(node, probe, spinner, COMPRESSED_CASES, build, good) == 6
+        assert node.stats.snapshot()["frames_rejected"] == 6 and node.stats.errors == 0
+    finally:
+        spinner.remove(probe.node)
+        spinner.remove(node)
+        probe.node.destroy_node()
+        node.destroy_node()
