@@ -33,6 +33,7 @@ setup(
         "console_scripts": [
             "panoptic-eval = panoptic_ros.eval.cli:main",
             "panoptic-synth = panoptic_ros.training.synth_cli:main",
+            "panoptic_node = panoptic_ros.ros.node:main",
         ],
     },
 )
