@@ -308,3 +308,37 @@ def assert_same_results(ours: dict, official: dict, tol: float = 1e-9) -> None:
         assert set(ours["per_class"][cat]) == set(scores) == {"pq", "sq", "rq"}
         for key, value in scores.items():
             assert abs(ours["per_class"][cat][key] - value) <= tol, (cat, key, ours["per_class"][cat], scores)
+
+
+def to_results(pair: ImagePair, label_space, rng: np.random.Generator):
+    """The pair as (gt, prediction) PanopticResults of ``label_space``: ids re-encoded as
+    ``category * 1000 + instance``; GT crowd and stuff get instance 0 (several crowd
+    regions of a class merge), some predicted things get instance 0 too."""
+    from panoptic_ros.types import PanopticResult
+
+    def encode(ids, info, crowd_of):
+        remap, count = {}, {}
+        for seg in sorted({s["id"]: s for s in info}.values(), key=lambda s: s["id"]):
+            cat = seg["category_id"]
+            if cat not in label_space:
+                continue
+            numbered = cat in label_space.thing_ids and not crowd_of(seg)
+            count[cat] = count.get(cat, 0) + numbered
+            remap[seg["id"]] = cat * 1000 + (count[cat] if numbered else 0)
+        keys = np.array([0, *remap], np.int64)
+        values = np.array([0, *remap.values()], np.int32)
+        order = np.argsort(keys)
+        pos = np.clip(np.searchsorted(keys[order], ids), 0, len(keys) - 1)
+        hit = keys[order][pos] == ids
+        return PanopticResult.from_panoptic_map(np.where(hit, values[order][pos], 0).astype(np.int32), label_space)
+
+    gt = encode(pair.gt, pair.gt_info, lambda s: s["iscrowd"] == 1)
+    pred = encode(pair.pred, pair.pred_info, lambda s: rng.random() < 0.1)
+    return gt, pred
+
+
+def results_to_pair(gt, pred) -> ImagePair:
+    """PanopticResults back to a COCO pair (segment id = panoptic id), as written by
+    ``PanopticResult.to_coco``."""
+    return ImagePair(gt.panoptic, gt.to_coco(0, "x.png")[1]["segments_info"],
+                     pred.panoptic, pred.to_coco(0, "x.png")[1]["segments_info"])
