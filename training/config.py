@@ -21,7 +21,7 @@ Dataset = Literal["synthstreet", "cityscapes", "coco"]
 
 @dataclass(frozen=True)
 class SynthSplit:
-    """A generated SynthStreet split: scenes ``seed .. seed + count - 1``."""
+    """A generated SynthStreet split: scenes ``0 .. count - 1`` of the stream ``seed``."""
 
     seed: int = 0
     count: int = 100
@@ -39,8 +39,9 @@ class DataConfig:
         dataset: ``synthstreet`` (generated), ``cityscapes`` or ``coco`` (read from ``root``).
         root: dataset folder (Cityscapes / COCO).
         train_split, val_split: split names of the real datasets.
-        synth_train, synth_val: SynthStreet scene ranges (disjoint seeds).
+        synth_train, synth_val: SynthStreet splits (different stream seeds).
         scene_size: SynthStreet scene size (H, W).
+        cache_dir: keep drawn SynthStreet scenes here (see ``training/data.py``).
         crop_size: training crop (H, W).
         min_scale, max_scale: random rescaling before the crop.
         color_jitter: photometric augmentation.
@@ -53,8 +54,9 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     synth_train: SynthSplit = field(default_factory=lambda: SynthSplit(0, 1000))
-    synth_val: SynthSplit = field(default_factory=lambda: SynthSplit(1_000_000, 20))
+    synth_val: SynthSplit = field(default_factory=lambda: SynthSplit(1000, 20))
     scene_size: tuple[int, int] = (512, 1024)
+    cache_dir: Optional[Path] = None
     crop_size: tuple[int, int] = (256, 512)
     min_scale: float = 0.5
     max_scale: float = 2.0
@@ -71,10 +73,8 @@ class DataConfig:
             raise ValueError(f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
         if self.batch_size < 1 or self.workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
-        if self.dataset == "synthstreet":
-            train, val = self.synth_train, self.synth_val
-            if train.seed < val.seed + val.count and val.seed < train.seed + train.count:
-                raise ValueError("synth_train and synth_val seed ranges overlap")
+        if self.dataset == "synthstreet" and self.synth_train.seed == self.synth_val.seed:
+            raise ValueError("synth_train.seed and synth_val.seed must differ (disjoint scenes)")
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,21 @@ class InitConfig:
     """Initial weights.
 
     Attributes:
-        checkpoint: a panoptic_ros checkpoint (e.g. the previous PanoNet stage) whose
-            matching tensors initialise the model.
-        stage: PanoNet two-stage recipe step (``training/panonet_stages.py``):
-            ``semantic`` (semantic branch only), ``instance`` (stage 1: instance branch
-            without coordinates), ``instance_coords`` (stage 2, with coordinates), or
-            ``full`` (everything at once; the only choice for CIAE).
+        checkpoint: weights to start from: a panoptic_ros checkpoint, a safetensors or a
+            ``.pt``/``.pth`` state dict (read with ``weights_only=True``).
+        mode: ``none`` copies every tensor whose name and shape match; the PanoNet
+            two-stage recipe (``training/panonet_stages.py``) uses
+            ``semantic_to_instance`` (stage 1: both branches from a trained semantic
+            ICNet, instance prediction layers re-initialised) and ``add_coords``
+            (stage 2: stage-1 weights plus zero filters for the coordinate channels).
     """
 
     checkpoint: Optional[Path] = None
-    stage: Literal["full", "semantic", "instance", "instance_coords"] = "full"
+    mode: Literal["none", "semantic_to_instance", "add_coords"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.mode != "none" and self.checkpoint is None:
+            raise ValueError(f"init.checkpoint: required for init.mode {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,8 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
-        if self.init.stage != "full" and self.model.kind != "panonet":
-            raise ValueError(f"init.stage: {self.init.stage!r} is a PanoNet stage; use 'full' for {self.model.kind}")
+        if self.init.mode != "none" and self.model.kind != "panonet":
+            raise ValueError(f"init.mode: {self.init.mode!r} is a PanoNet stage; use 'none' for {self.model.kind}")
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -139,3 +139,57 @@ def move_to(value, device: torch.device):
     if isinstance(value, (list, tuple)):
         return type(value)(move_to(v, device) for v in value)
     return value
+
+
+class Scores:
+    """PQ statistics (the project's official-rules evaluator) and the semantic confusion
+    for mIoU (Cityscapes pixel-level rules), accumulated image by image.
+
+    Args:
+        label_space: the evaluated categories.
+    """
+
+    def __init__(self, label_space):
+        from panoptic_ros.eval.miou import SemanticConfusion
+        from panoptic_ros.eval.pq import PanopticEvaluator
+
+        self.label_space = label_space
+        self.panoptic = PanopticEvaluator(label_space)
+        self.semantic = SemanticConfusion(label_space.num_classes)
+
+    def add(self, gt, pred) -> None:
+        self.panoptic.add(gt, pred)
+        self.semantic.add_results(gt, pred, self.label_space)
+
+    def summary(self) -> dict:
+        """The evaluator's dict (All/Things/Stuff pq, sq, rq, n; per_class) plus ``miou``,
+        ``semantic`` (mIoU, pixel accuracy, per-class IoU) and ``images``."""
+        result = self.panoptic.summarize()
+        result["semantic"] = self.semantic.summarize(self.label_space)
+        result["miou"] = result["semantic"]["miou"]
+        result["images"] = self.panoptic.num_images
+        return result
+
+
+def predictions(predict: Callable, samples: Iterable, scores: Scores,
+                on_image: Callable | None = None) -> Iterator[tuple[str, str, object]]:
+    """Predict every sample, score it, and yield ``(image_id, png_name, result)`` (the
+    rows ``eval.coco_format.write_coco_panoptic`` takes, so writing can stream)."""
+    for index, sample in enumerate(samples):
+        result = predict(sample.image)
+        scores.add(sample.target, result)
+        if on_image is not None:
+            on_image(index, sample, result)
+        yield sample.image_id, f"{sample.image_id}.png", result
+
+
+def evaluate(predict: Callable, samples: Iterable, *, label_space, on_image: Callable | None = None) -> dict:
+    """Score ``predict(rgb) -> PanopticResult`` on ``samples`` (each a ``Sample``).
+
+    Returns:
+        :meth:`Scores.summary` (PQ/SQ/RQ for All/Things/Stuff as fractions, mIoU).
+    """
+    scores = Scores(label_space)
+    for _ in predictions(predict, samples, scores, on_image):
+        pass
+    return scores.summary()

@@ -1,8 +1,9 @@
-"""What the engine needs to know per model kind: its loss and post-processing.
+"""What the engine needs to know per model kind: its loss and post-processing config.
 
 The engine, the CLIs and the configs are model-agnostic; this table binds a ``kind``
-(``panonet``, ``ciae``) to its loss config and entry point and to its post-processing
-config and function. Modules are imported lazily, as in ``models/build.py``.
+(``panonet``, ``ciae``) to its loss config and entry point (the post-processing comes from
+the predictor's table, ``inference.predictor.postprocess_api``). Modules are imported
+lazily, as in ``models/build.py``.
 """
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ _LOSSES = {
     "panonet": ("panoptic_ros.training.losses.panonet", "PanoNetLossConfig", "panonet_losses"),
     "ciae": ("panoptic_ros.training.losses.ciae", "CIAELossConfig", "ciae_losses"),
 }
-_POSTPROCESS = {
-    "panonet": ("panoptic_ros.postprocess.panonet", "PanoNetPostprocessConfig", "postprocess_panonet"),
-    "ciae": ("panoptic_ros.postprocess.ciae", "CIAEPostprocessConfig", "postprocess_ciae"),
-}
+# eval-mode output holding the pixel embedding (for the embedding PCA image)
+_EMBEDDING_OUTPUT = {"panonet": "embedding", "ciae": "embeddings"}
 
 
 @dataclass(frozen=True)
@@ -32,14 +31,14 @@ class KindSpec:
         loss_config: the loss config dataclass.
         loss_entry: ``<kind>_losses(outputs, targets, *, config[, progress])``.
         postprocess_config: the post-processing config dataclass.
-        postprocess: ``postprocess_<kind>(outputs, *, config, label_space)``.
+        embedding_output: eval-mode output name of the (B, E, h, w) pixel embedding.
     """
 
     kind: str
     loss_config: type
     loss_entry: Callable
     postprocess_config: type
-    postprocess: Callable
+    embedding_output: str
 
     def loss_fn(self, config: Any) -> Callable[[Any, Any, float], Mapping]:
         """``fn(outputs, targets, progress)`` computing this kind's weighted loss terms.
@@ -61,8 +60,10 @@ def kind_spec(kind: str) -> KindSpec:
     """The :class:`KindSpec` of ``kind``."""
     if kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind: unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    return KindSpec(kind, _attr(_LOSSES, kind, 1), _attr(_LOSSES, kind, 2),
-                    _attr(_POSTPROCESS, kind, 1), _attr(_POSTPROCESS, kind, 2))
+    from panoptic_ros.inference.predictor import postprocess_api
+
+    return KindSpec(kind, _attr(_LOSSES, kind, 1), _attr(_LOSSES, kind, 2), postprocess_api(kind)[0],
+                    _EMBEDDING_OUTPUT[kind])
 
 
 def loss_config_from_dict(kind: str, data: Mapping[str, Any]) -> Any:

@@ -22,9 +22,10 @@ import os
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -112,6 +113,16 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without changing the global RNG states (e.g. evaluation mid-training)."""
+    saved = capture_rng()
+    try:
+        yield
+    finally:
+        restore_rng(saved)
 
 
 # ---- save / load ------------------------------------------------------------------------

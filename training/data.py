@@ -1,0 +1,146 @@
+"""Datasets and loaders as the training config describes them.
+
+SynthStreet scenes are drawn on the fly (about a second per 512x1024 scene on one CPU
+core, far more than a small model's training step), so a training run can keep them in a
+disk cache (``data.cache_dir``): the first epoch draws and stores each scene (image PNG
+plus panoptic ids as a COCO-style RGB PNG), later epochs read it back (tens of ms). The
+cache key is the dataset's identity (generator source hash, seed, size); a scene file is
+written atomically, so parallel loader workers and killed runs never leave half a file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from panoptic_ros.checkpoint import atomic_write_bytes
+from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.training.config import DataConfig, TrainConfig
+from panoptic_ros.training.datasets.loader import PanopticCollate, PanopticDataLoader, build_dataloader
+from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.training.datasets.transforms import TransformedDataset, standard_train_transform
+from panoptic_ros.training.distributed import DistInfo
+from panoptic_ros.training.sampling import DistributedStepSampler
+from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
+
+Split = Literal["train", "val"]
+
+
+class SceneCache(Dataset):
+    """``base[index]`` stored in ``folder`` on first use and read back afterwards.
+
+    Args:
+        base: a dataset of :class:`Sample` whose items are pure functions of the index.
+        folder: cache folder of this dataset (one per seed and size).
+        label_space: categories of the stored panoptic ids.
+    """
+
+    def __init__(self, base: Dataset, folder: Path, label_space: LabelSpace):
+        self.base, self.folder, self.label_space = base, Path(folder), label_space
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        return self.folder / f"{index:06d}_image.png", self.folder / f"{index:06d}_panoptic.png"
+
+    def __getitem__(self, index: int) -> Sample:
+        image_path, panoptic_path = self._paths(index)
+        if image_path.is_file() and panoptic_path.is_file():
+            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+            ids = cv2.imread(str(panoptic_path), cv2.IMREAD_COLOR)
+            if image is not None and ids is not None:
+                panoptic = rgb2id(np.ascontiguousarray(ids[..., ::-1]))
+                target = PanopticResult.from_panoptic_map(panoptic, self.label_space)
+                return Sample(np.ascontiguousarray(image[..., ::-1]), target, self._image_id(index))
+        sample = self.base[index]
+        _write_png(panoptic_path, id2rgb(sample.target.panoptic))
+        _write_png(image_path, sample.image)  # written last: its presence marks a complete pair
+        return sample
+
+    def _image_id(self, index: int) -> str:
+        base = self.base
+        return f"synth_{base.seed}_{index}" + ("_mirror" if getattr(base, "mirror", False) else "")
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise OSError(f"{path}: could not encode PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data.tobytes())
+
+
+def synthstreet(seed: int, count: int, size: tuple[int, int], *, mirror: bool = False,
+                cache_dir: Path | None = None) -> Dataset:
+    """SynthStreet scenes ``0..count-1`` of stream ``seed`` at ``size`` (H, W), cached in
+    ``cache_dir`` when given."""
+    from panoptic_ros.training.datasets.synthstreet import SynthStreetDataset
+
+    dataset = SynthStreetDataset(seed, count, height=size[0], width=size[1], mirror=mirror)
+    if cache_dir is None:
+        return dataset
+    name = f"synthstreet_{generator_version()}_s{seed}_{size[0]}x{size[1]}" + ("_mirror" if mirror else "")
+    return SceneCache(dataset, Path(cache_dir) / name, get_label_space("cityscapes"))
+
+
+def generator_version() -> str:
+    """Short hash of the SynthStreet generator's source: a changed generator never reads
+    scenes cached by an older one."""
+    import hashlib
+
+    from panoptic_ros.training import datasets
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(datasets.__file__).parent.glob("synth*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def build_dataset(data: DataConfig, split: Split) -> Dataset:
+    """The (untransformed) train or validation dataset of ``data``."""
+    if data.dataset == "synthstreet":
+        part = data.synth_train if split == "train" else data.synth_val
+        return synthstreet(part.seed, part.count, data.scene_size, cache_dir=data.cache_dir)
+    return real_dataset(data.dataset, data.root, data.train_split if split == "train" else data.val_split)
+
+
+def real_dataset(name: Literal["cityscapes", "coco"], root: Path, split: str) -> Dataset:
+    """Cityscapes or COCO panoptic ``split`` under ``root``."""
+    if name == "cityscapes":
+        from panoptic_ros.training.datasets.cityscapes import CityscapesPanoptic
+
+        return CityscapesPanoptic(root, split)
+    from panoptic_ros.training.datasets.coco_panoptic import CocoPanoptic
+
+    return CocoPanoptic(root, split)
+
+
+def build_train_loader(config: TrainConfig, dist: DistInfo) -> tuple[PanopticDataLoader, DistributedStepSampler]:
+    """The training loader (augmentation + targets) and its resumable step sampler."""
+    data = config.data
+    dataset = TransformedDataset(
+        build_dataset(data, "train"),
+        standard_train_transform(crop=data.crop_size, min_scale=data.min_scale, max_scale=data.max_scale,
+                                 jitter=data.color_jitter),
+        seed=config.runtime.seed)
+    sampler = DistributedStepSampler(len(dataset), batch_size=data.batch_size, world_size=dist.world_size,
+                                     rank=dist.rank, accumulate=config.optimizer.accumulate,
+                                     seed=config.runtime.seed)
+    collate = PanopticCollate(targets=config.model.kind, label_space=config.model.label_space)
+    loader = build_dataloader(dataset, batch_size=data.batch_size, num_workers=data.workers, seed=config.runtime.seed,
+                              collate=collate, pin_memory=dist.device.type == "cuda", batch_sampler=sampler)
+    return loader, sampler
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)

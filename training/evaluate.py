@@ -1,0 +1,216 @@
+"""``panoptic-evaluate``: score a checkpoint on SynthStreet, Cityscapes or COCO panoptic.
+
+    panoptic-evaluate --checkpoint weights/panonet_synthstreet --dataset synthstreet \\
+        --seed 1000 --count 50 --size 512x1024 --json-out pq.json --predictions-dir preds/
+
+Runs the real inference path (:class:`panoptic_ros.inference.predictor.Predictor`: resize
+to the model's input size, network, post-processing, resize back) on every image and
+scores the ``PanopticResult`` with the project's evaluator (official PQ rules) plus mIoU.
+``--json-out`` receives the evaluator's dict (fractions; ``per_class`` keyed by category
+id) with ``miou`` and ``images`` added. ``--predictions-dir`` receives the predictions in
+COCO panoptic format (``predictions.json`` + ``predictions/``; for SynthStreet also the
+ground truth as ``gt.json`` + ``gt/``), which ``panoptic-eval`` or the official scripts
+re-score. Evaluation is deterministic: scenes are pure functions of (seed, index) and
+inference has no randomness.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes
+from panoptic_ros.config import ConfigError
+from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
+from panoptic_ros.inference.backends import BackendError, TorchBackend
+from panoptic_ros.inference.predictor import Predictor
+from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.training.engine import Scores, evaluate, predictions
+from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.state import preserved_rng
+from panoptic_ros.types import PanopticFormatError
+
+USER_ERRORS = (ConfigError, CheckpointError, CocoFormatError, PanopticFormatError, BackendError, FileNotFoundError)
+GROUPS = ("All", "Things", "Stuff")
+
+
+def format_summary(summary: dict) -> str:
+    """PQ/SQ/RQ per group and mIoU as percentages, one line per group."""
+    lines = [f"{'':8s} {'PQ':>6s} {'SQ':>6s} {'RQ':>6s} {'n':>4s}"]
+    for group in GROUPS:
+        g = summary[group]
+        lines.append(f"{group:8s} {100 * g['pq']:6.2f} {100 * g['sq']:6.2f} {100 * g['rq']:6.2f} {g['n']:4d}")
+    lines.append(f"mIoU {100 * summary['miou']:.2f} over {summary['images']} images")
+    return "\n".join(lines)
+
+
+def log_evaluation(logger, step: int, summary: dict) -> None:
+    """PQ/SQ/RQ of each group and mIoU to the run log (TensorBoard ``val/``)."""
+    values = {f"{m}_{group}": summary[group][m] for group in GROUPS for m in ("pq", "sq", "rq")}
+    logger.scalars(step, {**values, "miou": summary["miou"]}, prefix="val")
+    logger.message(f"step {step}: " + format_summary(summary).replace("\n", " | "))
+
+
+def in_memory_predictor(model: nn.Module, model_config, postprocess_config, device: torch.device) -> Predictor:
+    """A :class:`Predictor` over a model being trained (same path as inference)."""
+    return Predictor(backend=TorchBackend(model, device=device), model_config=model_config,
+                     postprocess_config=postprocess_config, input_size=model_config.input_size)
+
+
+def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, step: int = 0) -> dict:
+    """Validation scores of ``model`` during/after training (see :func:`evaluate`).
+
+    RNG states are restored afterwards, so evaluating does not change the training run's
+    random stream (a resumed run, which skips this evaluation, stays identical).
+    """
+    from panoptic_ros.training.data import build_dataset
+
+    was_training = model.training
+    device = next(model.parameters()).device
+    label_space = get_label_space(config.model.label_space)
+    dataset = build_dataset(config.data, "val")
+    count = min(count or len(dataset), len(dataset))
+    images = config.eval.images if logger is not None else 0
+    with preserved_rng():
+        predictor = in_memory_predictor(model, config.model, config.postprocess, device)
+
+        def on_image(index, sample, result) -> None:
+            if index < images:
+                _log_images(logger, step, index, model, sample, result, label_space)
+
+        summary = evaluate(predictor.predict, (dataset[i] for i in range(count)), label_space=label_space,
+                           on_image=on_image)
+    model.train(was_training)
+    return summary
+
+
+@torch.no_grad()
+def _log_images(logger, step: int, index: int, model: nn.Module, sample, result, label_space: LabelSpace) -> None:
+    """Panoptic overlay and embedding PCA image of one validation image to TensorBoard."""
+    from panoptic_ros.viz import embedding_pca_image, panoptic_overlay
+
+    logger.image(step, f"val/overlay_{index}", panoptic_overlay(sample.image, result, label_space))
+    device = next(model.parameters()).device
+    x = torch.from_numpy(sample.image).permute(2, 0, 1).unsqueeze(0).float().to(device)
+    embedding = model.eval()(x)[kind_spec(model.config.kind).embedding_output][0].float().cpu().numpy()
+    logger.image(step, f"val/embedding_pca_{index}", embedding_pca_image(embedding))
+
+
+# ---- CLI ---------------------------------------------------------------------------------
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}") from None
+    return height, width
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="panoptic-evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (x, x.safetensors or x.json)")
+    p.add_argument("--dataset", required=True, choices=["synthstreet", "cityscapes", "coco"])
+    p.add_argument("--root", type=Path, help="dataset root (Cityscapes / COCO)")
+    p.add_argument("--split", default="val", help="split of Cityscapes / COCO (default val)")
+    p.add_argument("--seed", type=int, default=1000, help="SynthStreet stream seed (default 1000)")
+    p.add_argument("--count", type=int, default=50, help="SynthStreet scenes; for the others: first N images (0 = all)")
+    p.add_argument("--size", type=_size, default=(512, 1024), help="SynthStreet scene size HxW (default 512x1024)")
+    p.add_argument("--mirror", action="store_true", help="SynthStreet mirrored scenes (twin test)")
+    p.add_argument("--json-out", type=Path, help="write the results dict (fractions) here")
+    p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    p.add_argument("--set", dest="postprocess", action="append", default=[], metavar="KEY=VALUE",
+                   help="post-processing override, e.g. --set bandwidth=0.6 (repeatable)")
+    return p.parse_args(argv)
+
+
+def _samples(args: argparse.Namespace, label_space: LabelSpace):
+    """(number of images, iterator of samples) for the CLI's dataset arguments."""
+    if args.dataset == "synthstreet":
+        from panoptic_ros.training.data import synthstreet
+
+        if label_space.name != "cityscapes":
+            raise ConfigError(f"{args.checkpoint}: SynthStreet uses the Cityscapes label space, the model "
+                              f"predicts {label_space.name!r}")
+        dataset = synthstreet(args.seed, args.count, args.size, mirror=args.mirror)
+        return len(dataset), (dataset[i] for i in range(len(dataset)))
+    if args.root is None:
+        raise ConfigError(f"--root: required for --dataset {args.dataset}")
+    from panoptic_ros.training.data import real_dataset
+
+    dataset = real_dataset(args.dataset, args.root, args.split)
+    count = min(args.count or len(dataset), len(dataset))
+    return count, (dataset[i] for i in range(count))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Evaluate as the arguments say; returns the summary dict."""
+    import yaml
+
+    overrides = {}
+    for item in args.postprocess:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
+                                          num_threads=args.threads, postprocess=overrides)
+    label_space = predictor.label_space
+    count, samples = _samples(args, label_space)
+    scores, truth = Scores(label_space), []
+    keep_truth = args.predictions_dir is not None and args.dataset == "synthstreet"
+    on_image = (lambda i, sample, result: truth.append((sample.image_id, sample.target))) if keep_truth else None
+    rows = _progress(predictions(predictor.predict, samples, scores, on_image), count)
+    if args.predictions_dir is not None:
+        write_coco_panoptic(args.predictions_dir / "predictions.json", args.predictions_dir / "predictions",
+                            rows, label_space)
+        if keep_truth:
+            write_coco_panoptic(args.predictions_dir / "gt.json", args.predictions_dir / "gt",
+                                ((image_id, f"{image_id}.png", target) for image_id, target in truth), label_space)
+    else:
+        for _ in rows:
+            pass
+    return scores.summary()
+
+
+def _progress(rows: Iterable, total: int) -> Iterable:
+    from tqdm import tqdm
+
+    return tqdm(rows, total=total, unit="img", disable=not sys.stderr.isatty())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        summary = run(args)
+    except USER_ERRORS as exc:
+        print(f"panoptic-evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    if args.json_out is not None:
+        text = json.dumps(summary, indent=1, default=_json_default) + "\n"
+        atomic_write_bytes(args.json_out, text.encode())
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

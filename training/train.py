@@ -1,0 +1,204 @@
+"""``panoptic-train``: train PanoNet or CIAE from a YAML recipe.
+
+    panoptic-train --config training/configs/panonet_synthstreet.yaml [key=value ...]
+                   [--out runs/NAME] [--resume | --resume-from PATH]
+
+Runs as one process or under ``torchrun`` (DDP, one process per GPU or CPU slot; rank 0
+logs and writes checkpoints). Every ``runtime.checkpoint_every`` steps a resumable
+checkpoint lands in ``<out>/checkpoints/step_<N>/``; ``--resume`` continues the newest
+one (``--resume-from``: a given one) with the same subsequent losses. At the end
+``<out>/model.{safetensors,json}`` holds the trained model and ``<out>/eval.json`` its
+validation scores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
+from panoptic_ros.config import ConfigError, to_dict
+from panoptic_ros.models.build import build_model
+from panoptic_ros.training import distributed
+from panoptic_ros.training.config import TrainConfig, load_train_config
+from panoptic_ros.training.data import build_dataset, build_train_loader, seed_everything
+from panoptic_ros.training.engine import NonFiniteLossError, StepContext, train_one_epoch
+from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
+from panoptic_ros.training.init import initialise_model
+from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.logs import RunLogger
+from panoptic_ros.training.optim import build_optimizer, set_learning_rate
+from panoptic_ros.training.state import (Progress, list_checkpoints, load_training_checkpoint,
+                                         remove_partial_checkpoints, resolve_resume, save_training_checkpoint)
+
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, NonFiniteLossError)
+_AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="panoptic-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="training YAML (training/configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optimizer.lr=0.01")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint of the run folder")
+    parser.add_argument("--resume-from", type=Path, metavar="PATH",
+                        help="continue the checkpoint at PATH (a run folder or checkpoints/step_N)")
+    return parser.parse_args(argv)
+
+
+def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.Module, nn.Module, str]:
+    """(module to train: DDP-wrapped under torchrun, the bare model, how it was initialised)."""
+    model = build_model(config.model)
+    note = initialise_model(model, config.init)
+    if config.runtime.sync_bn and dist.distributed:
+        if dist.device.type != "cuda":
+            raise ConfigError("runtime.sync_bn: SyncBatchNorm needs CUDA (PyTorch has no CPU implementation)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(dist.device)
+    if not dist.distributed:
+        return model, model, note
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids), model, note
+
+
+def train(config: TrainConfig, out_dir: Path, resume: str | None = None, command: str = "") -> dict:
+    """Run the recipe ``config`` into ``out_dir``; returns the final evaluation summary."""
+    dist = distributed.init_distributed(config.runtime.device)
+    try:
+        return _train(config, out_dir, resume, dist, command)
+    finally:
+        distributed.shutdown_distributed()
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distributed.DistInfo, command: str) -> dict:
+    if config.runtime.threads:
+        torch.set_num_threads(config.runtime.threads)
+    seed_everything(config.runtime.seed)
+    module, model, init_note = prepare_model(config, dist)
+    optimizer = build_optimizer(model, config.optimizer)
+    amp_dtype = _AMP[config.runtime.amp] if dist.device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    progress = Progress()
+    if resume is not None:
+        folder = resolve_resume(resume or out_dir)
+        progress, stored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler)
+        _check_same_recipe(stored, config, folder)
+    if dist.is_main:
+        remove_partial_checkpoints(out_dir)
+        _write_config(out_dir, config)
+    loader, sampler = build_train_loader(config, dist)
+    logger = RunLogger(out_dir, enabled=dist.is_main, total_steps=config.schedule.total_steps,
+                       initial_step=progress.step, tensorboard=config.runtime.tensorboard)
+    ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
+    logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters, {init_note}; "
+                   f"{dist.world_size} process(es) on {dist.device}; "
+                   + (f"resumed at step {progress.step}" if resume is not None else "starting at step 0"))
+    try:
+        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command)
+        summary = _finish(config, model, out_dir, logger, dist, progress, command)
+    finally:
+        logger.close()
+    return summary
+
+
+def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> StepContext:
+    total = config.schedule.total_steps
+
+    def on_log(step: int, values: dict) -> None:
+        logger.scalars(step, values)
+        logger.advance(config.runtime.log_every, {"loss": values["loss"]})
+
+    return StepContext(
+        loss_fn=kind_spec(config.model.kind).loss_fn(config.loss), optimizer=optimizer,
+        set_lr=lambda step: set_learning_rate(optimizer, step, config.optimizer.lr, config.schedule),
+        total_steps=total, device=dist.device, amp_dtype=amp_dtype, scaler=scaler,
+        grad_clip=config.optimizer.grad_clip, accumulate=config.optimizer.accumulate, on_log=on_log,
+        log_every=config.runtime.log_every)
+
+
+def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command) -> Progress:
+    """Train in chunks that end at checkpoint / evaluation boundaries."""
+    total, rt = config.schedule.total_steps, config.runtime
+    started = time.monotonic()
+    while progress.step < total:
+        boundary = min(_next_multiple(progress.step, rt.checkpoint_every),
+                       _next_multiple(progress.step, config.eval.every) if config.eval.every else total, total)
+        sampler.set_position(progress.epoch, progress.batch_in_epoch)
+        loader.dataset.set_epoch(progress.epoch)
+        step = train_one_epoch(module, loader, ctx, step=progress.step, stop_step=boundary)
+        in_epoch = progress.batch_in_epoch + step - progress.step
+        progress = (Progress(step, progress.epoch + 1, 0) if in_epoch >= sampler.steps_per_epoch
+                    else Progress(step, progress.epoch, in_epoch))
+        if step % rt.checkpoint_every == 0 or step == total:
+            if dist.is_main:
+                save_training_checkpoint(
+                    out_dir, model=model, model_config=config.model, optimizer=ctx.optimizer, progress=progress,
+                    scaler=ctx.scaler, postprocess=to_dict(config.postprocess), config=config.to_dict(),
+                    metadata={"command": command}, keep=rt.keep_checkpoints)
+            distributed.barrier()
+        if config.eval.every and step % config.eval.every == 0 and step < total and dist.is_main:
+            log_evaluation(logger, step, evaluate_model(model, config, count=config.eval.count, logger=logger,
+                                                         step=step))
+        distributed.barrier()
+    logger.message(f"trained to step {progress.step} in {time.monotonic() - started:.0f} s")
+    return progress
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+def _finish(config, model, out_dir, logger, dist, progress, command) -> dict:
+    """Final model checkpoint and evaluation (rank 0)."""
+    if not dist.is_main:
+        return {}
+    summary = evaluate_model(model, config, count=config.eval.count, logger=logger, step=progress.step)
+    log_evaluation(logger, progress.step, summary)
+    scores = {group: summary[group] for group in ("All", "Things", "Stuff")}
+    save_checkpoint(out_dir / "model", model, config.model, postprocess=to_dict(config.postprocess),
+                    metadata={"step": progress.step, "seed": config.runtime.seed, "command": command,
+                              "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
+    atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
+    logger.message(f"PQ {100 * summary['All']['pq']:.1f}  SQ {100 * summary['All']['sq']:.1f}  "
+                   f"RQ {100 * summary['All']['rq']:.1f}  -> {out_dir / 'model.safetensors'}")
+    return summary
+
+
+def _write_config(out_dir: Path, config: TrainConfig) -> None:
+    import yaml
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+
+
+def _check_same_recipe(stored: dict, config: TrainConfig, folder: Path) -> None:
+    """Resuming with another model, data or schedule would silently train something else."""
+    current = config.to_dict()
+    for section in ("model", "data", "loss", "optimizer", "schedule"):
+        if stored.get(section) != current[section]:
+            raise CheckpointError(f"{folder}: the checkpoint was trained with a different {section!r} section; "
+                                  "resume with the run's own config (see config.yaml in the run folder)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_train_config(args.config, args.overrides)
+        out_dir = args.out or Path("runs") / args.config.stem
+        command = " ".join(["panoptic-train", *(argv if argv is not None else sys.argv[1:])])
+        resume = str(args.resume_from) if args.resume_from else ("" if args.resume else None)
+        train(config, out_dir, resume, command)
+    except USER_ERRORS as exc:
+        print(f"panoptic-train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
