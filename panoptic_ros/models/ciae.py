@@ -99,9 +99,10 @@ class CIAEConfig:
 def coord_channels(x: torch.Tensor) -> torch.Tensor:
     """``x`` (B, C, h, w) with two more channels: x and y positions normalised to [-1, 1]."""
     b, _, h, w = x.shape
-    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
-    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
-    return torch.cat([x, xs, ys], dim=1)
+    # arange rather than linspace: the ONNX exporter turns linspace into float64 ops
+    ys = (torch.arange(h, device=x.device, dtype=x.dtype) * (2.0 / max(h - 1, 1)) - 1.0).view(1, 1, h, 1)
+    xs = (torch.arange(w, device=x.device, dtype=x.dtype) * (2.0 / max(w - 1, 1)) - 1.0).view(1, 1, 1, w)
+    return torch.cat([x, xs.expand(b, 1, h, w), ys.expand(b, 1, h, w)], dim=1)
 
 
 class _ConvUp(nn.Module):
@@ -205,7 +206,7 @@ class CIAE(nn.Module):
         """Args:
             images: (B, 3, H, W) float32 RGB in [0, 255].
         """
-        if images.dim() != 4 or images.shape[1] != 3:
+        if not torch.jit.is_tracing() and (images.dim() != 4 or images.shape[1] != 3):
             raise ValueError(f"images: expected (B, 3, H, W), got {tuple(images.shape)}")
         feats = self.backbone((images - self.pixel_mean) / self.pixel_std)
         dense, box_embeds = self.head(feats[1:])
@@ -224,7 +225,7 @@ class CIAE(nn.Module):
         loc = locations.unsqueeze(0)
         boxes = torch.cat([loc - ltrb[..., :2], loc + ltrb[..., 2:]], dim=-1)
         stuff = F.normalize(self.category_memory[: self.num_stuff], dim=1)
-        size = torch.stack([torch.as_tensor(images.shape[2]), torch.as_tensor(images.shape[3])]).to(torch.int64)
+        size = torch._shape_as_tensor(images)[2:]  # traced as an ONNX Shape op, right for any size
         return {
             "cls_scores": torch.sigmoid(dense["cls_logits"]),
             "centerness": torch.sigmoid(dense["centerness_logits"]),
