@@ -3,9 +3,11 @@
 The reference is ``pq_compute_single_core`` + ``average_pq`` of COCO's panopticapi and of
 cityscapesscripts' ``evalPanopticSemanticLabeling`` (the same rules). That code builds,
 per image, a Python dict over ``np.unique`` of a uint64 (gt id, pred id) map and loops
-over it; here the ids are first mapped to compact segment indices through a lookup table,
-one ``np.bincount`` gives the whole (gt segment x pred segment) intersection table, and
-array operations on that small table apply the rules. The counts are identical.
+over it. Here the maps are cut into horizontal runs on which both ids are constant, the
+run ids go to compact segment indices through a lookup table, one ``np.bincount`` (run
+lengths as weights) gives the whole (gt segment x pred segment) intersection table, and
+array operations on that small table apply the rules. The counts are identical, and the
+IoUs are summed in the official order, so one process gives bit-identical results.
 
 Rules, per image (``segments_info`` lists are read as dicts keyed by id, so for a
 repeated id the last entry wins, as in the official code):
@@ -26,8 +28,11 @@ repeated id the last entry wins, as in the official code):
 
 Summaries: per category ``PQ = sum IoU / (TP + FP/2 + FN/2)``, ``SQ = sum IoU / TP`` (the
 integer 0 without TPs), ``RQ = TP / (TP + FP/2 + FN/2)``; categories with no TP, FP or FN
-get zeros and do not count in ``n`` nor in the All/Things/Stuff means. The one deviation:
-where a group has ``n == 0`` the official code divides by zero; here it reports zeros.
+get zeros and do not count in ``n`` nor in the All/Things/Stuff means. The one deviation
+for valid input: where a group has ``n == 0`` the official code divides by zero; here it
+reports zeros. Input the official code would misread is refused: id 0 listed in
+``segments_info`` (VOID pixels would become a segment), maps of different sizes, ids
+outside [0, 2**24).
 """
 from __future__ import annotations
 
@@ -148,7 +153,10 @@ class PanopticEvaluator:
         category = np.array([self._index.get(_category_key(s.get("category_id")), -1) for s in infos], np.int64)
         if is_gt:
             crowd = np.array([s.get("iscrowd", 0) == 1 for s in infos], bool)
-            area = np.array([s.get("area", np.nan) for s in infos], np.float64)
+            try:
+                area = np.array([s.get("area", np.nan) for s in infos], np.float64)
+            except (TypeError, ValueError):
+                raise PanopticFormatError(f"{source}: segments_info holds an area that is not a number") from None
         else:
             unknown = [s.get("category_id") for s, c in zip(infos, category) if c < 0]
             if unknown:

@@ -205,3 +205,13 @@ def test_categories_from_coco_dicts_keep_order_and_reject_missing_isthing():
     assert evaluator.is_thing.tolist() == [False, True]
     with pytest.raises(PanopticFormatError, match="lacks 'id' or 'isthing'"):
         PanopticEvaluator([{"id": 5}])
+
+
+def test_bad_ground_truth_raises_errors_naming_the_source():
+    evaluator = PanopticEvaluator(CITYSCAPES)
+    ids = np.full((2, 2), 9, np.int32)
+    with pytest.raises(PanopticFormatError, match="^gt/a.png: segments_info holds an area that is not a number"):
+        evaluator.add_coco(ids, [{"id": 9, "category_id": 7, "area": "big"}], ids, [{"id": 9, "category_id": 7}],
+                           gt_source="gt/a.png")
+    with pytest.raises(PanopticFormatError, match=r"^gt/a.png: segment ids must lie in \[0, 2\*\*24\)"):
+        evaluator.add_coco(ids << 24, [], ids, [{"id": 9, "category_id": 7}], gt_source="gt/a.png")
