@@ -153,3 +153,23 @@ def test_distributed_sampler_splits_across_two_gloo_processes(tmp_path):
         assert len(a) == len(b) == 5
         assert set(a).isdisjoint(b) and set(a) | set(b) == everything
     assert ranks[0]["0"] != ranks[0]["1"]
+
+
+def test_synthstreet_through_transforms_collate_and_workers():
+    from panoptic_ros.training.datasets.synthstreet import SynthStreetDataset
+    from panoptic_ros.training.datasets.transforms import standard_train_transform
+
+    dataset = TransformedDataset(SynthStreetDataset(seed=2, length=4, height=128, width=256),
+                                 standard_train_transform(crop=(96, 128)), seed=1)
+    loader = build_dataloader(dataset, batch_size=2, num_workers=2, shuffle=True, seed=0,
+                              collate=PanopticCollate(targets="ciae", label_space="cityscapes"))
+    for batch in loader:
+        t = batch.targets
+        assert batch.images.shape == (2, 3, 96, 128)
+        for b in range(2):
+            k = len(t["segment_category"][b])
+            assert set(t["segment_map"][b].unique().tolist()) - {-1} == set(range(k))   # every segment has cells
+            things = t["segment_is_thing"][b]
+            assert torch.all(t["segment_category"][b][things] == 11) and torch.all(t["segment_category"][b][~things] < 11)
+            assert torch.all((t["fcos_labels"][b] >= -1) & (t["fcos_labels"][b] < 8))
+        batch.samples[0].target.validate()

@@ -194,3 +194,40 @@ def test_coco_errors_name_files(coco_root):
     json_path.write_text("[]")
     with pytest.raises(CocoFormatError, match=f"{json_path}: expected a JSON object"):
         CocoPanoptic(coco_root, "val")
+
+
+def synth_scenes():
+    from panoptic_ros.training.datasets.synthstreet import generate_scene
+
+    # a plain scene with a crowd region and a mirrored one (identical twins); both have VOID
+    return [generate_scene(7, 11, height=128, width=256), generate_scene(7, 1, height=128, width=256, mirror=True)]
+
+
+def test_synthstreet_cityscapes_layout_round_trip(tmp_path):
+    """Generator -> Cityscapes writer -> createPanopticImgs -> our reader == generator, pixel for pixel."""
+    from panoptic_ros.training.datasets.writers import write_cityscapes
+
+    scenes = synth_scenes()
+    assert any(s.iscrowd for s in scenes[0].target.segments + scenes[1].target.segments)
+    stems = write_cityscapes(tmp_path, scenes, split="val", city="synth")
+    convert2panoptic(str(tmp_path / "gtFine"), None, False, ["val"])
+    ds = CityscapesPanoptic(tmp_path, "val")
+    assert [ds[i].image_id for i in range(len(ds))] == stems
+    for scene, read in zip(scenes, (ds[i] for i in range(len(ds)))):
+        np.testing.assert_array_equal(read.target.panoptic, scene.target.panoptic)
+        assert read.target.segments == scene.target.segments
+        np.testing.assert_array_equal(read.image, scene.image)
+
+
+def test_synthstreet_coco_layout_round_trip(tmp_path):
+    from panoptic_ros.training.datasets.coco_panoptic import PanopticFolderDataset
+    from panoptic_ros.training.datasets.writers import coco_paths, write_coco
+
+    scenes = synth_scenes()
+    write_coco(tmp_path, scenes, split="val")
+    json_path, png_dir, image_dir = coco_paths(tmp_path, "val")
+    ds = PanopticFolderDataset(json_path=json_path, panoptic_dir=png_dir, image_dir=image_dir, label_space=CITYSCAPES)
+    for scene, read in zip(scenes, (ds[i] for i in range(len(ds)))):
+        assert read.image_id == scene.image_id
+        np.testing.assert_array_equal(read.target.panoptic, scene.target.panoptic)
+        np.testing.assert_array_equal(read.image, scene.image)
