@@ -64,14 +64,29 @@ def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dic
     return data
 
 
-def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """(H, W) int32 segment ids of a COCO panoptic PNG."""
+def read_bgr(path: str | Path, kind: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 BGR of an image file (grey images are expanded to 3 channels).
+
+    Raises:
+        CocoFormatError: the file is missing or not a readable ``kind``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CocoFormatError(f"{path}: file not found")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise CocoFormatError(f"{path}: not a readable PNG")
+        raise CocoFormatError(f"{path}: not a readable {kind}")
+    return bgr
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file; see :func:`read_bgr`."""
+    return np.ascontiguousarray(read_bgr(path)[..., ::-1])
+
+
+def read_panoptic_png(path: str | Path) -> np.ndarray:
+    """(H, W) int32 segment ids of a COCO panoptic PNG."""
+    bgr = read_bgr(path, "PNG")
     if sys.byteorder != "little":
         return rgb2id(bgr[..., ::-1])
     # Same ids as rgb2id, ~10x faster (evaluation reads two PNGs per image): the bytes

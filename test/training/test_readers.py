@@ -96,7 +96,7 @@ def test_cityscapes_missing_png_and_image(cityscapes_root, tmp_path):
     ds = CityscapesPanoptic(root, "val")
     with pytest.raises(CocoFormatError, match=f"{png}: file not found"):
         ds[0]
-    with pytest.raises(CocoFormatError, match=f"{image}: image file not found"):
+    with pytest.raises(CocoFormatError, match=f"{image}: file not found"):
         ds[1]
 
 
@@ -184,7 +184,7 @@ def test_coco_errors_name_files(coco_root):
         CocoPanoptic(coco_root, "val", panoptic_dir=coco_root / "nowhere")
     image = coco_root / "val2017" / "000000000285.png"
     image.unlink()
-    with pytest.raises(CocoFormatError, match=f"{image}: image file not found"):
+    with pytest.raises(CocoFormatError, match=f"{image}: file not found"):
         CocoPanoptic(coco_root, "val")[1]
     data = json.loads(json_path.read_text())
     data["annotations"][0]["segments_info"].append({"id": 999, "category_id": 1, "iscrowd": 0})

@@ -22,30 +22,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 from torch.utils.data import Dataset
 
-from panoptic_ros.eval.coco_format import CocoFormatError, CocoImage, iter_coco_images, load_result
+from panoptic_ros.eval.coco_format import CocoFormatError, CocoImage, iter_coco_images, load_result, read_rgb
 from panoptic_ros.labels import COCO_PANOPTIC, LabelSpace
 from panoptic_ros.training.datasets.sample import Sample
 
 __all__ = ["CocoFormatError", "CocoPanoptic", "PanopticFolderDataset", "read_rgb"]
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (grey images are expanded to 3 channels).
-
-    Raises:
-        CocoFormatError: the file is missing or not a readable image.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CocoFormatError(f"{path}: image file not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise CocoFormatError(f"{path}: not a readable image")
-    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 class PanopticFolderDataset(Dataset):
