@@ -18,11 +18,20 @@ from panoptic_ros.training.datasets.writers import WriterError, coco_paths, writ
 
 # seed, index, (H, W), mirror: several streams, sizes and aspect ratios
 SCENES = [(11, 0, (128, 256), False), (11, 1, (96, 320), False), (4242, 7, (160, 256), True),
-          (90210, 3, (128, 256), False), (11, 10, (128, 256), False)]   # the last one has a crowd
+          (90210, 3, (128, 256), False)]
+
+
+def _first_crowd_scene(seed: int, size=(128, 256)):
+    for index in range(60):
+        sample = generate_scene(seed, index, height=size[0], width=size[1])
+        if any(s.iscrowd for s in sample.target.segments):
+            return sample
+    raise AssertionError(f"no crowd region in 60 scenes of seed {seed}")
 
 
 def _samples():
-    return [generate_scene(s, i, height=h, width=w, mirror=m) for s, i, (h, w), m in SCENES]
+    return [generate_scene(s, i, height=h, width=w, mirror=m) for s, i, (h, w), m in SCENES] + \
+        [_first_crowd_scene(11)]
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from panoptic_ros.training.datasets import synth_palette as pal
 from panoptic_ros.training.datasets.synth_camera import Camera
-from panoptic_ros.training.datasets.synth_render import Layer, MaterialTable, to_fixed
+from panoptic_ros.training.datasets.synth_render import Layer, MaterialTable, scratch, to_fixed
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = 7000, 8000, 11000, 12000, 13000
 VEGETATION, TERRAIN, SKY = 21000, 22000, 23000
@@ -63,8 +63,8 @@ def plan_street(rng: np.random.Generator, height: int, width: int, *, tram: bool
     for sign, curb in zip((-1, 1), curbs):
         walk = rng.uniform(2.0, 5.0)
         kind = "park" if rng.random() < 0.2 else "buildings"
-        setback = rng.uniform(2.0, 8.0) if kind == "park" or rng.random() < 0.35 else 0.0
-        edge = "none" if setback == 0.0 else str(rng.choice(["wall", "fence", "hedge", "none"]))
+        setback = rng.uniform(2.0, 8.0) if kind == "park" or rng.random() < 0.5 else 0.0
+        edge = "none" if setback == 0.0 else pal.choose(rng, ("wall", "fence", "hedge", "none"), (4, 4, 2, 1))
         z0 = rng.uniform(Z_NEAR, 15.0)
         sides.append(Side(sign, curb, curb + sign * walk, curb + sign * (walk + setback), kind, edge,
                           (z0, z0 + rng.uniform(10.0, 60.0))))
@@ -204,8 +204,8 @@ def _draw_fence(cam: Camera, x: float, z0: float, z1: float, rng, table: Materia
 def _canopy(cam: Camera, x: float, y: float, z: float, r: float, mat: int, layer: Layer, rng) -> None:
     """A tree crown: a cluster of overlapping ellipses at (x, y, z) metres, radius r."""
     fx, fy = cam.ppm(z)
-    centres = cam.project(x + rng.uniform(-r, r, 6) * 0.6, y + rng.uniform(-r, r, 6) * 0.5, z)
-    for (cx, cy), s in zip(centres, rng.uniform(0.45, 0.8, 6)):
+    centres = cam.project(x + rng.uniform(-r, r, 5) * 0.6, y + rng.uniform(-r, r, 5) * 0.5, z)
+    for (cx, cy), s in zip(centres, rng.uniform(0.5, 0.85, 5)):
         layer.ellipse((cx, cy), (r * s * fx, r * s * fy), mat, VEGETATION)
 
 
@@ -266,7 +266,8 @@ def _draw_road(plan: StreetPlan, rng, table: MaterialTable, layer: Layer) -> Non
 def _shadows(plan: StreetPlan, rng) -> np.ndarray:
     """(H, W) float32 gain: a cast shadow of one row of buildings across part of the street."""
     cam = plan.camera
-    gain = np.ones((cam.height, cam.width), np.float32)
+    gain = scratch(8, (cam.height, cam.width), np.float32)     # consumed within this scene
+    gain.fill(1.0)
     if rng.random() < 0.5:
         side = plan.sides[int(rng.integers(2))]
         reach = side.facade - side.sign * rng.uniform(3.0, 12.0)

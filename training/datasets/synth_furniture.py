@@ -30,7 +30,7 @@ def _traffic_light(pen: Pen, u: float, v: float, c: Common, rng, facing: bool) -
 
 def _sign(pen: Pen, u: float, v: float, c: Common, rng) -> None:
     """A traffic sign plate centred at (u, v): round, triangular, square or a back side."""
-    shape = rng.choice(["round", "triangle", "square", "back"], p=[0.35, 0.25, 0.3, 0.1])
+    shape = pal.choose(rng, ("round", "triangle", "square", "back"), (0.35, 0.25, 0.3, 0.1))
     r = rng.uniform(0.3, 0.45)
     if shape == "round":
         pen.ellipse((u, v), (r, r), c["sign_red"], 3)
@@ -52,7 +52,9 @@ def pole(rng, table: MaterialTable, c: Common, frame, kind: str) -> Model:
     h = {"lamp": rng.uniform(5.5, 8.0), "light": rng.uniform(3.2, 4.5), "sign": rng.uniform(2.6, 3.6),
          "bare": rng.uniform(2.5, 6.0)}[kind]
     arm = rng.uniform(1.0, 2.2) * (1 if rng.random() < 0.5 else -1)
-    pen = Pen(abs(arm) + 0.6, h + 0.6, frame)
+    reach = abs(arm) + 0.35 if kind == "lamp" else 0.75     # lamp arm or a second signal head
+    u_range = (-reach, 0.75) if arm < 0 else (-0.75, reach)
+    pen = Pen(reach, h + 0.6, frame, u_range)
     width = rng.uniform(0.1, 0.22)
     pen.rect(-width / 2, width / 2, 0.0, h, c["pole"], 1)
     if kind == "lamp":
@@ -67,12 +69,12 @@ def pole(rng, table: MaterialTable, c: Common, frame, kind: str) -> Model:
         _sign(pen, 0.0, h - 0.35, c, rng)
         if rng.random() < 0.35:
             _sign(pen, 0.0, h - 1.3, c, rng)
-    return Model(pen, _PARTS, abs(arm) + 0.3)
+    return Model(pen, _PARTS, 0.5)
 
 
 def void_object(rng, table: MaterialTable, c: Common, frame) -> Model:
     """A bin, bench or advertising column: present in the image, labelled VOID."""
-    kind = rng.choice(["bin", "column", "bench"])
+    kind = pal.choose(rng, ("bin", "column", "bench"))
     colour = table.add(pal.pick(rng, pal.CAR_PAINTS + pal.GREYS, 15), fine=6, mid=4, grad=-15)
     if kind == "bin":
         pen = Pen(0.4, 1.1, frame)

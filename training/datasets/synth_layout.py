@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from panoptic_ros.training.datasets.synth_background import StreetPlan
+from panoptic_ros.training.datasets.synth_palette import choose
 
 LANE_VEHICLES = (("car", 0.72), ("truck", 0.1), ("bus", 0.1), ("train", 0.0), ("motorcycle", 0.08))
 
@@ -53,8 +54,7 @@ def _z_range(plan: StreetPlan, far: float) -> tuple[float, float]:
 
 def _pick(rng, table) -> str:
     names, weights = zip(*table)
-    weights = np.asarray(weights, np.float64)
-    return str(rng.choice(names, p=weights / weights.sum()))
+    return choose(rng, names, weights)
 
 
 def _lane_vehicle(plan: StreetPlan, rng, occupied: list) -> Placement | None:
@@ -137,6 +137,19 @@ def plan_objects(plan: StreetPlan, rng: np.random.Generator, target: int) -> lis
     return out
 
 
+def _add_twins(rng: np.random.Generator, objects: list[Placement]) -> None:
+    """Give one or two objects identical copies beside them at the same depth."""
+    if rng.random() > 0.7:
+        return
+    eligible = [p for p in objects if p.kind in ("car", "person", "bicycle", "motorcycle")
+                and p.options.get("view") != "side" and not p.twin_dx]
+    for src in eligible[:int(rng.integers(1, 3))]:
+        spacing = {"car": 2.4}.get(src.kind, 1.2) * rng.uniform(1.05, 1.5)
+        src.twin_dx.append(float(spacing * choose(rng, (-1, 1))))
+        if rng.random() < 0.25:                 # a row of three
+            src.twin_dx.append(-src.twin_dx[0])
+
+
 def add_extras(plan: StreetPlan, rng: np.random.Generator, objects: list[Placement]) -> None:
     """Occluders that split things, twins, a crowd, poles and VOID objects (in place)."""
     cam = plan.camera
@@ -150,19 +163,15 @@ def add_extras(plan: StreetPlan, rng: np.random.Generator, objects: list[Placeme
         if rng.random() < 0.5:
             objects.append(Placement("person", x_img * zo, zo))
         else:
-            objects.append(Placement("pole", x_img * zo, zo, {"kind": str(rng.choice(["bare", "sign"]))}))
-    if rng.random() < 0.5 and objects:
-        src = objects[int(rng.integers(len(objects)))]
-        if src.kind in ("car", "person", "bicycle", "motorcycle") and src.options.get("view") != "side":
-            step = (2.6 if src.kind == "car" else 1.3) * rng.choice([-1, 1])
-            src.twin_dx.append(float(step * rng.uniform(1.0, 1.4)))
+            objects.append(Placement("pole", x_img * zo, zo, {"kind": choose(rng, ("bare", "sign"))}))
+    _add_twins(rng, objects)
     if rng.random() < 0.4:
         x, z = _on_pavement(plan, rng, 28.0)
         objects.append(Placement("crowd", x, z, {"count": int(rng.integers(5, 12))}))
     for side in plan.sides:
         z = rng.uniform(cam.z_bottom, 12.0)
         while z < 70.0:
-            kind = str(rng.choice(["lamp", "light", "sign", "bare"], p=[0.35, 0.25, 0.3, 0.1]))
+            kind = choose(rng, ("lamp", "light", "sign", "bare"), (0.35, 0.25, 0.3, 0.1))
             objects.append(Placement("pole", side.curb + side.sign * rng.uniform(0.3, 0.6), z, {"kind": kind}))
             z += rng.uniform(9.0, 25.0)
     for _ in range(int(rng.integers(0, 3))):

@@ -25,8 +25,22 @@ SKIES = ((110, 160, 220), (150, 185, 225), (190, 200, 210), (170, 175, 180), (21
 
 def pick(rng: np.random.Generator, choices, jitter: float = 12.0) -> np.ndarray:
     """One of ``choices`` plus independent per-channel jitter, as float32 RGB."""
-    base = np.asarray(choices[int(rng.integers(len(choices)))], np.float32)
-    return np.clip(base + rng.normal(0.0, jitter, 3), 0, 255).astype(np.float32)
+    base = choices[int(rng.integers(len(choices)))]
+    noise = rng.normal(0.0, jitter, 3)
+    return np.array([min(max(b + n, 0.0), 255.0) for b, n in zip(base, noise.tolist())], np.float32)
+
+
+def choose(rng: np.random.Generator, options, weights=None):
+    """One of ``options``, uniformly or by relative ``weights`` (cheaper than ``rng.choice``
+    for the few-element lists drawn many times per scene)."""
+    if weights is None:
+        return options[int(rng.integers(len(options)))]
+    u = rng.random() * sum(weights)
+    for option, w in zip(options, weights):
+        u -= w
+        if u < 0:
+            return option
+    return options[-1]
 
 
 def scene_light(rng: np.random.Generator) -> np.ndarray:

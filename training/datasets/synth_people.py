@@ -47,8 +47,8 @@ def person(rng, table: MaterialTable, c: Common, frame) -> Model:
     draw_person(pen, 0.0, h, _clothes(table, rng), rng, 1, hair)
     if rng.random() < 0.3:                        # a bag or backpack breaks the silhouette
         bag = table.add(pal.pick(rng, pal.CLOTHES, 15), fine=5)
-        side = rng.choice([-1, 1])
-        pen.rect(side * 0.15 * h, side * 0.23 * h, 0.45 * h, 0.62 * h, bag, 1)
+        side = pal.choose(rng, (-1, 1))
+        pen.rect(side * 0.1 * h, side * 0.2 * h, 0.5 * h, 0.66 * h, bag, 1)
     return Model(pen, (PERSON,), 0.2 * h)
 
 
@@ -67,6 +67,9 @@ def _bicycle(pen: Pen, s: int, c: Common, frame: int, part: int) -> None:
     r = 0.34
     for u in (-0.55, 0.55):
         pen.ellipse((s * u, r), (r, r), c["tyre"], part, thickness=0.05)
+        for a in (0.3, 1.35, 2.4):          # spokes hold the rim to the hub (and the frame)
+            d = np.array([np.cos(a), np.sin(a)]) * r
+            pen.line((s * u - d[0], r - d[1]), (s * u + d[0], r + d[1]), 0.02, c["rim"], part)
     pts = {"rear": (-0.55, r), "crank": (0.0, 0.3), "seat": (-0.12, 0.85), "head": (0.45, 0.85),
            "front": (0.55, r)}
     for a, b in (("rear", "crank"), ("crank", "seat"), ("seat", "rear"), ("seat", "head"), ("crank", "head"),
@@ -74,7 +77,7 @@ def _bicycle(pen: Pen, s: int, c: Common, frame: int, part: int) -> None:
         pen.line((s * pts[a][0], pts[a][1]), (s * pts[b][0], pts[b][1]), 0.04, frame, part)
     pen.line((s * 0.42, 1.0), (s * 0.45, 0.85), 0.04, frame, part)
     pen.line((s * 0.32, 1.02), (s * 0.5, 1.0), 0.05, c["dark"], part)
-    pen.line((s * -0.2, 0.92), (s * -0.04, 0.92), 0.06, c["dark"], part)
+    pen.line((s * -0.22, 0.87), (s * -0.02, 0.87), 0.06, c["dark"], part)
 
 
 def _motorcycle(pen: Pen, s: int, c: Common, body: int, part: int) -> None:
@@ -87,8 +90,10 @@ def _motorcycle(pen: Pen, s: int, c: Common, body: int, part: int) -> None:
     pen.poly([(s * u, v) for u, v in [(-0.75, 0.72), (-0.1, 0.75), (0.15, 0.95), (0.5, 0.92), (0.55, 0.7),
                                       (-0.7, 0.62)]], body, part)
     pen.line((s * 0.5, 0.9), (s * 0.7, r), 0.06, c["steel"], part)
+    pen.line((s * -0.7, r), (s * -0.2, 0.45), 0.07, c["steel"], part)      # swingarm
     pen.line((s * 0.45, 1.1), (s * 0.55, 0.9), 0.05, c["dark"], part)
-    pen.ellipse((s * 0.66, 0.88), (0.08, 0.08), c["head"], part)
+    pen.ellipse((s * 0.57, 0.86), (0.08, 0.08), c["head"], part)
+    pen.line((s * 0.5, 0.9), (s * 0.25, 0.4), 0.07, c["steel"], part)       # frame down to the engine
 
 
 def two_wheeler(rng, table: MaterialTable, c: Common, frame, *, motor: bool, ridden: bool) -> Model:
@@ -110,10 +115,12 @@ def two_wheeler(rng, table: MaterialTable, c: Common, frame, *, motor: bool, rid
         seat = (s * (-0.3 if motor else -0.12), 0.8 if motor else 0.92)
         hand = (s * (0.42 if motor else 0.38), 1.08 if motor else 1.02)
         shoulder = (seat[0] + s * (0.3 if motor else 0.22), seat[1] + 0.55)
-        pen.line((seat[0], seat[1] + 0.05), (s * (0.15 if motor else 0.05), 0.35), 0.14, legs, 1)
+        # the leg ends on the footrest / pedal, leaving the engine or bottom bracket visible
+        foot = (s * 0.05, 0.45) if motor else (s * 0.18, 0.25)
+        pen.line((seat[0], seat[1] + 0.05), foot, 0.13, legs, 1)
         pen.line((seat[0] - s * 0.05, seat[1] + 0.05), shoulder, 0.3, top, 1)
         pen.line(shoulder, hand, 0.09, top, 1)
-        head = (shoulder[0] + s * 0.08, shoulder[1] + 0.2)
+        head = (shoulder[0] + s * 0.06, shoulder[1] + 0.13)
         pen.ellipse(head, (0.12, 0.13), c["dark"] if motor else skin, 1)
         if not motor and rng.random() < 0.5:
             pen.ellipse((head[0], head[1] + 0.06), (0.13, 0.08), frame, 1)   # helmet

@@ -36,6 +36,7 @@ class MaterialTable:
 
     def __init__(self, light=(1.0, 1.0, 1.0)) -> None:
         self.light = np.asarray(light, np.float32)
+        self._light = [float(v) for v in self.light]
         self.colour = np.zeros((3, MAX_MATERIALS), np.uint8)     # channel-major for cv2.LUT
         self.amp = np.zeros((NUM_FIELDS, MAX_MATERIALS), np.float32)
         self.grad = np.zeros(MAX_MATERIALS, np.float32)
@@ -46,9 +47,10 @@ class MaterialTable:
         if self.count >= MAX_MATERIALS:
             raise RuntimeError("SynthStreet scene uses more than 255 materials")
         m = self.count
-        colour = np.asarray(colour, np.float32)
-        self.colour[:, m] = np.clip(colour * self.light, 0, 255).round()
-        brightness = max(float(colour[0] + colour[1] + colour[2]) / 3.0, 25.0)
+        r, g, b = (float(v) for v in colour)
+        for c, (v, gain) in enumerate(zip((r, g, b), self._light)):
+            self.colour[c, m] = min(max(round(v * gain), 0), 255)
+        brightness = max((r + g + b) / 3.0, 25.0)
         for k, a in enumerate((fine, mid, coarse)):
             self.amp[k, m] = _mean(a) / brightness
         self.grad[m] = _mean(grad) / brightness
@@ -60,7 +62,7 @@ _WORK = threading.local()
 _POOLED_PIXELS = 1 << 17
 
 
-def _scratch(slot: int, shape: tuple[int, int], dtype) -> np.ndarray:
+def scratch(slot: int, shape: tuple[int, int], dtype) -> np.ndarray:
     """A reusable per-thread scratch array for image-sized temporaries.
 
     Fresh multi-megabyte arrays cost more in page faults than the arithmetic done on them,
@@ -89,8 +91,8 @@ def shade(mat: np.ndarray, table: MaterialTable, noise: np.ndarray, gain: np.nda
         (H, W, 3) uint8 RGB (a new array).
     """
     h, w = mat.shape
-    lum = _scratch(0, (h, w), np.float32)
-    term = _scratch(1, (h, w), np.float32)
+    lum = scratch(0, (h, w), np.float32)
+    term = scratch(1, (h, w), np.float32)
     lum.fill(1.0)
     for k in range(NUM_FIELDS):
         if table.amp[k, :table.count].any():
@@ -104,16 +106,18 @@ def shade(mat: np.ndarray, table: MaterialTable, noise: np.ndarray, gain: np.nda
     if gain is not None:
         lum *= gain
     np.maximum(lum, 0.0, out=lum)
-    out = np.empty((h, w, 3), np.uint8)
-    channel = _scratch(2, (h, w), np.uint8)
+    channel = scratch(2, (h, w), np.uint8)
+    planes = []
     for c in range(3):
         cv2.LUT(mat, table.colour[c], dst=channel)
-        out[:, :, c] = cv2.multiply(channel, lum, dtype=cv2.CV_8U, dst=_scratch(3, (h, w), np.uint8))
-    return out
+        planes.append(cv2.multiply(channel, lum, dtype=cv2.CV_8U, dst=scratch(3 + c, (h, w), np.uint8)))
+    return cv2.merge(planes)
 
 
 def _mean(value) -> float:
-    return float(value) if np.isscalar(value) else float(sum(value)) / len(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(sum(value)) / len(value)
 
 
 def to_fixed(points) -> np.ndarray:
@@ -237,16 +241,19 @@ class Pen:
     """Draws an object in its own metric frame into a sprite-sized :class:`Layer`.
 
     Local coordinates: u metres to the right, v metres up, origin on the ground below the
-    object's centre; ``half_width`` and ``height`` bound what will be drawn. The layer
+    object's centre; ``half_width`` (or ``u_range``, for lopsided objects) and ``height``
+    bound what will be drawn. The layer
     covers only the part of that box inside the image (see :class:`Frame`), so objects
     close to the camera cost no more than the pixels they cover.
     """
 
-    def __init__(self, half_width: float, height: float, frame: Frame) -> None:
+    def __init__(self, half_width: float, height: float, frame: Frame,
+                 u_range: tuple[float, float] | None = None) -> None:
         self.sx, self.sy = frame.scale
         pad = 2
-        x0 = int(np.floor(frame.x - half_width * self.sx)) - pad
-        x1 = int(np.ceil(frame.x + half_width * self.sx)) + pad
+        u0, u1 = u_range if u_range is not None else (-half_width, half_width)
+        x0 = int(np.floor(frame.x + u0 * self.sx)) - pad
+        x1 = int(np.ceil(frame.x + u1 * self.sx)) + pad
         y0, y1 = int(np.floor(frame.y - height * self.sy)) - pad, int(np.ceil(frame.y)) + pad
         y0, y1 = max(y0, 0), min(y1, frame.height)
         if frame.clip_columns:
@@ -254,11 +261,12 @@ class Pen:
         self.x0, self.y0 = x0, y0
         self.layer = Layer(max(y1 - y0, 1), max(x1 - x0, 1))
         self.anchor = (frame.x - x0, frame.y - y0)      # sprite pixel of the local origin
+        self._gain = np.array([self.sx, -self.sy])
+        self._offset = np.array(self.anchor)
 
     def px(self, points) -> np.ndarray:
         """(N, 2) local metres -> (N, 2) sprite pixels."""
-        p = np.asarray(points, np.float64).reshape(-1, 2)
-        return np.stack([self.anchor[0] + p[:, 0] * self.sx, self.anchor[1] - p[:, 1] * self.sy], axis=1)
+        return np.asarray(points, np.float64).reshape(-1, 2) * self._gain + self._offset
 
     def poly(self, points, material: int, part: int | None = None) -> None:
         self.layer.poly(self.px(points), material, part)

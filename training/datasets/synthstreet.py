@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch.utils.data
 
@@ -28,7 +29,7 @@ from panoptic_ros.training.datasets.synth_layout import Placement, add_extras, p
 from panoptic_ros.training.datasets.synth_noise import noise_bank, noise_crop
 from panoptic_ros.training.datasets.synth_palette import pick, scene_light, CAR_PAINTS
 from panoptic_ros.training.datasets.synth_render import Frame, Layer, MaterialTable, paste, render_sprite, shade, to_fixed
-from panoptic_ros.types import LABEL_DIVISOR, PanopticResult
+from panoptic_ros.types import LABEL_DIVISOR, PanopticResult, Segment, segment_stats
 
 MIN_INSTANCES, MAX_INSTANCES = 6, 30
 # Things whose visible area is below this share of the image become VOID (fragments a
@@ -109,22 +110,25 @@ def _draw_objects(objects, cam, rng, table, image, panoptic, mirror) -> None:
 
 def _contact_shadows(objects, cam, shadow: np.ndarray) -> None:
     """Darken the road under vehicles and people (drawn before the background is shaded)."""
-    import cv2
-
+    xs, halves, zs = [], [], []
     for p in objects:
-        if p.kind in ("pole", "void"):
-            continue
-        w = 1.0 if p.kind in ("car", "truck", "bus", "train") else 0.35
-        for dx in [0.0] + p.twin_dx:
-            quad = cam.ground_quad(p.x + dx - w, p.x + dx + w, p.z - 0.1, p.z + 1.5)
-            cv2.fillPoly(shadow, [to_fixed(quad)], 0.45, cv2.LINE_8, 4)
+        if p.kind not in ("pole", "void") and p.z > Z_NEAR * 2:
+            half = 1.0 if p.kind in ("car", "truck", "bus", "train") else 0.35
+            for dx in [0.0] + p.twin_dx:
+                xs.append(p.x + dx)
+                halves.append(half)
+                zs.append(p.z)
+    if xs:
+        x, half, z = np.array(xs), np.array(halves), np.array(zs)
+        quads = cam.ground_quads(x - half, x + half, z - 0.1, z + 1.5)
+        cv2.fillPoly(shadow, to_fixed(quads), 0.45, cv2.LINE_8, 4)
 
 
 def _draw_hood(cam, rng, table, image, panoptic) -> None:
     """The ego vehicle's bonnet across the bottom rows: VOID."""
     height, width = cam.height, cam.width
-    top = rng.uniform(0.87, 0.93) * height
-    rise = rng.uniform(0.02, 0.05) * height
+    top = rng.uniform(0.9, 0.95) * height
+    rise = rng.uniform(0.015, 0.04) * height
     layer = Layer(height - int(top - rise) + 1, width)
     y_off = int(top - rise)
     xs = np.linspace(0, width, 24)
@@ -150,26 +154,31 @@ def _mirror(panoptic: np.ndarray, image: np.ndarray) -> None:
     panoptic[:, right] = mirrored
 
 
-def _finalize(panoptic: np.ndarray) -> np.ndarray:
+def _finalize(panoptic: np.ndarray) -> PanopticResult:
     """Drop thing pieces below the minimum area (-> VOID) and number each category's
-    instances 1..n without gaps, ordered by provisional id (i.e. drawing order)."""
-    from panoptic_ros.types import segment_stats
+    instances 1..n without gaps, ordered by provisional id (i.e. drawing order).
 
-    ids, areas, _ = segment_stats(panoptic)
+    Ids only get renamed, so the areas and boxes of one pass over the provisional map
+    are those of the result.
+    """
+    ids, areas, boxes = segment_stats(panoptic)
     lut = np.arange(panoptic.max() + 1, dtype=np.int32)
     min_area = MIN_AREA_SHARE * panoptic.size
     next_instance: dict[int, int] = {}
-    for seg_id, area in zip(ids.tolist(), areas.tolist()):
+    segments = []
+    for seg_id, area, box in zip(ids.tolist(), areas.tolist(), boxes.tolist()):
         category, instance = divmod(seg_id, LABEL_DIVISOR)
-        if instance == 0 or category not in CITYSCAPES.thing_ids:
-            continue
-        if area < min_area:
-            lut[seg_id] = 0
-            continue
-        k = next_instance.get(category, 0) + 1
-        next_instance[category] = k
-        lut[seg_id] = category * LABEL_DIVISOR + k
-    return lut[panoptic]
+        is_thing = category in CITYSCAPES.thing_ids
+        if is_thing and instance > 0:
+            if area < min_area:
+                lut[seg_id] = 0
+                continue
+            k = next_instance.get(category, 0) + 1
+            next_instance[category] = k
+            lut[seg_id] = seg_id = category * LABEL_DIVISOR + k
+        segments.append(Segment(seg_id, category, is_thing, area, tuple(box)))
+    segments.sort(key=lambda seg: seg.id)
+    return PanopticResult(lut[panoptic], tuple(segments))
 
 
 def count_instances(result: PanopticResult) -> int:
@@ -202,8 +211,7 @@ def generate_scene(seed: int, index: int, *, height: int = 512, width: int = 102
     _check_args(seed, index, height, width)
     result = None
     for attempt in range(8):
-        image, panoptic = _render(int(seed), int(index), int(height), int(width), mirror, attempt)
-        result = PanopticResult.from_panoptic_map(panoptic, CITYSCAPES)
+        image, result = _render(int(seed), int(index), int(height), int(width), mirror, attempt)
         if MIN_INSTANCES <= count_instances(result) <= MAX_INSTANCES:
             break
     image_id = f"synth_{seed}_{index}" + ("_mirror" if mirror else "")
@@ -211,7 +219,7 @@ def generate_scene(seed: int, index: int, *, height: int = 512, width: int = 102
 
 
 def _render(seed: int, index: int, height: int, width: int, mirror: bool, attempt: int):
-    """One drawing attempt: (H, W, 3) uint8 image and (H, W) int32 final panoptic ids."""
+    """One drawing attempt: (H, W, 3) uint8 image and its ground truth."""
     street_rng = _rng(seed, index, "street", attempt)
     object_rng = _rng(seed, index, "objects", attempt)
     texture_rng = _rng(seed, index, "texture", attempt)
