@@ -261,9 +261,7 @@ class PanopticNode(LifecycleNode):
                 self.get_logger().info(f"post-processing now {self.predictor.postprocess_config}")
 
     def _postprocess_changes(self, changes: dict) -> dict:
-        prefix = f"{self.predictor.kind}."
-        return {k[len(prefix):]: params.plain(v) for k, v in changes.items()
-                if k.startswith(prefix) and v is not None}
+        return params.postprocess_overrides(changes, self.predictor.kind)
 
     def _publish_diagnostics(self) -> None:
         values = {"state": self.state_label, "enabled": self._enabled, **self.stats.snapshot()}

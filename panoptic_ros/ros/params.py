@@ -23,11 +23,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from panoptic_ros.config import ConfigError, from_dict, to_dict
+from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, POSTPROCESSORS, PredictorConfig, postprocess_api
 from panoptic_ros.resources import default_weights
 
@@ -164,7 +165,30 @@ def _ros_type(hint: Any) -> Parameter.Type | None:
     if origin in (tuple, list):
         items = {a for a in args if a is not Ellipsis}
         return _ARRAY_TYPES.get(items.pop()) if len(items) == 1 else None
+    if origin is dict and args and args[0] is str and args[1] in (int, float, str):
+        return T.STRING_ARRAY  # entries "key:value"
     return _SCALAR_TYPES.get(hint)
+
+
+def _is_mapping(hint: Any) -> bool:
+    return typing.get_origin(hint) is dict
+
+
+def _from_ros(hint: Any, value: Any, name: str) -> Any:
+    """A parameter value as the dataclass field wants it ("key:value" entries -> dict)."""
+    value = plain(value)
+    if not _is_mapping(hint):
+        return value
+    entries = {}
+    for entry in value:
+        key, sep, text = str(entry).rpartition(":")
+        if not sep or not key.strip():
+            raise ConfigError(f"{name}: entry {entry!r} is not 'name:value'")
+        try:
+            entries[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: entry {entry!r} has no readable value") from None
+    return entries
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
@@ -194,6 +218,8 @@ def postprocess_specs(kind: str) -> tuple[Spec, ...]:
         if ros_type is None:
             continue
         text = docs.get(f.name, f"{config_cls.__name__}.{f.name}")
+        if _is_mapping(hints[f.name]):
+            text += " Entries 'name:value', e.g. ['car:0.6', 'person:0.45']."
         specs.append(Spec(f"{kind}.{f.name}", ros_type, None,
                           f"{kind} post-processing: {text} (unset = the checkpoint's value)", runtime=True))
     return tuple(specs)
@@ -248,9 +274,16 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
 
 
 def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """The post-processing settings of ``kind`` that are set (``<kind>.<field>`` -> field)."""
+    """The post-processing settings of ``kind`` that are set (``<kind>.<field>`` -> field).
+
+    Raises:
+        ConfigError: a malformed ``name:value`` entry (names the parameter).
+    """
+    config_cls, _ = postprocess_api(kind)
+    hints = typing.get_type_hints(config_cls)
     prefix = f"{kind}."
-    return {k[len(prefix):]: plain(v) for k, v in values.items() if k.startswith(prefix) and v is not None}
+    return {k[len(prefix):]: _from_ros(hints.get(k[len(prefix):]), v, k)
+            for k, v in values.items() if k.startswith(prefix) and v is not None}
 
 
 def io_settings(values: Mapping[str, Any]) -> IOSettings:
@@ -279,10 +312,3 @@ def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, conf
     except ConfigError as exc:
         return str(exc)
     return None
-
-
-def postprocess_parameters(kind: str, config: Any) -> list[Parameter]:
-    """``<kind>.<field>`` parameters holding ``config``'s values (to show the ones in use)."""
-    values = to_dict(config)
-    names = {s.name for s in postprocess_specs(kind)}
-    return [Parameter(f"{kind}.{k}", value=v) for k, v in values.items() if f"{kind}.{k}" in names]

@@ -95,6 +95,10 @@ class Window:
     def max(self) -> float:
         return max(self._values, default=float("nan"))
 
+    def values(self) -> list[float]:
+        """The samples, oldest first."""
+        return list(self._values)
+
 
 class RateMeter:
     """Events per second over the last ``horizon`` seconds."""

@@ -1,0 +1,245 @@
+"""What the ROS node adds to the bare Predictor, per 2048x1024 frame, in one run.
+
+1. The bare :class:`Predictor` on N frames: milliseconds per frame and frames/s.
+2. The same frames through :class:`PanopticNode` over DDS (in-process publisher and
+   subscriber, reliable QoS), one frame at a time:
+   - *node overhead*: the node's own time per frame outside ``Predictor.predict``
+     (decode the Image + build the output messages + publish), measured inside the node;
+   - *end-to-end*: publish -> the last awaited output received by the subscriber, and what
+     it adds to the bare predictor (also counts DDS transport of the 6 MB input and of the
+     outputs, and their Python (de)serialisation).
+   Once with a subscriber on ``~/panoptic`` only, once on every output.
+3. Throughput: frames published back-to-back (latest-frame-only drops the surplus) vs the
+   bare predictor's frame rate.
+
+Target: node overhead (decode + encode + publish of ``~/panoptic``) under 2 ms per frame.
+
+Usage:
+    .venv/bin/python bench/node_overhead.py                     # tiny random model
+    .venv/bin/python bench/node_overhead.py --weights weights/panonet_synthstreet --frames 30
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="node_overhead_ros_home_"))
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+import torch  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from panoptic_ros.checkpoint import save_checkpoint  # noqa: E402
+from panoptic_ros.inference.predictor import Predictor  # noqa: E402
+from panoptic_ros.models.build import build_model, model_config_from_dict  # noqa: E402
+from panoptic_ros.ros.image_codec import numpy_to_image  # noqa: E402
+from panoptic_ros.ros.node import PanopticNode  # noqa: E402
+
+TINY = {
+    "ciae": {"kind": "ciae", "label_space": "cityscapes", "input_size": [256, 512], "depth": 18,
+             "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
+             "head_convs": 1, "embed_dim": 8},
+    "panonet": {"kind": "panonet", "label_space": "cityscapes", "input_size": [256, 512], "width": 0.125,
+                "blocks": [1, 1, 1, 1]},
+}
+TINY_POSTPROCESS = {"ciae": {"score_threshold": 0.05, "max_instances": 8, "pre_nms_top_k": 100}, "panonet": {}}
+OUTPUTS = {"panoptic": Image, "semantic": Image, "instances": Image, "overlay": Image,
+           "detections": Detection2DArray}
+QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def synthetic_frames(count: int, height: int, width: int) -> list[np.ndarray]:
+    """Smooth seeded street-like pictures (sky, road, blocks) with mild noise."""
+    frames = []
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        img = np.zeros((height, width, 3), np.float32)
+        img[: height // 3] = (70, 130, 180)
+        img[height // 3:] = (128, 64, 128)
+        for _ in range(12):
+            y, x = rng.integers(0, height - 64), rng.integers(0, width - 64)
+            h, w = rng.integers(32, height // 3), rng.integers(32, width // 4)
+            img[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        img += rng.normal(0, 6, img.shape)
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def bare_predictor(weights: Path, frames, device: str) -> tuple[list[float], Predictor]:
+    predictor = Predictor.from_checkpoint(weights, device=device)
+    predictor.predict(frames[0])  # warm-up
+    times = []
+    for rgb in frames:
+        start = time.perf_counter()
+        predictor.predict(rgb)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times, predictor
+
+
+class Harness:
+    """The node and a probe node spun by a background executor."""
+
+    def __init__(self, weights: Path, device: str, kind: str):
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        overrides = {"weights": str(weights), "model": kind, "device": device, "qos.reliability": "reliable",
+                     "qos.depth": 2}
+        self.node = PanopticNode("bench_node", context=self.context,
+                                 cli_args=["--ros-args", "-r", "image:=/bench/image"],
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        if self.node.state_label != "active":
+            raise SystemExit(f"node did not start: {self.node.configure_error}")
+        self.probe = rclpy.create_node("bench_probe", context=self.context)
+        self.pub = self.probe.create_publisher(Image, "/bench/image", QOS)
+        self.arrived: dict[str, dict[int, float]] = {name: {} for name in OUTPUTS}
+        self.cond = threading.Condition()
+        self.subs = {}
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def subscribe(self, names) -> None:
+        for name in list(self.subs):
+            if name not in names:
+                self.probe.destroy_subscription(self.subs.pop(name))
+        for name in names:
+            if name not in self.subs:
+                self.subs[name] = self.probe.create_subscription(OUTPUTS[name], f"/bench_node/{name}",
+                                                                 self._recorder(name), QOS)
+        self._wait(lambda: self.pub.get_subscription_count() > 0 and all(
+            self.node.count_subscribers(f"/bench_node/{n}") == (1 if n in names else 0) for n in OUTPUTS))
+
+    def _recorder(self, name):
+        def record(msg):
+            with self.cond:
+                self.arrived[name][msg.header.stamp.nanosec] = time.perf_counter()
+                self.cond.notify_all()
+        return record
+
+    def _wait(self, predicate, timeout=120.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise SystemExit("timed out waiting for the node")
+                self.cond.wait(0.05)
+
+    def publish(self, rgb: np.ndarray, seq: int) -> float:
+        header = Header(frame_id="camera")
+        header.stamp.sec, header.stamp.nanosec = 1, seq
+        msg = numpy_to_image(rgb, "rgb8", header)
+        start = time.perf_counter()
+        self.pub.publish(msg)
+        return start
+
+    def one_by_one(self, frames, names, first_seq: int) -> tuple[list[float], list[float]]:
+        """Per frame: end-to-end ms and the node's own overhead ms."""
+        self.subscribe(names)
+        e2e = []
+        for i, rgb in enumerate(frames):
+            seq = first_seq + i
+            start = self.publish(rgb, seq)
+            self._wait(lambda: all(seq in self.arrived[n] for n in names))
+            e2e.append((max(self.arrived[n][seq] for n in names) - start) * 1e3)
+        return e2e, self.node.stats.overhead_ms.values()[-len(frames):]  # the window holds 200
+
+    def flood(self, frames, first_seq: int, seconds: float) -> float:
+        """Output frames per second while input arrives as fast as it can be published."""
+        self.subscribe(["panoptic"])
+        start, seq, done_before = time.perf_counter(), first_seq, self.node.stats.processed
+        while time.perf_counter() - start < seconds:
+            self.publish(frames[seq % len(frames)], seq)
+            seq += 1
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - start
+        return (self.node.stats.processed - done_before) / elapsed
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        self.probe.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def tiny_weights(kind: str, directory: Path) -> Path:
+    torch.manual_seed(0)
+    config = model_config_from_dict(TINY[kind])
+    stem = directory / f"{kind}_bench"
+    save_checkpoint(stem, build_model(config).eval(), config, postprocess=TINY_POSTPROCESS[kind])
+    return stem
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(TINY), default="ciae")
+    parser.add_argument("--weights", type=Path, help="checkpoint (default: a tiny random model)")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("H", "W"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--flood-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    if not 1 <= args.frames <= 200:
+        parser.error("--frames must be 1..200 (the node keeps the last 200 timings)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="node_overhead_"))
+    weights = args.weights or tiny_weights(args.model, workdir)
+    frames = synthetic_frames(args.frames, *args.size)
+    print(f"frames: {args.frames} x {args.size[1]}x{args.size[0]} rgb8; weights: "
+          f"{weights if args.weights else f'tiny random {args.model}'}; device {args.device}; "
+          f"torch threads {torch.get_num_threads()}")
+
+    bare, predictor = bare_predictor(weights, frames, args.device)
+    kind = predictor.kind
+    t = predictor.last_timings
+    bare_p50 = statistics.median(bare)
+    print(f"\nbare Predictor: p50 {bare_p50:.1f} ms/frame (last: pre {t.preprocess_ms:.1f} + model "
+          f"{t.model_ms:.1f} + post {t.postprocess_ms:.1f}), {1e3 / statistics.mean(bare):.2f} frames/s")
+    predictor.close()
+
+    harness = Harness(weights, args.device, kind)
+    try:
+        harness.one_by_one(frames[:2], ["panoptic"], 1)  # warm-up
+        rows = []
+        for label, names, seq in (("~/panoptic only", ["panoptic"], 100), ("all outputs", list(OUTPUTS), 300)):
+            e2e, overhead = harness.one_by_one(frames, names, seq)
+            rows.append((label, overhead, e2e))
+        fps = harness.flood(frames, 1000, args.flood_seconds)
+        snapshot = harness.node.stats.snapshot()
+    finally:
+        harness.close()
+
+    print("\nnode, one frame at a time          overhead p50 / p90 ms   end-to-end p50 ms   added to bare p50 ms")
+    for label, overhead, e2e in rows:
+        print(f"  {label:32s} {percentile(overhead, 50):8.2f} / {percentile(overhead, 90):6.2f}"
+              f"   {percentile(e2e, 50):14.1f}   {percentile(e2e, 50) - bare_p50:16.1f}")
+    print(f"\nthroughput: node {fps:.2f} frames/s vs bare predictor {1e3 / statistics.mean(bare):.2f} frames/s "
+          f"(ratio {fps * statistics.mean(bare) / 1e3:.2f}); frames dropped by latest-frame-only: "
+          f"{snapshot['frames_dropped']}, stale starts: {harness.node.stats.stale_starts()}")
+    target = percentile(rows[0][1], 50)
+    print(f"\ntarget: node overhead for ~/panoptic (decode + encode + publish) < 2 ms per frame: "
+          f"{target:.2f} ms -> {'MET' if target < 2.0 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The Predictor: one API over both models and both backends."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from panoptic_ros.config import ConfigError
+from panoptic_ros.inference import backends
+from panoptic_ros.inference.predictor import Predictor, PredictorConfig, postprocess_api, resize_image
+from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.models.build import build_model, model_config_from_dict
+
+# Tiny random-weight models (the thresholds make random weights still produce things).
+TINY = {
+    "ciae": ({"kind": "ciae", "label_space": "cityscapes", "input_size": [128, 192], "depth": 18,
+              "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
+              "head_convs": 1, "embed_dim": 8},
+             {"score_threshold": 0.05, "max_instances": 4, "pre_nms_top_k": 50, "stuff_min_area": 16}),
+    # PanoNet's pyramid pooling exports to ONNX only where 1/32 of the input divides by its bins
+    "panonet": ({"kind": "panonet", "label_space": "cityscapes", "input_size": [192, 384], "width": 0.125,
+                 "blocks": [1, 1, 1, 1]}, {}),
+}
+KINDS = sorted(TINY)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("predictor_weights")
+    out = {}
+    for kind, (model_dict, postprocess) in TINY.items():
+        torch.manual_seed(0)
+        config = model_config_from_dict(model_dict)
+        out[kind] = directory / f"{kind}_tiny"
+        save_checkpoint(out[kind], build_model(config).eval(), config, postprocess=postprocess)
+    return out
+
+
+def _frame(height=90, width=150, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_is_resize_model_postprocess_resize(weights, kind):
+    predictor = Predictor.from_checkpoint(weights[kind], device="cpu")
+    size = tuple(TINY[kind][0]["input_size"])
+    assert (predictor.kind, predictor.label_space, predictor.input_size) == (kind, CITYSCAPES, size)
+    assert (predictor.backend_name, predictor.device) == ("torch", torch.device("cpu"))
+    rgb = _frame()
+    result = predictor.predict(rgb)
+    assert result.panoptic.shape == (90, 150)
+    result.validate()
+    timings = predictor.last_timings
+    assert timings.preprocess_ms > 0 and timings.model_ms > 0 and timings.postprocess_ms > 0
+    assert timings.total_ms == pytest.approx(timings.preprocess_ms + timings.model_ms + timings.postprocess_ms)
+
+    checkpoint = load_checkpoint(weights[kind])
+    config_cls, postprocess = postprocess_api(kind)
+    image = torch.from_numpy(resize_image(rgb, size)).permute(2, 0, 1)[None].float()
+    with torch.inference_mode():
+        outputs = checkpoint.model(image)
+    expected = postprocess(outputs, config=config_cls(**checkpoint.postprocess), label_space=CITYSCAPES)
+    expected = expected.resize(150, 90)
+    np.testing.assert_array_equal(result.panoptic, expected.panoptic)
+    assert result.segments == expected.segments
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_input_size_override_and_any_image_size(weights, kind):
+    predictor = Predictor.from_checkpoint(weights[kind], device="cpu", input_size=(64, 96))
+    assert predictor.input_size == (64, 96)
+    for shape in ((30, 40), (200, 120), (64, 96)):
+        assert predictor.predict(_frame(*shape)).panoptic.shape == shape
+
+
+def test_post_processing_changes_apply_to_the_next_frame(weights):
+    predictor = Predictor.from_checkpoint(weights["ciae"], device="cpu")
+    rgb = _frame()
+    assert any(s.is_thing for s in predictor.predict(rgb).segments)
+    updated = predictor.update_postprocess(score_threshold=1.0)
+    assert updated.score_threshold == 1.0 and predictor.postprocess_config is updated
+    assert not any(s.is_thing for s in predictor.predict(rgb).segments)
+    with pytest.raises(ConfigError, match="score_threshold"):
+        predictor.update_postprocess(score_threshold=2.0)
+    with pytest.raises(ConfigError, match="postprocess.bogus: unknown key"):
+        predictor.update_postprocess(bogus=1)
+    with pytest.raises(ConfigError, match="postprocess.max_instances: expected int"):
+        predictor.check_postprocess(max_instances="many")
+    assert predictor.postprocess_config.score_threshold == 1.0
+
+
+def test_config_overrides_post_processing_at_load(weights):
+    predictor = Predictor.from_config(PredictorConfig(weights=weights["ciae"], device="cpu",
+                                                      postprocess={"max_instances": 1}))
+    assert predictor.postprocess_config.max_instances == 1
+    assert predictor.postprocess_config.score_threshold == 0.05  # the checkpoint's
+    assert sum(s.is_thing and not s.iscrowd for s in predictor.predict(_frame()).segments) <= 1
+    with pytest.raises(ConfigError, match="postprocess: .*nms_threshold"):
+        Predictor.from_checkpoint(weights["ciae"], device="cpu", postprocess={"nms_threshold": -1.0})
+
+
+def test_bad_weights_and_settings_fail_clearly(weights, tmp_path):
+    with pytest.raises(CheckpointError, match="metadata file not found"):
+        Predictor.from_checkpoint(tmp_path / "nothing", device="cpu")
+    with pytest.raises(CheckpointError, match="holds a ciae model, but model 'panonet'"):
+        Predictor.from_checkpoint(weights["ciae"], model="panonet", device="cpu")
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or cuda:N"):
+        Predictor.from_checkpoint(weights["ciae"], device="gpu0")
+    with pytest.raises(ConfigError, match="input_size"):
+        Predictor.from_checkpoint(weights["ciae"], input_size=(16, 16))
+    with pytest.raises(ConfigError, match="backend"):
+        Predictor.from_checkpoint(weights["ciae"], backend="tensorflow")
+    with pytest.raises(ConfigError, match="unknown key"):
+        Predictor.from_checkpoint(weights["ciae"], gpu=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error_and_auto_picks_the_cpu(weights):
+    with pytest.raises(backends.BackendError, match="no CUDA device"):
+        Predictor.from_checkpoint(weights["ciae"], device="cuda")
+    assert Predictor.from_checkpoint(weights["ciae"]).device == torch.device("cpu")
+
+
+def test_predict_rejects_what_is_not_an_rgb_image(weights):
+    predictor = Predictor.from_checkpoint(weights["ciae"], device="cpu")
+    for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32)):
+        with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 RGB image"):
+            predictor.predict(bad)
+
+
+def test_providers_are_chosen_in_order_among_the_available_ones():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 1)
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert [n for n, _ in backends.select_providers(["tensorrt", "cuda", "cpu"], available, device=cpu)] == \
+        ["CPUExecutionProvider"]
+    chosen = backends.select_providers(["cuda", "TensorrtExecutionProvider", "cpu"], available, device=gpu,
+                                       fp16=True)
+    assert [n for n, _ in chosen] == ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert chosen[0][1] == {"device_id": 1} and chosen[1][1]["trt_fp16_enable"] is True
+    with pytest.raises(backends.BackendError, match="none of the ONNX Runtime providers"):
+        backends.select_providers(["cuda"], ["CPUExecutionProvider"], device=gpu)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_onnxruntime_gives_the_same_result_as_torch(weights, kind, tmp_path, caplog):
+    rgb = _frame(seed=3)
+    expected = Predictor.from_checkpoint(weights[kind], device="cpu").predict(rgb)
+    with caplog.at_level(logging.INFO, logger="panoptic_ros.inference"):
+        onnx = Predictor.from_checkpoint(weights[kind], device="cpu", backend="onnxruntime",
+                                         onnx_cache_dir=tmp_path)
+    assert onnx.backend_name == "onnxruntime" and onnx.provider == "CPUExecutionProvider"
+    assert "ONNX Runtime provider CPUExecutionProvider" in caplog.text
+    result = onnx.predict(rgb)
+    np.testing.assert_array_equal(result.panoptic, expected.panoptic)
+    assert [(s.id, s.area, s.bbox) for s in result.segments] == [(s.id, s.area, s.bbox) for s in expected.segments]
+    np.testing.assert_allclose([s.score for s in result.segments], [s.score for s in expected.segments], atol=1e-4)
+    exported = list((tmp_path / "onnx").glob("*.onnx"))
+    height, width = TINY[kind][0]["input_size"]
+    assert len(exported) == 1 and f"{height}x{width}" in exported[0].name
+    mtime = exported[0].stat().st_mtime_ns
+    again = Predictor.from_checkpoint(weights[kind], device="cpu", backend="onnxruntime", onnx_cache_dir=tmp_path)
+    assert exported[0].stat().st_mtime_ns == mtime  # the cached export is reused
+    given = Predictor.from_checkpoint(weights[kind], device="cpu", backend="onnxruntime", onnx_path=exported[0])
+    np.testing.assert_array_equal(given.predict(rgb).panoptic, again.predict(rgb).panoptic)
+
+
+def test_a_broken_onnx_file_is_a_clear_error(weights, tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(backends.BackendError, match="broken.onnx: ONNX Runtime cannot load the model"):
+        Predictor.from_checkpoint(weights["ciae"], device="cpu", backend="onnxruntime", onnx_path=bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_fp16_channels_last_runs_and_agrees_with_the_cpu(weights, kind):
+    rgb = _frame(seed=4)
+    cpu = Predictor.from_checkpoint(weights[kind], device="cpu").predict(rgb)
+    cuda = Predictor.from_checkpoint(weights[kind], device="cuda", channels_last=True)
+    assert cuda.device.type == "cuda"
+    assert (cuda.predict(rgb).panoptic == cpu.panoptic).mean() > 0.99
+    half = Predictor.from_checkpoint(weights[kind], device="auto", fp16=True, channels_last=True)
+    result = half.predict(rgb)
+    result.validate()
+    assert result.panoptic.shape == rgb.shape[:2]
+    half.release_cache()
+    half.close()

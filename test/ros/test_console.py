@@ -1,0 +1,69 @@
+"""``panoptic_node`` as ``ros2 run`` starts it: a separate process talked to over DDS."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from panoptic_ros.resources import REPOSITORY_ROOT
+from ros_helpers import Probe, camera_image
+
+pytestmark = pytest.mark.ros
+
+EXECUTABLE = Path(sys.executable).parent / "panoptic_node"
+
+
+def _start(*ros_args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(EXECUTABLE), "--ros-args", *ros_args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stop(process: subprocess.Popen) -> tuple[int, str]:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return process.returncode, err
+
+
+def test_console_node_with_a_params_file_answers_over_dds(ros_context, spinner, tiny_weights):
+    process = _start("--params-file", str(REPOSITORY_ROOT / "config" / "ciae.yaml"),
+                     "-p", f"weights:={tiny_weights['ciae']}", "-p", "device:=cpu", "-p", "num_threads:=1",
+                     "-r", "image:=/console_test/image_raw", "-r", "__node:=console_node")
+    try:
+        probe = Probe(ros_context, spinner, name="console_node", topic="/console_test/image_raw")
+        deadline = time.monotonic() + 120
+        seq = 0
+        # the node subscribes best effort (sensor data): resend until one frame gets through
+        while not probe.got["panoptic"]:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no output from the console node"
+            seq += 1
+            probe.pub.publish(camera_image(seq))
+            _spin_for(spinner, 0.5)
+        stamp, msg = next(iter(probe.got["panoptic"].items()))
+        assert msg.header.frame_id == "camera" and 1 <= stamp <= seq and msg.encoding == "32SC1"
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err[-3000:]
+    assert "Traceback" not in err and "loaded ciae" in err
+
+
+def _spin_for(spinner, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        spinner.executor.spin_once(timeout_sec=0.05)
+
+
+def test_console_node_refuses_bad_parameters_without_a_traceback():
+    process = _start("-p", "overlay_alpha:=3.0", "-p", "autostart:=false")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "overlay_alpha" in err and "Traceback" not in err
