@@ -137,17 +137,47 @@ def plan_objects(plan: StreetPlan, rng: np.random.Generator, target: int) -> lis
     return out
 
 
-def _add_twins(rng: np.random.Generator, objects: list[Placement]) -> None:
-    """Give one or two objects identical copies beside them at the same depth."""
+def _add_twins(plan: StreetPlan, rng: np.random.Generator, objects: list[Placement]) -> None:
+    """Give one or two on-screen objects identical copies beside them at the same depth,
+    towards the image centre."""
     if rng.random() > 0.7:
         return
+    cam = plan.camera
+
+    def column(x: float, z: float) -> float:
+        return (cam.cx + cam.fx * x / z) / cam.width
+
     eligible = [p for p in objects if p.kind in ("car", "person", "bicycle", "motorcycle")
-                and p.options.get("view") != "side" and not p.twin_dx]
+                and p.options.get("view") != "side" and not p.twin_dx and 0.08 < column(p.x, p.z) < 0.92]
     for src in eligible[:int(rng.integers(1, 3))]:
         spacing = {"car": 2.4}.get(src.kind, 1.2) * rng.uniform(1.05, 1.5)
-        src.twin_dx.append(float(spacing * choose(rng, (-1, 1))))
-        if rng.random() < 0.25:                 # a row of three
+        toward = 1.0 if column(src.x, src.z) < 0.5 else -1.0
+        src.twin_dx.append(float(spacing * toward))
+        if rng.random() < 0.25 and 0.08 < column(src.x - spacing * toward, src.z) < 0.92:   # a row of three
             src.twin_dx.append(-src.twin_dx[0])
+
+
+# Rough half widths (m) used to keep the view on twins clear.
+_HALF_WIDTH = {"car": 1.0, "truck": 1.3, "bus": 1.3, "train": 1.4, "person": 0.4, "bicycle": 1.0,
+               "motorcycle": 1.0, "pole": 0.4, "void": 0.7}
+
+
+def _span(p: Placement, cam) -> tuple[float, float]:
+    """Image columns covered by a placement and its copies (roughly)."""
+    half = _HALF_WIDTH.get(p.kind, 0.15 * p.options.get("count", 0) + 0.4)
+    xs = [p.x + dx for dx in [0.0] + p.twin_dx]
+    return cam.cx + cam.fx * (min(xs) - half) / p.z, cam.cx + cam.fx * (max(xs) + half) / p.z
+
+
+def _clear_view(plan: StreetPlan, objects: list[Placement]) -> None:
+    """Remove what stands in front of a twin group, so its copies stay identical in view."""
+    cam = plan.camera
+    for src in [p for p in objects if p.twin_dx]:
+        if src not in objects:
+            continue
+        lo, hi = _span(src, cam)
+        objects[:] = [p for p in objects if p is src or p.z >= src.z
+                      or _span(p, cam)[1] < lo or _span(p, cam)[0] > hi]
 
 
 def add_extras(plan: StreetPlan, rng: np.random.Generator, objects: list[Placement]) -> None:
@@ -164,7 +194,6 @@ def add_extras(plan: StreetPlan, rng: np.random.Generator, objects: list[Placeme
             objects.append(Placement("person", x_img * zo, zo))
         else:
             objects.append(Placement("pole", x_img * zo, zo, {"kind": choose(rng, ("bare", "sign"))}))
-    _add_twins(rng, objects)
     if rng.random() < 0.4:
         x, z = _on_pavement(plan, rng, 28.0)
         objects.append(Placement("crowd", x, z, {"count": int(rng.integers(5, 12))}))
@@ -177,3 +206,5 @@ def add_extras(plan: StreetPlan, rng: np.random.Generator, objects: list[Placeme
     for _ in range(int(rng.integers(0, 3))):
         x, z = _on_pavement(plan, rng, 30.0)
         objects.append(Placement("void", x, z))
+    _add_twins(plan, rng, objects)
+    _clear_view(plan, objects)
