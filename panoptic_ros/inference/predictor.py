@@ -128,6 +128,7 @@ class Predictor:
         self.input_size = tuple(input_size)
         self._postprocess_cls, self._postprocess_fn = postprocess_api(self.kind)
         self._postprocess = postprocess_config
+        self._last_outputs: dict[str, torch.Tensor] | None = None
         self.last_timings = Timings()
 
     @classmethod
@@ -188,10 +189,21 @@ class Predictor:
     def check_postprocess(self, **changes: Any) -> Any:
         """The post-processing config ``changes`` would give, without applying it.
 
+        Besides the config's own checks, the new settings are tried on the last frame's
+        raw outputs (when there is one), which catches what only the post-processing can
+        judge (e.g. a bandwidth for a class the label space does not have).
+
         Raises:
-            ConfigError: unknown setting, wrong type or out-of-range value (names the key).
+            ConfigError: unknown setting, wrong type or unusable value (names the key).
         """
-        return from_dict(type(self._postprocess), {**to_dict(self._postprocess), **changes}, "postprocess")
+        config = from_dict(type(self._postprocess), {**to_dict(self._postprocess), **changes}, "postprocess")
+        outputs = self._last_outputs
+        if outputs is not None:
+            try:
+                self._postprocess_fn(outputs, config=config, label_space=self.label_space)
+            except ValueError as exc:
+                raise ConfigError(f"postprocess: {exc}") from None
+        return config
 
     def update_postprocess(self, **changes: Any) -> Any:
         """Change post-processing settings from the next frame on; returns the new config.
@@ -220,6 +232,7 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self._backend(image)
         self._backend.synchronize()
+        self._last_outputs = outputs
         t2 = time.perf_counter()
         result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
         result = result.resize(rgb.shape[1], rgb.shape[0])
@@ -229,10 +242,12 @@ class Predictor:
 
     def release_cache(self) -> None:
         """Give cached GPU memory back (the model stays loaded)."""
+        self._last_outputs = None
         self._backend.release_cache()
 
     def close(self) -> None:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
+        self._last_outputs = None
         self._backend.close()
 
 

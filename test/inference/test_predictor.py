@@ -93,6 +93,15 @@ def test_post_processing_changes_apply_to_the_next_frame(weights):
     assert predictor.postprocess_config.score_threshold == 1.0
 
 
+def test_new_settings_are_tried_on_the_last_frame_before_they_apply(weights):
+    predictor = Predictor.from_checkpoint(weights["panonet"], device="cpu")
+    predictor.predict(_frame())
+    with pytest.raises(ConfigError, match="dragon"):
+        predictor.update_postprocess(bandwidths={"dragon": 0.5})
+    assert predictor.postprocess_config.bandwidths == {}
+    assert predictor.update_postprocess(bandwidths={"car": 0.8}).bandwidths == {"car": 0.8}
+
+
 def test_config_overrides_post_processing_at_load(weights):
     predictor = Predictor.from_config(PredictorConfig(weights=weights["ciae"], device="cpu",
                                                       postprocess={"max_instances": 1}))

@@ -29,6 +29,8 @@ TINY_MODELS = {
               "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
               "head_convs": 1, "embed_dim": 8},
              {"score_threshold": 0.05, "max_instances": 4, "pre_nms_top_k": 50, "stuff_min_area": 16}),
+    "panonet": ({"kind": "panonet", "label_space": "cityscapes", "input_size": [128, 192], "width": 0.125,
+                 "blocks": [1, 1, 1, 1]}, {"min_area": 4}),
 }
 WAIT_S = 60.0
 

@@ -34,8 +34,9 @@ def _stop(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def test_console_node_with_a_params_file_answers_over_dds(ros_context, spinner, tiny_weights):
-    process = _start("--params-file", str(REPOSITORY_ROOT / "config" / "ciae.yaml"),
-                     "-p", f"weights:={tiny_weights['ciae']}", "-p", "device:=cpu", "-p", "num_threads:=1",
+    # what `ros2 run panoptic_ros panoptic_node --ros-args ...` executes
+    process = _start("--params-file", str(REPOSITORY_ROOT / "config" / "panonet.yaml"),
+                     "-p", f"weights:={tiny_weights['panonet']}", "-p", "device:=cpu", "-p", "num_threads:=1",
                      "-r", "image:=/console_test/image_raw", "-r", "__node:=console_node")
     try:
         probe = Probe(ros_context, spinner, name="console_node", topic="/console_test/image_raw")
@@ -53,7 +54,7 @@ def test_console_node_with_a_params_file_answers_over_dds(ros_context, spinner, 
     finally:
         code, err = _stop(process)
     assert code == 0, err[-3000:]
-    assert "Traceback" not in err and "loaded ciae" in err
+    assert "Traceback" not in err and "loaded panonet" in err
 
 
 def _spin_for(spinner, seconds: float) -> None:

@@ -105,3 +105,34 @@ def test_changes_are_checked_with_a_reason(changes, configured, reason):
 def test_valid_changes_pass():
     assert params.check_changes(_values(), {"ciae.score_threshold": 0.5, "overlay_alpha": 0.2}, configured=True) is None
     assert params.check_changes(_values(), {"model": "ciae", "device": "cuda:1"}, configured=False) is None
+
+
+@pytest.mark.ros
+def test_per_class_bandwidths_are_name_value_entries_checked_against_the_model(ros_context, spinner, tiny_weights):
+    from rclpy.parameter import Parameter
+
+    from ros_helpers import camera_image, make_node
+
+    node = spinner.add(make_node(ros_context, tiny_weights["panonet"], name="bandwidth_node", model="panonet",
+                                 **{"panonet.bandwidths": ["car:0.7"]}))
+    try:
+        assert node.state_label == "active", node.configure_error
+        assert node.predictor.postprocess_config.bandwidths == {"car": 0.7}
+        from panoptic_ros.ros.image_codec import to_rgb8
+        node.predictor.predict(to_rgb8(camera_image(1)))  # a frame, so new settings get a dry run
+
+        def set_(value):
+            return node.set_parameters([Parameter("panonet.bandwidths", value=value)])[0]
+
+        assert not set_(["car:0.4", "traffic light:0.3"]).successful  # a stuff class has no instances
+        result = set_(["car:0.4", "person: 0.5"])
+        assert result.successful, result.reason
+        assert node.predictor.postprocess_config.bandwidths == {"car": 0.4, "person": 0.5}
+        for bad, reason in ((["car=0.4"], "is not 'name:value'"), (["dragon:0.5"], "dragon"),
+                            (["car:-1"], "must be > 0"), (["car:wide"], "bandwidths")):
+            result = set_(bad)
+            assert not result.successful and reason in result.reason, (bad, result.reason)
+        assert node.predictor.postprocess_config.bandwidths == {"car": 0.4, "person": 0.5}
+    finally:
+        spinner.remove(node)
+        node.destroy_node()
