@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,8 +53,12 @@ def scaled(channels: int, width: float) -> int:
 
 
 def guidance_size(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Spatial size of the output at ``stride`` for an (height, width) input (ceil)."""
-    return -(-height // stride), -(-width // stride)
+    """Spatial size of the output at ``stride`` for an (height, width) input (ceil).
+
+    Written without negative operands: traced to ONNX, integer division truncates,
+    which equals floor division only for non-negative numbers.
+    """
+    return (height + stride - 1) // stride, (width + stride - 1) // stride
 
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -102,12 +107,16 @@ def _stage(in_ch: int, mid_ch: int, out_ch: int, count: int, *, stride: int = 1,
 
 def _pool_matrix(size: int, bins: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """(bins, size) averaging matrix with the bin edges of adaptive average pooling
-    (start = floor(i * size / bins), end = ceil((i + 1) * size / bins))."""
-    matrix = torch.zeros(bins, size, device=device, dtype=dtype)
+    (start = floor(i * size / bins), end = ceil((i + 1) * size / bins)).
+
+    Built in numpy so that a trace records one constant (slice assignments on a traced
+    tensor export to ONNX ops whose shape inference crashes when bins > size).
+    """
+    matrix = np.zeros((bins, size), dtype=np.float32)
     for i in range(bins):
         start, end = (i * size) // bins, -(-((i + 1) * size) // bins)
         matrix[i, start:end] = 1.0 / (end - start)
-    return matrix
+    return torch.from_numpy(matrix).to(device=device, dtype=dtype)
 
 
 class PyramidPooling(nn.Module):

@@ -101,9 +101,15 @@ class PanoNetConfig:
 
 
 def coordinate_channels(batch: int, height: int, width: int, *, like: Tensor) -> Tensor:
-    """(B, 2, H, W) x and y coordinates normalised to [-1, 1] over the pixel centres."""
-    xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
-    ys = torch.linspace(-1.0, 1.0, height, device=like.device, dtype=like.dtype)
+    """(B, 2, H, W) x and y coordinates normalised to [-1, 1] over the pixel centres.
+
+    Built from ``arange`` (``linspace`` exports to ONNX as float64 ops).
+    """
+    def axis(n: int) -> Tensor:
+        step = 2.0 / (n - 1) if n > 1 else 0.0
+        return torch.arange(n, device=like.device, dtype=like.dtype) * step - 1.0
+
+    xs, ys = axis(width), axis(height)
     grid = torch.stack([xs.view(1, width).expand(height, width),
                         ys.view(height, 1).expand(height, width)])            # (2, H, W)
     return grid.unsqueeze(0).expand(batch, 2, height, width)

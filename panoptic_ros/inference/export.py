@@ -1,0 +1,106 @@
+"""ONNX export for both models, and a parity check against ONNX Runtime.
+
+The graph has one input ``images`` (1, 3, H, W) float32 RGB in [0, 255] (normalisation is
+inside the model) and the outputs ``type(model).OUTPUT_NAMES`` in order; post-processing
+stays outside the graph. The export is traced by the legacy TorchScript exporter
+(``dynamo=False``; onnxscript is not installed) at one fixed input size, so every shape
+in the graph is static: export again for another ``input_size``.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+MIN_OPSET = 17
+
+
+class _TupleOutputs(nn.Module):
+    """Returns the wrapped model's eval outputs as a tuple in ``OUTPUT_NAMES`` order
+    (the tracer flattens dicts by insertion order; a tuple makes the order explicit)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.names = tuple(names)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.model(images)
+        return tuple(outputs[name] for name in self.names)
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """The model's ``OUTPUT_NAMES`` (ValueError if it has none)."""
+    names = getattr(type(model), "OUTPUT_NAMES", None)
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no OUTPUT_NAMES; cannot name the ONNX outputs")
+    return tuple(names)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, int], opset: int = MIN_OPSET) -> Path:
+    """Export ``model`` (eval mode, float32, on the CPU) to ``path`` and check the file.
+
+    Args:
+        model: a PanoNet or CIAE (anything with ``OUTPUT_NAMES`` and a dict-returning
+            eval forward); it is put in eval mode and left there.
+        path: destination ``.onnx`` file (parent folders are created).
+        input_size: (H, W) the graph is traced at.
+        opset: ONNX opset, >= 17.
+    Returns:
+        ``path``.
+    Raises:
+        ValueError: opset below 17, bad input size, or a model without ``OUTPUT_NAMES``.
+    """
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset: must be >= {MIN_OPSET}, got {opset}")
+    height, width = (int(v) for v in input_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"input_size: both sides must be >= 1, got {input_size}")
+    names = output_names(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    wrapper = _TupleOutputs(model, names).to("cpu", torch.float32)
+    example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape-dependent Python branches are expected: the graph is traced at one size.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's own notice
+        torch.onnx.export(wrapper, (example,), str(path), input_names=["images"], output_names=list(names),
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def onnx_parity(model: nn.Module, onnx_path: str | Path, images: Tensor) -> dict[str, float]:
+    """Largest absolute difference per output between torch and ONNX Runtime (CPU).
+
+    Args:
+        model: the exported model (run in eval mode, float32, CPU).
+        onnx_path: its ``.onnx`` file.
+        images: (1, 3, H, W) float32 RGB in [0, 255] at the exported size.
+    Returns:
+        output name -> max |torch - onnxruntime| (integer outputs compared as numbers).
+    """
+    import onnxruntime as ort
+
+    names = output_names(model)
+    model.eval()
+    images = images.to("cpu", torch.float32)
+    with torch.no_grad():
+        expected = model.to("cpu", torch.float32)(images)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(list(names), {"images": images.numpy()})
+    diffs = {}
+    for name, value in zip(names, got):
+        ref = expected[name].numpy()
+        if ref.shape != value.shape:
+            raise ValueError(f"output {name!r}: torch shape {ref.shape}, ONNX Runtime shape {value.shape}")
+        diffs[name] = float(np.abs(ref.astype(np.float64) - value.astype(np.float64)).max(initial=0.0))
+    return diffs

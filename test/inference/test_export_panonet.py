@@ -1,0 +1,57 @@
+"""ONNX export of PanoNet: graph names, opset, and ONNX Runtime parity with torch."""
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from panoptic_ros.inference.export import export_onnx, onnx_parity
+from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+
+
+def trained_looking(config: PanoNetConfig) -> PanoNet:
+    """A model with non-trivial BatchNorm statistics (fresh ones are the identity)."""
+    torch.manual_seed(0)
+    model = PanoNet(config)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.uniform_(module.bias, -0.2, 0.2)
+    return model.eval()
+
+
+def assert_parity(model: PanoNet, path, size) -> None:
+    images = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1)) * 255
+    diffs = onnx_parity(model, path, images)
+    assert set(diffs) == set(PanoNet.OUTPUT_NAMES)
+    assert diffs["semantic_logits"] <= 1e-4 and diffs["embedding"] <= 1e-4
+    assert diffs["semantic"] == 0.0
+
+
+@pytest.mark.parametrize("kwargs,size", [
+    (dict(width=0.25, blocks=(1, 1, 2, 1)), (67, 131)),          # odd size
+    (dict(width=0.25, blocks=(1, 1, 1, 1), share_weights=True), (64, 96)),
+])
+def test_onnx_matches_torch(tmp_path, kwargs, size):
+    model = trained_looking(PanoNetConfig(**kwargs))
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=size)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["images"]
+    assert [o.name for o in graph.output] == list(PanoNet.OUTPUT_NAMES)
+    assert_parity(model, path, size)
+
+
+def test_onnx_matches_torch_at_512x1024(tmp_path):
+    model = trained_looking(PanoNetConfig(width=0.25, blocks=(1, 1, 2, 1), use_coords=False))
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=(512, 1024), opset=18)
+    assert onnx.load(str(path)).opset_import[0].version == 18
+    assert_parity(model, path, (512, 1024))
+
+
+def test_export_rejects_old_opset_and_models_without_output_names(tmp_path):
+    model = trained_looking(PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1)))
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=(32, 32), opset=13)
+    with pytest.raises(ValueError, match="OUTPUT_NAMES"):
+        export_onnx(nn.Conv2d(3, 3, 1), tmp_path / "c.onnx", input_size=(32, 32))
