@@ -39,24 +39,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _positive_float(text: str) -> float:
@@ -128,7 +125,7 @@ def run(args: argparse.Namespace) -> str:
         stems = list(_map(job, indices, args.workers))
         return (f"wrote {what} in the Cityscapes layout: {args.out}/leftImg8bit/{args.split}/{args.city}/ and "
                 f"{args.out}/gtFine/{args.split}/{args.city}/ ({stems[0]} .. {stems[-1]}); convert with "
-                f"cityscapesscripts' createPanopticImgs --dataset-folder {args.out}/gtFine")
+                f"csCreatePanopticImgs --dataset-folder {args.out}/gtFine --set-names {args.split}")
     if args.format == "coco":
         json_path, png_dir, image_dir = coco_paths(args.out, args.split)
         job = partial(_coco_job, **scene, image_dir=image_dir)
