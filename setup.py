@@ -34,6 +34,9 @@ setup(
             "panoptic-eval = panoptic_ros.eval.cli:main",
             "panoptic-synth = panoptic_ros.training.synth_cli:main",
             "panoptic_node = panoptic_ros.ros.node:main",
+            "panoptic-train = panoptic_ros.training.train:main",
+            "panoptic-evaluate = panoptic_ros.training.evaluate:main",
+            "panoptic-export = panoptic_ros.training.export:main",
         ],
     },
 )
