@@ -1,12 +1,11 @@
 """SynthStreet writers: Cityscapes layout through the official converter, COCO panoptic
 through the official evaluator, byte-identical output, and the CLI."""
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import average_pq, pq_compute_single_core
+from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 
 from panoptic_ros.labels import CITYSCAPES
@@ -60,22 +59,16 @@ def test_cityscapes_layout_round_trips_through_create_panoptic_imgs(tmp_path, ca
     assert crowds >= 1
 
 
-def _coco_pq(json_path: Path, png_dir: Path) -> dict:
-    gt = json.loads(json_path.read_text())
-    categories = {c["id"]: c for c in gt["categories"]}
-    pairs = [(a, a) for a in gt["annotations"]]
-    stat = pq_compute_single_core(0, pairs, str(png_dir), str(png_dir), categories)
-    return average_pq(stat, categories)
-
-
-def test_coco_ground_truth_against_itself_is_pq_100(tmp_path):
+def test_coco_ground_truth_against_itself_is_pq_100(tmp_path, capsys):
     samples = _samples()
     content = write_coco(tmp_path, samples, split="val")
     json_path, png_dir, image_dir = coco_paths(tmp_path, "val")
     assert [a["image_id"] for a in content["annotations"]] == [s.image_id for s in samples]
     seg = content["annotations"][0]["segments_info"][0]
     assert {"id", "category_id", "iscrowd", "area", "bbox"} <= set(seg)
-    results = _coco_pq(json_path, png_dir)
+    results = evaluatePanoptic(str(json_path), str(png_dir), str(json_path), str(png_dir),
+                               str(tmp_path / "pq.json"))
+    capsys.readouterr()
     assert results["All"]["pq"] == pytest.approx(1.0)
     assert results["All"]["n"] >= 10
     data = PanopticFolderDataset(json_path=json_path, panoptic_dir=png_dir, image_dir=image_dir,
