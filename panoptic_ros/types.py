@@ -232,8 +232,9 @@ class PanopticResult:
     def instance_map(self) -> np.ndarray:
         """(H, W) uint16 instance index: 1..N over the non-crowd thing segments in
         segment order (unique across classes), 0 for stuff, crowd and VOID."""
-        lut = np.zeros(self.panoptic.max(initial=0) + 1, dtype=np.uint16)
         things = [s.id for s in self.segments if s.is_thing and not s.iscrowd]
+        # Segments may be absent from the map (e.g. a subsampled map keeps the full list).
+        lut = np.zeros(max(self.panoptic.max(initial=0), *things, 0) + 1, dtype=np.uint16)
         lut[things] = np.arange(1, len(things) + 1, dtype=np.uint16)
         return lut[self.panoptic]
 
