@@ -1,0 +1,137 @@
+"""The three CLIs: user errors are one line and a non-zero exit; a non-finite loss stops
+training naming the term and step; malicious pickles are refused without running;
+evaluation writes the evaluator's dict and COCO predictions that re-score identically."""
+import json
+
+import pytest
+import torch
+import yaml
+
+from panoptic_ros.checkpoint import save_checkpoint
+from panoptic_ros.eval.cli import evaluate_coco_panoptic
+from panoptic_ros.models.ciae import CIAE, CIAEConfig
+from panoptic_ros.training import evaluate as evaluate_cli
+from panoptic_ros.training import export as export_cli
+from panoptic_ros.training import train as train_cli
+from panoptic_ros.training.config import load_train_config
+
+from test_checkpoint_safety import write_evil_files
+from test_resume import TINY_CIAE
+
+
+def write_config(tmp_path, **sections):
+    data = {**TINY_CIAE, **sections}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(main, argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    config = CIAEConfig(**{k: v for k, v in TINY_CIAE["model"].items() if k != "input_size"}, input_size=(64, 128))
+    # a low score threshold so that even random weights produce thing segments
+    save_checkpoint(tmp_path / "tiny", CIAE(config), config,
+                    postprocess={**TINY_CIAE["postprocess"], "score_threshold": 0.05})
+    return tmp_path / "tiny"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.lrr=0.1", "optimizer.lrr: unknown key"),
+    ("optimizer.lr=fast", "optimizer.lr: expected float"),
+    ("model.kind=unet", "kind: unknown model 'unet'"),
+    ("model.depth=19", "model.depth: 19 is not one of"),
+    ("data.synth_val.seed=3", "synth_train.seed and synth_val.seed must differ"),
+    ("loss.margin=5", "margin: must lie in [0, 2)"),
+])
+def test_config_errors_name_the_key(tmp_path, capsys, override, message):
+    code, _, err = run_cli(train_cli.main, ["--config", write_config(tmp_path), override], capsys)
+    assert code == 1
+    assert err.startswith(f"panoptic-train: error: {tmp_path / 'tiny.yaml'}: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(train_cli.main, ["--config", tmp_path / "nope.yaml"], capsys)
+    assert code == 1 and "nope.yaml: cannot read config" in err and err.count("\n") == 1
+
+
+def test_committed_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted(Path(train_cli.__file__).parent.glob("configs/*.yaml"))
+    assert len(recipes) >= 2
+    for recipe in recipes:
+        load_train_config(recipe)
+
+
+def test_non_finite_loss_stops_with_the_term_and_step(tmp_path, capsys):
+    # An absurd learning rate makes the weights overflow after the first step.
+    argv = ["--config", write_config(tmp_path), "--out", tmp_path / "run", "optimizer.lr=1.0e+30",
+            "optimizer.grad_clip=0", "schedule.warmup_steps=0"]
+    code, _, err = run_cli(train_cli.main, argv, capsys)
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("panoptic-train: error: loss term '") and " at step " in last
+    assert ("is nan" in last) or ("is inf" in last)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_malicious_pickles_are_refused_everywhere(tmp_path, capsys):
+    marker, files = write_evil_files(tmp_path)
+    for evil in files:
+        code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", evil, "--dataset", "synthstreet", "--count", "1"],
+                               capsys)
+        assert code == 1 and err.startswith("panoptic-evaluate: error:")
+        code, _, err = run_cli(export_cli.main, ["--checkpoint", evil, "--out", tmp_path / "x.onnx"], capsys)
+        assert code == 1 and err.startswith("panoptic-export: error:")
+        config = write_config(tmp_path)
+        code, _, err = run_cli(train_cli.main, ["--config", config, "--out", tmp_path / "r", "--resume-from", evil],
+                               capsys)
+        assert code == 1 and "never unpickled" in err
+        code, _, err = run_cli(train_cli.main, ["--config", config, "--out", tmp_path / "r",
+                                                f"init.checkpoint={evil}"], capsys)
+        assert code == 1 and "refused" in err or "not a readable safetensors" in err
+    assert not marker.exists()
+
+
+def test_evaluate_writes_scores_and_rescorable_predictions(tmp_path, capsys, tiny_checkpoint):
+    out = tmp_path / "pq.json"
+    preds = tmp_path / "preds"
+    argv = ["--checkpoint", tiny_checkpoint, "--dataset", "synthstreet", "--seed", 21, "--count", 2,
+            "--size", "64x128", "--json-out", out, "--predictions-dir", preds]
+    code, stdout, err = run_cli(evaluate_cli.main, argv, capsys)
+    assert code == 0, err
+    summary = json.loads(out.read_text())
+    assert summary["images"] == 2 and set(summary) >= {"All", "Things", "Stuff", "per_class", "miou", "semantic"}
+    assert "PQ" in stdout and "mIoU" in stdout
+    rescored = evaluate_coco_panoptic(preds / "gt.json", preds / "gt", preds / "predictions.json",
+                                      preds / "predictions").summarize()
+    for group in ("All", "Things", "Stuff"):
+        assert rescored[group] == pytest.approx(summary[group])
+    # deterministic: a second run gives the same numbers
+    assert run_cli(evaluate_cli.main, argv[:-4] + ["--json-out", tmp_path / "again.json"], capsys)[0] == 0
+    assert json.loads((tmp_path / "again.json").read_text())["All"] == summary["All"]
+
+
+def test_evaluate_user_errors(tmp_path, capsys, tiny_checkpoint):
+    code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tmp_path / "none", "--dataset", "synthstreet"], capsys)
+    assert code == 1 and "not found" in err and err.count("\n") == 1
+    code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tiny_checkpoint, "--dataset", "coco"], capsys)
+    assert code == 1 and "--root: required" in err
+
+
+def test_export_writes_an_onnx_model_with_parity(tmp_path, capsys, tiny_checkpoint):
+    code, stdout, err = run_cli(export_cli.main, ["--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx"],
+                                capsys)
+    assert code == 0, err
+    assert (tmp_path / "m.onnx").is_file()
+    diffs = {line.split(":")[0].strip(): float(line.rsplit("=", 1)[1]) for line in stdout.splitlines()[1:]}
+    assert set(diffs) == set(CIAE.OUTPUT_NAMES)
+    assert max(diffs.values()) < 1e-2
