@@ -149,7 +149,7 @@ def apply_init(model: nn.Module, *, mode: InitMode, checkpoint: str) -> list[str
     """Initialise ``model`` from a checkpoint for one training stage (engine entry point).
 
     Args:
-        model: the PanoNet being trained.
+        model: the PanoNet being trained (or a DDP wrapper of it).
         mode: ``semantic_to_instance`` (stage 1) or ``add_coords`` (stage 2).
         checkpoint: a panoptic_ros checkpoint (stem, .json or .safetensors path).
     Returns:
@@ -158,6 +158,7 @@ def apply_init(model: nn.Module, *, mode: InitMode, checkpoint: str) -> list[str
         ValueError: unknown mode, or the model is not a PanoNet.
         panoptic_ros.checkpoint.CheckpointError: unreadable checkpoint (names the file).
     """
+    model = getattr(model, "module", model)  # a DDP wrapper holds the network in .module
     if not isinstance(model, PanoNet):
         raise ValueError(f"init.mode {mode!r} needs a PanoNet, got {type(model).__name__}")
     weights_path, meta_path = checkpoint_paths(checkpoint)

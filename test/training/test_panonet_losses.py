@@ -1,0 +1,174 @@
+"""PanoNet losses on hand-built embeddings and logits with values computed by hand."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from panoptic_ros.config import ConfigError, from_dict
+from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.training.losses.discriminative import discriminative_loss
+from panoptic_ros.training.losses.panonet import PanoNetLossConfig, align_target, panonet_losses
+from panoptic_ros.training.losses.semantic import semantic_cross_entropy
+from panoptic_ros.training.targets import panonet_targets
+from panoptic_ros.types import PanopticResult
+
+
+def embedding_of(rows: list[list[list[float]]]) -> torch.Tensor:
+    """(1, E, h, w) from an h x w grid of E-vectors."""
+    return torch.tensor(rows, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0).requires_grad_()
+
+
+def test_discriminative_loss_is_zero_within_all_margins():
+    # Instance 1 within delta_v = 0.25 of its mean, instance 2 a single pixel, means
+    # 3 apart (> 2 delta_d = 2), norms below delta_r = 6; background ignored.
+    emb = embedding_of([[[0.1, 0.0], [-0.1, 0.0], [3.0, 0.0]],
+                        [[0.0, 0.2], [0.0, -0.2], [99.0, 99.0]]])
+    inst = torch.tensor([[[1, 1, 2], [1, 1, 0]]])
+    terms = discriminative_loss(emb, inst)
+    assert all(v.item() == 0.0 for v in terms.values())
+
+
+def test_discriminative_loss_two_clusters_by_hand():
+    # Instance 1: (0, 0) and (1, 0) -> mean (0.5, 0), both 0.5 away.
+    # Instance 2: the single pixel (0.5, 0.5).
+    emb = embedding_of([[[0.0, 0.0], [1.0, 0.0], [0.5, 0.5]]])
+    inst = torch.tensor([[[1, 1, 2]]])
+    terms = discriminative_loss(emb, inst, delta_v=0.25, delta_d=1.0, delta_r=0.6)
+    var = ((0.5 - 0.25) ** 2 + 0.0) / 2                # mean over the two instances
+    dist = (2 * 1.0 - 0.5) ** 2                          # both ordered pairs, / C(C-1) = 2
+    reg = (max(0.5 - 0.6, 0) ** 2 + (math.sqrt(0.5) - 0.6) ** 2) / 2
+    assert terms["var"].item() == pytest.approx(var, abs=1e-6)
+    assert terms["dist"].item() == pytest.approx(dist, abs=1e-6)
+    assert terms["reg"].item() == pytest.approx(reg, abs=1e-6)
+
+
+def test_discriminative_loss_batches_by_image():
+    torch.manual_seed(0)
+    emb = torch.randn(3, 4, 5, 6, requires_grad=True)
+    inst = torch.zeros(3, 5, 6, dtype=torch.int64)
+    inst[0, :2], inst[0, 2:4] = 1, 2     # two instances
+    inst[1, 1:3, 1:4] = 5                # one instance (ids need not be consecutive)
+    # image 2: none
+    batch = discriminative_loss(emb, inst)
+    first = discriminative_loss(emb[:1], inst[:1])
+    second = discriminative_loss(emb[1:2], inst[1:2])
+    # var and reg average the images with an instance; dist the images with two.
+    for key in ("var", "reg"):
+        torch.testing.assert_close(batch[key], (first[key] + second[key]) / 2)
+    torch.testing.assert_close(batch["dist"], first["dist"])
+    assert second["dist"].item() == 0.0
+
+
+def test_zero_and_one_instance_batches_give_finite_values_and_gradients():
+    emb = torch.randn(2, 3, 4, 4, requires_grad=True)
+    terms = discriminative_loss(emb, torch.zeros(2, 4, 4, dtype=torch.int64))
+    assert all(v.item() == 0.0 for v in terms.values())
+    sum(terms.values()).backward()
+    assert torch.equal(emb.grad, torch.zeros_like(emb))
+    emb.grad = None
+    one = torch.zeros(2, 4, 4, dtype=torch.int64)
+    one[0, 0, 0] = 1                                       # one single-pixel instance
+    terms = discriminative_loss(emb, one)
+    sum(terms.values()).backward()
+    assert torch.isfinite(emb.grad).all()
+
+
+def test_coincident_means_give_finite_gradients():
+    emb = torch.zeros(1, 2, 2, 2, requires_grad=True)     # two instances, identical means
+    inst = torch.tensor([[[1, 1], [2, 2]]])
+    terms = discriminative_loss(emb, inst)
+    assert terms["dist"].item() == pytest.approx(4.0)
+    sum(terms.values()).backward()
+    assert torch.isfinite(emb.grad).all()
+
+
+def test_semantic_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5)
+    target = torch.randint(0, 4, (2, 3, 5))
+    target[0, 0] = 255
+    torch.testing.assert_close(semantic_cross_entropy(logits, target), F.cross_entropy(logits, target, ignore_index=255))
+    weights = [1.0, 2.0, 0.5, 3.0]
+    torch.testing.assert_close(semantic_cross_entropy(logits, target, class_weights=weights),
+                               F.cross_entropy(logits, target, weight=torch.tensor(weights), ignore_index=255))
+    logits.requires_grad_()
+    empty = semantic_cross_entropy(logits, torch.full((2, 3, 5), 255))
+    empty.backward()
+    assert empty.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+    with pytest.raises(ValueError, match="outside"):
+        semantic_cross_entropy(logits, torch.full((2, 3, 5), 7))
+
+
+def fake_outputs(batch: int, size: tuple[int, int], classes: int = 19, dims: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for s in (4, 8, 16):
+        hs, ws = -(-size[0] // s), -(-size[1] // s)
+        out[f"semantic_logits_{s}"] = torch.randn(batch, classes, hs, ws, generator=g, requires_grad=True)
+        out[f"embedding_{s}"] = torch.randn(batch, dims, hs, ws, generator=g, requires_grad=True)
+    return out
+
+
+def fake_targets(outputs, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    targets = {}
+    for s in (4, 8, 16):
+        b, _, h, w = outputs[f"semantic_logits_{s}"].shape
+        targets[f"semantic_{s}"] = torch.randint(0, 19, (b, h, w), generator=g)
+        targets[f"instance_{s}"] = torch.randint(0, 4, (b, h, w), generator=g)
+    return targets
+
+
+def test_panonet_losses_weight_each_term():
+    config = PanoNetLossConfig(gamma=0.5, delta_r=0.0, class_weights=tuple(np.linspace(0.5, 2, 19)))
+    outputs = fake_outputs(2, (64, 96))
+    targets = fake_targets(outputs)
+    losses = panonet_losses(outputs, targets, config=config)
+    assert len(losses) == 12
+    for s, lam in zip((4, 8, 16), (1.0, 0.4, 0.16)):
+        ce = semantic_cross_entropy(outputs[f"semantic_logits_{s}"], targets[f"semantic_{s}"],
+                                    class_weights=config.class_weights)
+        torch.testing.assert_close(losses[f"semantic_ce_{s}"], lam * ce)
+        terms = discriminative_loss(outputs[f"embedding_{s}"], targets[f"instance_{s}"], delta_r=0.0)
+        torch.testing.assert_close(losses[f"instance_var_{s}"], lam * terms["var"])
+        torch.testing.assert_close(losses[f"instance_dist_{s}"], lam * terms["dist"])
+        torch.testing.assert_close(losses[f"instance_reg_{s}"], lam * 0.5 * terms["reg"])
+        assert terms["reg"].item() > 0
+    sum(losses.values()).backward()
+
+
+def test_floor_sized_targets_are_padded_and_other_sizes_rejected():
+    target = torch.ones(1, 3, 4, dtype=torch.int64)
+    padded = align_target(target, (4, 5), fill=255, name="semantic_4")
+    assert padded.shape == (1, 4, 5) and padded[0, 3].tolist() == [255] * 5 and padded[0, :3, :4].eq(1).all()
+    with pytest.raises(ValueError, match="semantic_4"):
+        align_target(target, (6, 4), fill=255, name="semantic_4")
+    outputs = fake_outputs(1, (64, 64))
+    targets = fake_targets(outputs)
+    del targets["instance_8"]
+    with pytest.raises(KeyError, match="instance_8"):
+        panonet_losses(outputs, targets, config=PanoNetLossConfig())
+
+
+def test_model_outputs_align_with_training_targets_at_odd_sizes():
+    height, width = 77, 149
+    panoptic = np.full((height, width), 7000, np.int32)
+    panoptic[10:40, 20:60] = 26001
+    panoptic[50:70, 100:140] = 26002
+    target = PanopticResult.from_panoptic_map(panoptic, CITYSCAPES)
+    targets = {k: torch.from_numpy(v)[None] for k, v in panonet_targets(target, CITYSCAPES).items()}
+    model = PanoNet(PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1))).train()
+    losses = panonet_losses(model(torch.rand(1, 3, height, width) * 255), targets, config=PanoNetLossConfig())
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["instance_dist_4"].item() > 0 or losses["instance_var_4"].item() > 0
+
+
+def test_loss_config_validation():
+    assert from_dict(PanoNetLossConfig, {"scale_weights": [1, 0.5, 0.25]}).scale_weights == (1.0, 0.5, 0.25)
+    with pytest.raises(ConfigError, match="delta_d"):
+        from_dict(PanoNetLossConfig, {"delta_d": 0.2})
+    with pytest.raises(ConfigError, match="gamma"):
+        from_dict(PanoNetLossConfig, {"gamma": -1})
