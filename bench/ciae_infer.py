@@ -77,11 +77,11 @@ def postprocess_stages(outputs: dict, config: CIAEPostprocessConfig, label_space
                                                  repeats, device)
     loc = proposals.locations.long()
     queries = torch.cat([F.normalize(outputs["stuff_memory"][0], dim=1),
-                         pixels[:, loc[:, 1].clamp(0, height - 1), loc[:, 0].clamp(0, width - 1)].t()])
+                         pixels[loc[:, 1].clamp(0, height - 1), loc[:, 0].clamp(0, width - 1)]])
     boxes = proposals.boxes.float()
-    out["matmul S = V P^T (+ box filter)"], sim = timed(lambda: similarity(pixels, queries, boxes, (0, height)),
+    out["matmul S = P V^T (+ box filter)"], sim = timed(lambda: similarity(pixels, queries, boxes, (0, height)),
                                                        repeats, device)
-    out["argmax"], (best, labels) = timed(lambda: sim.max(dim=0), repeats, device)
+    out["argmax"], (best, labels) = timed(lambda: sim.max(dim=1), repeats, device)
     out["panoptic map + segments"], _ = timed(
         lambda: panoptic_from_assignment(labels.view(height, width), best.view(height, width), proposals,
                                          label_space=label_space, config=config), repeats, device)

@@ -11,7 +11,7 @@ From the eval-mode outputs of :class:`panoptic_ros.models.ciae.CIAE` (torch or O
    work for CPUs, coarser boundaries.
 3. Queries V: the stuff memory embeddings, then P at the location (x, y) that produced each
    kept proposal (Sec. IV-C).
-4. S = V P^T, one matmul (split into row bands only when Q x H x W exceeds
+4. S = P V^T, one matmul (split into row bands only when Q x H x W exceeds
    ``max_similarity_elements``, to bound memory on CPUs); box filtering with the predicted
    boxes; argmax per pixel. Outside its box an instance's similarity is ``-inf`` rather than
    the training loss's 0, so an instance never claims pixels outside its own box (with 0 it
@@ -93,15 +93,16 @@ def inside_boxes(boxes: torch.Tensor, x: torch.Tensor, y: torch.Tensor, expand: 
         y: point y coordinates.
         expand: scale each box about its centre by this factor first.
     Returns:
-        (K, *broadcast(x, y).shape) bool.
+        (*broadcast(x, y).shape, K) bool: the box index last, so a (pixels, K) block is
+        contiguous next to (pixels, Q) similarities.
     """
     if expand != 1.0:
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2
         half = (boxes[:, 2:] - boxes[:, :2]) * (expand / 2)
         boxes = torch.cat([centre - half, centre + half], dim=1)
-    view = (-1,) + (1,) * max(x.dim(), y.dim())
-    x0, y0, x1, y1 = (boxes[:, i].reshape(view) for i in range(4))
-    return (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1)
+    x, y = x[..., None], y[..., None]
+    # x and y tests first: for a separable grid (x (1, W), y (H, 1)) only the last & is (H, W, K)
+    return ((boxes[:, 0] <= x) & (x <= boxes[:, 2])) & ((boxes[:, 1] <= y) & (y <= boxes[:, 3]))
 
 
 def select_proposals(outputs: dict[str, torch.Tensor], config: CIAEPostprocessConfig) -> Proposals:
@@ -118,9 +119,13 @@ def select_proposals(outputs: dict[str, torch.Tensor], config: CIAEPostprocessCo
 
 
 def pixel_embeddings(embeddings: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """P: (1, E, h, w) unnormalised 1/4-scale map -> (E, H, W) L2-normalised at input size."""
+    """P: (1, E, h, w) unnormalised 1/4-scale map -> (H, W, E) L2-normalised at input size.
+
+    Pixel-major (channels last), so the similarity matmul and the argmax over queries read
+    contiguous rows.
+    """
     up = F.interpolate(embeddings[:1].float(), scale_factor=4.0, mode="bilinear", align_corners=False)
-    return F.normalize(up[0, :, : image_size[0], : image_size[1]], dim=0)
+    return F.normalize(up[0, :, : image_size[0], : image_size[1]].permute(1, 2, 0).contiguous(), dim=-1)
 
 
 def similarity(pixels: torch.Tensor, queries: torch.Tensor, boxes: torch.Tensor, rows: tuple[int, int],
@@ -128,25 +133,25 @@ def similarity(pixels: torch.Tensor, queries: torch.Tensor, boxes: torch.Tensor,
     """Box-filtered similarities of the map rows ``rows[0]:rows[1]``.
 
     Args:
-        pixels: (E, h, w) normalised pixel embeddings; cell (i, j) stands for input pixel
+        pixels: (h, w, E) normalised pixel embeddings; cell (i, j) stands for input pixel
             (stride*j + stride//2, stride*i + stride//2).
         queries: (Q, E) normalised queries; the last K are instances.
         boxes: (K, 4) instance boxes in input pixels.
         rows: first and end row.
         stride: input pixels per map cell.
     Returns:
-        (Q, n) cosine similarities, n = rows x w; ``-inf`` for instances outside their box.
+        (n, Q) cosine similarities, n = rows x w; ``-inf`` for instances outside their box.
     """
-    width = pixels.shape[2]
-    sim = queries @ pixels[:, rows[0]: rows[1]].reshape(pixels.shape[0], -1)
+    width, dim = pixels.shape[1:]
+    sim = pixels[rows[0]: rows[1]].reshape(-1, dim) @ queries.t()
     k = boxes.shape[0]
     if k:
         # centre of the sampled input pixel: column c covers [c, c + 1) in box coordinates
         offset = stride // 2 + 0.5
         xs = torch.arange(width, device=pixels.device, dtype=boxes.dtype)[None, :] * stride + offset
         ys = torch.arange(rows[0], rows[1], device=pixels.device, dtype=boxes.dtype)[:, None] * stride + offset
-        inside = inside_boxes(boxes, xs, ys).reshape(k, -1)
-        sim[-k:] = sim[-k:].masked_fill(~inside, float("-inf"))
+        inside = inside_boxes(boxes, xs, ys).reshape(-1, k)
+        sim[:, -k:].masked_fill_(~inside, float("-inf"))
     return sim
 
 
@@ -158,11 +163,11 @@ def assign_pixels(pixels: torch.Tensor, queries: torch.Tensor, boxes: torch.Tens
     Returns:
         labels (h, w) int64 query index and best (h, w) winning similarity.
     """
-    _, height, width = pixels.shape
+    height, width = pixels.shape[:2]
     band = max(1, max_elements // max(1, width * queries.shape[0]))
     best, labels = [], []
     for r0 in range(0, height, band):
-        value, index = similarity(pixels, queries, boxes, (r0, min(height, r0 + band)), stride).max(dim=0)
+        value, index = similarity(pixels, queries, boxes, (r0, min(height, r0 + band)), stride).max(dim=1)
         best.append(value)
         labels.append(index)
     return torch.cat(labels).view(height, width), torch.cat(best).view(height, width)
@@ -189,10 +194,10 @@ def postprocess_ciae(outputs: dict[str, torch.Tensor], *, config: CIAEPostproces
     if stride == 1:
         pixels = pixel_embeddings(outputs["embeddings"], (height, width))
     else:
-        pixels = F.normalize(outputs["embeddings"][0].float(), dim=0)
+        pixels = F.normalize(outputs["embeddings"][0].float().permute(1, 2, 0).contiguous(), dim=-1)
     loc = proposals.locations.long() // stride
-    xs, ys = loc[:, 0].clamp(0, pixels.shape[2] - 1), loc[:, 1].clamp(0, pixels.shape[1] - 1)
-    queries = torch.cat([F.normalize(stuff, dim=1), pixels[:, ys, xs].t()])
+    xs, ys = loc[:, 0].clamp(0, pixels.shape[1] - 1), loc[:, 1].clamp(0, pixels.shape[0] - 1)
+    queries = torch.cat([F.normalize(stuff, dim=1), pixels[ys, xs]])
     labels, best = assign_pixels(pixels, queries, proposals.boxes.float(), config.max_similarity_elements, stride)
     if stride > 1:
         labels, best = (t.repeat_interleave(stride, 0).repeat_interleave(stride, 1)[:height, :width]

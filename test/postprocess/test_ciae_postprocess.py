@@ -150,27 +150,31 @@ def test_inside_boxes_and_expansion():
     boxes = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
     x = torch.tensor([10.0, 20.0, 21.0, 7.5, 22.5, 22.6])
     y = torch.full_like(x, 15.0)
-    assert inside_boxes(boxes, x, y)[0].tolist() == [True, True, False, False, False, False]
-    assert inside_boxes(boxes, x, y, expand=1.5)[0].tolist() == [True, True, True, True, True, False]
+    assert inside_boxes(boxes, x, y)[:, 0].tolist() == [True, True, False, False, False, False]
+    assert inside_boxes(boxes, x, y, expand=1.5)[:, 0].tolist() == [True, True, True, True, True, False]
     grid = inside_boxes(boxes, torch.arange(30.0)[None, :], torch.arange(30.0)[:, None])
-    assert grid.shape == (1, 30, 30) and grid.sum() == 11 * 11
+    assert grid.shape == (30, 30, 1) and grid.sum() == 11 * 11
+    assert grid[10:21, 10:21].all()
 
 
 def test_similarity_is_minus_infinity_outside_instance_boxes():
-    pixels = torch.nn.functional.normalize(torch.randn(4, 6, 8), dim=0)
+    pixels = torch.nn.functional.normalize(torch.randn(6, 8, 4), dim=-1)
     queries = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)  # 2 stuff + 1 instance
     box = torch.tensor([[2.0, 1.0, 5.0, 4.0]])
-    sim = similarity(pixels, queries, box, (0, 6)).view(3, 6, 8)
+    sim = similarity(pixels, queries, box, (0, 6)).view(6, 8, 3)
+    dense = pixels @ queries.t()
     inside = torch.zeros(6, 8, dtype=torch.bool)
     inside[1:4, 2:5] = True  # pixel centres c + 0.5 inside [2, 5] x [1, 4]
-    assert torch.isneginf(sim[2][~inside]).all()
-    torch.testing.assert_close(sim[2][inside], (queries[2] @ pixels.view(4, -1)).view(6, 8)[inside])
-    torch.testing.assert_close(sim[:2], (queries[:2] @ pixels.view(4, -1)).view(2, 6, 8))
+    assert torch.isneginf(sim[..., 2][~inside]).all()
+    torch.testing.assert_close(sim[..., 2][inside], dense[..., 2][inside])
+    torch.testing.assert_close(sim[..., :2], dense[..., :2])
+    # rows 2..5 of the same map: boxes are tested against those rows' coordinates
+    torch.testing.assert_close(similarity(pixels, queries, box, (2, 6)).view(4, 8, 3), sim[2:])
 
 
 def test_two_instances_with_identical_embeddings_are_split_by_their_boxes():
-    pixels = torch.zeros(2, 4, 8)
-    pixels[0] = 1.0  # every pixel looks like the (identical) instance queries
+    pixels = torch.zeros(4, 8, 2)
+    pixels[..., 0] = 1.0  # every pixel looks like the (identical) instance queries
     queries = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # stuff, instance a, instance b
     boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [4.0, 0.0, 8.0, 4.0]])
     labels, best = assign_pixels(pixels, queries, boxes, max_elements=1 << 20)

@@ -234,7 +234,7 @@ def _instance_loss(emb: torch.Tensor, segments: torch.Tensor, targets: dict, b: 
         # centre of the input pixel each cell samples: (4u + 2) + 0.5 in continuous coordinates
         xs = ((index % width) * EMBED_STRIDE + EMBED_STRIDE // 2).float() + 0.5
         ys = ((index // width) * EMBED_STRIDE + EMBED_STRIDE // 2).float() + 0.5
-        inside = inside_boxes(boxes[things], xs, ys, expand=config.box_expand).t()
+        inside = inside_boxes(boxes[things], xs, ys, expand=config.box_expand)
         keep = torch.cat([torch.ones(len(xs), num_stuff, dtype=torch.bool, device=device), inside], dim=1)
     per_pixel = embedding_loss(F.normalize(pix, dim=1), queries, lut[seg], margin=config.margin,
                                top_k=config.top_k, keep=keep)
