@@ -66,7 +66,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
-    wrapper = _TupleOutputs(model, names).to("cpu", torch.float32)
+    # eval() on the wrapper too: the exporter restores the wrapper's mode, recursively, afterwards
+    wrapper = _TupleOutputs(model, names).to("cpu", torch.float32).eval()
     example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
     with torch.no_grad(), warnings.catch_warnings():
         # Shape-dependent Python branches are expected: the graph is traced at one size.
