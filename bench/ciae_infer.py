@@ -15,6 +15,7 @@ trained model instead.
 Usage:
     .venv/bin/python bench/ciae_infer.py                        # COCO R50 at 800 x 1333
     .venv/bin/python bench/ciae_infer.py --preset tiny --size 512 1024 --threads 2
+    .venv/bin/python bench/ciae_infer.py --config training/configs/ciae_synthstreet.yaml --threads 2
     .venv/bin/python bench/ciae_infer.py --device cuda
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from panoptic_ros.checkpoint import load_checkpoint
+from panoptic_ros.config import ConfigError, read_yaml
 from panoptic_ros.labels import get_label_space
 from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.postprocess.ciae import (CIAEPostprocessConfig, panoptic_from_assignment, pixel_embeddings,
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="coco-r50")
     parser.add_argument("--checkpoint", help="time this trained model instead of a preset")
+    parser.add_argument("--config", help="time the model section of this training YAML (random weights)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the config's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -109,13 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         model = load_checkpoint(args.checkpoint, device).model
         config = model.config
     else:
-        config = model_config_from_dict(PRESETS[args.preset])
+        try:
+            data = read_yaml(args.config).get("model", {}) if args.config else PRESETS[args.preset]
+            config = model_config_from_dict(data)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         model = build_model(config).to(device).eval()
     height, width = args.size or config.input_size
     label_space = get_label_space(config.label_space)
     post_config = CIAEPostprocessConfig(score_threshold=args.score_threshold, max_similarity_elements=1 << 31)
     params = sum(p.numel() for p in model.parameters())
-    print(f"CIAE {args.checkpoint or args.preset}: ResNet-{config.depth}, {params / 1e6:.2f} M parameters, "
+    print(f"CIAE {args.checkpoint or args.config or args.preset}: ResNet-{config.depth}, {params / 1e6:.2f} M parameters, "
           f"input {height} x {width}, device {device}, {torch.get_num_threads()} CPU threads")
     images = torch.rand(1, 3, height, width, device=device) * 255
     with torch.inference_mode():
