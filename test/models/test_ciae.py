@@ -142,3 +142,20 @@ def test_r50_forward_at_coco_scale_on_cpu():
     assert out["cls_scores"].shape == (1, n, 80)
     assert out["embeddings"].shape == (1, 32, 200, 334)
     assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_checkpoint_round_trip_keeps_the_memory(tmp_path):
+    from panoptic_ros.checkpoint import load_checkpoint, save_checkpoint
+
+    model = _tiny().eval()
+    with torch.no_grad():
+        model.category_memory.copy_(F.normalize(torch.randn(12, 8), dim=1))
+    save_checkpoint(tmp_path / "ciae", model, model.config, postprocess={"score_threshold": 0.4})
+    loaded = load_checkpoint(tmp_path / "ciae")
+    assert torch.equal(loaded.model.category_memory, model.category_memory)
+    images = torch.rand(1, 3, 64, 96) * 255
+    with torch.no_grad():
+        a, b = model(images), loaded.model(images)
+    for name in CIAE.OUTPUT_NAMES:
+        torch.testing.assert_close(a[name], b[name])
+    assert loaded.postprocess == {"score_threshold": 0.4}
