@@ -17,6 +17,7 @@ Loading reads safetensors and JSON only: nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -46,11 +47,13 @@ class Progress:
         step: optimizer steps completed.
         epoch: current epoch (the data order's shuffle seed).
         batch_in_epoch: optimizer steps already taken in ``epoch`` (data order position).
+        elapsed_s: wall-clock seconds spent training so far, over all sessions.
     """
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    elapsed_s: float = 0.0
 
 
 # ---- flattening: nested state -> (tensors, JSON) ---------------------------------------
@@ -155,7 +158,7 @@ def save_training_checkpoint(
                     metadata={**(metadata or {}), "step": progress.step})
     tensors: dict[str, torch.Tensor] = {}
     body = {
-        "progress": {"step": progress.step, "epoch": progress.epoch, "batch_in_epoch": progress.batch_in_epoch},
+        "progress": dataclasses.asdict(progress),
         "optimizer": _flatten(optimizer.state_dict(), "optimizer", tensors),
         "rng": _flatten(capture_rng(), "rng", tensors),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -265,4 +268,5 @@ def load_training_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch
         scaler.load_state_dict(body["scaler"])
     restore_rng(_unflatten(body["rng"], tensors, str(folder)))
     p = body["progress"]
-    return Progress(int(p["step"]), int(p["epoch"]), int(p["batch_in_epoch"])), body.get("config", {})
+    progress = Progress(int(p["step"]), int(p["epoch"]), int(p["batch_in_epoch"]), float(p.get("elapsed_s", 0.0)))
+    return progress, body.get("config", {})

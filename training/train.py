@@ -125,7 +125,7 @@ def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> 
 def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command) -> Progress:
     """Train in chunks that end at checkpoint / evaluation boundaries."""
     total, rt = config.schedule.total_steps, config.runtime
-    started = time.monotonic()
+    started, elapsed_before = time.monotonic(), progress.elapsed_s
     while progress.step < total:
         boundary = min(_next_multiple(progress.step, rt.checkpoint_every),
                        _next_multiple(progress.step, config.eval.every) if config.eval.every else total, total)
@@ -133,8 +133,9 @@ def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, o
         loader.dataset.set_epoch(progress.epoch)
         step = train_one_epoch(module, loader, ctx, step=progress.step, stop_step=boundary)
         in_epoch = progress.batch_in_epoch + step - progress.step
-        progress = (Progress(step, progress.epoch + 1, 0) if in_epoch >= sampler.steps_per_epoch
-                    else Progress(step, progress.epoch, in_epoch))
+        elapsed = elapsed_before + time.monotonic() - started
+        progress = (Progress(step, progress.epoch + 1, 0, elapsed) if in_epoch >= sampler.steps_per_epoch
+                    else Progress(step, progress.epoch, in_epoch, elapsed))
         if step % rt.checkpoint_every == 0 or step == total:
             if dist.is_main:
                 save_training_checkpoint(
@@ -146,7 +147,7 @@ def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, o
             log_evaluation(logger, step, evaluate_model(model, config, count=config.eval.count, logger=logger,
                                                          step=step))
         distributed.barrier()
-    logger.message(f"trained to step {progress.step} in {time.monotonic() - started:.0f} s")
+    logger.message(f"trained to step {progress.step}; {progress.elapsed_s:.0f} s of training in all sessions")
     return progress
 
 
@@ -163,6 +164,7 @@ def _finish(config, model, out_dir, logger, dist, progress, command) -> dict:
     scores = {group: summary[group] for group in ("All", "Things", "Stuff")}
     save_checkpoint(out_dir / "model", model, config.model, postprocess=to_dict(config.postprocess),
                     metadata={"step": progress.step, "seed": config.runtime.seed, "command": command,
+                              "train_seconds": round(progress.elapsed_s), "world_size": dist.world_size,
                               "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
     atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
     logger.message(f"PQ {100 * summary['All']['pq']:.1f}  SQ {100 * summary['All']['sq']:.1f}  "
