@@ -35,6 +35,7 @@ from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.training.engine import Scores, evaluate, predictions
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.state import preserved_rng
+from panoptic_ros.training.synth_cli import parse_size
 from panoptic_ros.types import PanopticFormatError
 
 USER_ERRORS = (ConfigError, CheckpointError, CocoFormatError, PanopticFormatError, BackendError, FileNotFoundError)
@@ -105,14 +106,6 @@ def _log_images(logger, step: int, index: int, model: nn.Module, sample, result,
 
 # ---- CLI ---------------------------------------------------------------------------------
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}") from None
-    return height, width
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (x, x.safetensors or x.json)")
@@ -121,7 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="val", help="split of Cityscapes / COCO (default val)")
     p.add_argument("--seed", type=int, default=1000, help="SynthStreet stream seed (default 1000)")
     p.add_argument("--count", type=int, default=50, help="SynthStreet scenes; for the others: first N images (0 = all)")
-    p.add_argument("--size", type=_size, default=(512, 1024), help="SynthStreet scene size HxW (default 512x1024)")
+    p.add_argument("--size", type=parse_size, default=(512, 1024), help="SynthStreet scene size HxW (default 512x1024)")
     p.add_argument("--mirror", action="store_true", help="SynthStreet mirrored scenes (twin test)")
     p.add_argument("--json-out", type=Path, help="write the results dict (fractions) here")
     p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")

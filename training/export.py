@@ -18,14 +18,14 @@ import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.inference.export import MIN_OPSET, export_onnx, onnx_parity
-from panoptic_ros.training.evaluate import _size
+from panoptic_ros.training.synth_cli import parse_size
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (x, x.safetensors or x.json)")
     p.add_argument("--out", required=True, type=Path, help="ONNX file to write")
-    p.add_argument("--input-size", type=_size, help="HxW to trace at (default: the checkpoint's input_size)")
+    p.add_argument("--input-size", type=parse_size, help="HxW to trace at (default: the checkpoint's input_size)")
     p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
     return p.parse_args(argv)
