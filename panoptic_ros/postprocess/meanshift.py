@@ -121,6 +121,8 @@ class _Blocks:
         self.centres, self.radii = _centroids_and_radii(self.points, block)
 
 
+_DENSE_PAIRS = 1 << 17
+"""Fewer (centre, point) pairs than this: one dense product beats a loop over blocks."""
 _MIN_BLOCKED_POINTS = 2048
 """Below this many points one dense block is cheaper than finding blocks."""
 _MAX_CELLS = 2048
@@ -191,16 +193,17 @@ def _window_means(blocks: _Blocks, centres: Tensor, bandwidth: float) -> tuple[T
     Returns:
         means (M, D) (a centre with an empty window keeps its position), counts (M,).
     """
-    if len(blocks.bounds) == 1:
+    if len(blocks.bounds) == 1 or len(centres) * len(blocks.points) <= _DENSE_PAIRS:
         acc = _dense_window_sums(blocks.points1, blocks.sq_norms, centres, bandwidth)
     else:
         acc = centres.new_zeros((len(centres), centres.shape[1] + 1))
         reach = torch.cdist(centres, blocks.centres) <= bandwidth + blocks.radii.unsqueeze(0)   # (M, B)
-        for b, (start, end) in enumerate(blocks.bounds):
-            rows = reach[:, b].nonzero().squeeze(1)
-            if len(rows) == len(centres):
+        block, row = reach.t().nonzero(as_tuple=True)           # (block, centre) pairs by block
+        per_block = torch.bincount(block, minlength=len(blocks.bounds)).tolist()
+        for (start, end), rows, n in zip(blocks.bounds, torch.split(row, per_block), per_block):
+            if n == len(centres):
                 acc += _dense_window_sums(blocks.points1[start:end], blocks.sq_norms[start:end], centres, bandwidth)
-            elif len(rows):
+            elif n:
                 acc.index_add_(0, rows, _dense_window_sums(blocks.points1[start:end], blocks.sq_norms[start:end],
                                                            centres[rows], bandwidth))
     sums, counts = acc[:, :-1], acc[:, -1]
@@ -250,23 +253,33 @@ def _climb(points: Tensor, seeds: Tensor, bandwidth: float, max_iter: int) -> tu
     return torch.cat(modes), torch.cat(intensity)
 
 
+_DENSE_MERGE = 4096
+"""Up to this many modes the merge uses one (K, K) neighbour matrix."""
+
+
 def _merge_modes(modes: Tensor, intensity: Tensor, bandwidth: float) -> Tensor:
     """Greedy suppression: sort by (intensity, coordinates) descending, keep a mode unless
-    a kept one lies within ``bandwidth``. Runs on the CPU (K is small)."""
+    a kept one lies within ``bandwidth``. Runs on the CPU in float64 (K is small)."""
     m = modes.detach().to("cpu", torch.float64).numpy()
     keys = [m[:, d] for d in reversed(range(m.shape[1]))] + [intensity.detach().cpu().numpy()]
     order = np.lexsort(keys)[::-1]                        # descending intensity, then coords
     m = m[order]
+    if len(m) <= _DENSE_MERGE:
+        t = torch.from_numpy(m)
+        sq = (t * t).sum(1)
+        near = (torch.addmm(sq.unsqueeze(0), t, t.t(), alpha=-2.0) <= bandwidth ** 2 - sq.unsqueeze(1)).numpy()
+
+        def neighbours(i: int) -> np.ndarray:
+            return near[i]
+    else:
+        def neighbours(i: int) -> np.ndarray:
+            return ((m - m[i]) ** 2).sum(1) <= bandwidth ** 2
     suppressed = np.zeros(len(m), dtype=bool)
     kept = []
-    i = 0
-    while True:
-        kept.append(i)
-        suppressed |= ((m - m[i]) ** 2).sum(1) <= bandwidth ** 2
-        rest = np.flatnonzero(~suppressed[i + 1:])
-        if not len(rest):
-            break
-        i += 1 + int(rest[0])
+    for i in range(len(m)):
+        if not suppressed[i]:
+            kept.append(i)
+            suppressed |= neighbours(i)
     index = torch.as_tensor(order[kept].copy(), device=modes.device)
     return modes[index]
 
