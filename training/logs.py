@@ -1,5 +1,6 @@
 """Run logging on rank 0: a tqdm progress bar, TensorBoard scalars and images, and a
-``metrics.jsonl`` file (one JSON object per logged step) that tests and scripts read.
+``metrics.jsonl`` file (one JSON object per logged step, with its wall-clock ``time``) that
+tests and scripts read.
 
 Other ranks get a logger whose methods do nothing, so callers never branch on the rank.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,7 +64,8 @@ class RunLogger:
         """Record scalars (each loss term, lr, PQ, ...) under ``prefix/``."""
         if not self.enabled:
             return
-        record = {"step": step, "kind": prefix, **{k: _jsonable(v) for k, v in values.items()}}
+        record = {"step": step, "kind": prefix, "time": round(time.time(), 3),
+                  **{k: _jsonable(v) for k, v in values.items()}}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._writer is not None:

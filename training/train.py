@@ -85,7 +85,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     amp_dtype = _AMP[config.runtime.amp] if dist.device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     progress = Progress()
-    if resume is not None:
+    # ``--resume`` on a run without checkpoints starts it, so one command serves torchrun restarts.
+    if resume or (resume == "" and list_checkpoints(out_dir)):
         folder = resolve_resume(resume or out_dir)
         progress, stored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler)
         _check_same_recipe(stored, config, folder)
@@ -98,7 +99,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters, {init_note}; "
                    f"{dist.world_size} process(es) on {dist.device}; "
-                   + (f"resumed at step {progress.step}" if resume is not None else "starting at step 0"))
+                   + (f"resumed at step {progress.step}" if progress.step else "starting at step 0"))
     try:
         progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command)
         summary = _finish(config, model, out_dir, logger, dist, progress, command)

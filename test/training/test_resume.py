@@ -44,7 +44,7 @@ def train_command(config, out, *extra):
 def losses(out):
     """step -> logged loss terms (the last record of a step wins)."""
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: {k: v for k, v in r.items() if k not in ("step", "kind")}
+    return {r["step"]: {k: v for k, v in r.items() if k not in ("step", "kind", "time")}
             for r in records if r["kind"] == "train"}
 
 
@@ -65,8 +65,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert sorted(expected) == list(range(1, 13))
 
     # 16 scenes / batch 2 = 8 steps per epoch; kill after step 7 (checkpoint at 6, mid-epoch).
+    # (--resume on a run without checkpoints starts it: one command for every restart.)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_command(config, killed), env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(train_command(config, killed, "--resume"), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         while 7 not in (losses(killed) if (killed / "metrics.jsonl").exists() else {}):

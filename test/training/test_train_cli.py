@@ -125,6 +125,10 @@ def test_evaluate_user_errors(tmp_path, capsys, tiny_checkpoint):
     assert code == 1 and "not found" in err and err.count("\n") == 1
     code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tiny_checkpoint, "--dataset", "coco"], capsys)
     assert code == 1 and "--root: required" in err
+    weights = tiny_checkpoint.with_name("tiny.safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tiny_checkpoint, "--dataset", "synthstreet"], capsys)
+    assert code == 1 and "tiny.safetensors: sha256 differs" in err and err.count("\n") == 1
 
 
 def test_export_writes_an_onnx_model_with_parity(tmp_path, capsys, tiny_checkpoint):
