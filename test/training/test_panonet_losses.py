@@ -140,6 +140,15 @@ def test_panonet_losses_weight_each_term():
     sum(losses.values()).backward()
 
 
+def test_zero_instance_weight_gives_zero_terms_with_a_graph():
+    outputs = fake_outputs(1, (64, 64))
+    losses = panonet_losses(outputs, fake_targets(outputs), config=PanoNetLossConfig(instance_weight=0.0))
+    assert all(v.item() == 0.0 for k, v in losses.items() if k.startswith("instance_"))
+    assert losses["semantic_ce_4"].item() > 0
+    sum(losses.values()).backward()
+    assert torch.equal(outputs["embedding_4"].grad, torch.zeros_like(outputs["embedding_4"]))
+
+
 def test_floor_sized_targets_are_padded_and_other_sizes_rejected():
     target = torch.ones(1, 3, 4, dtype=torch.int64)
     padded = align_target(target, (4, 5), fill=255, name="semantic_4")

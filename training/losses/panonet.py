@@ -126,9 +126,13 @@ def panonet_losses(
                                 fill=0, name=f"instance_{stride}")
         ce = semantic_cross_entropy(logits, semantic.to(logits.device), class_weights=config.class_weights,
                                     ignore_index=config.ignore_index)
-        terms = discriminative_loss(embedding, instance.to(embedding.device), delta_v=config.delta_v,
-                                    delta_d=config.delta_d, delta_r=config.delta_r)
         inst = lam * config.instance_weight
+        if inst == 0:  # e.g. the semantic-only stage: skip the work, keep a (zero) graph for DDP
+            zero = embedding.sum() * 0.0
+            terms = {"var": zero, "dist": zero, "reg": zero}
+        else:
+            terms = discriminative_loss(embedding, instance.to(embedding.device), delta_v=config.delta_v,
+                                        delta_d=config.delta_d, delta_r=config.delta_r)
         losses[f"semantic_ce_{stride}"] = lam * config.semantic_weight * ce
         losses[f"instance_var_{stride}"] = inst * config.alpha * terms["var"]
         losses[f"instance_dist_{stride}"] = inst * config.beta * terms["dist"]
