@@ -129,18 +129,23 @@ def save_checkpoint(
     return weights_path, meta_path
 
 
+def read_tagged_json(path: Path, fmt: str, what: str) -> dict:
+    """A JSON object whose ``format`` is ``fmt``; errors name ``path`` and say ``what`` it
+    should have been (e.g. ``checkpoint metadata``)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a panoptic_ros {what} file ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise CheckpointError(f"{path}: unknown {what} format (expected {fmt!r})")
+    return data
+
+
 def read_checkpoint_meta(path: str | Path) -> dict:
     """The JSON half of a checkpoint, checked for its format tag."""
-    _, meta_path = checkpoint_paths(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: checkpoint metadata file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not a panoptic_ros checkpoint metadata file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: unknown checkpoint format (expected {FORMAT!r})")
-    return meta
+    return read_tagged_json(checkpoint_paths(path)[1], FORMAT, "checkpoint metadata")
 
 
 def read_weights(weights_path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

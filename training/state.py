@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from panoptic_ros.checkpoint import (CheckpointError, atomic_write_bytes, read_weights, save_checkpoint,
-                                     sha256_file)
+from panoptic_ros.checkpoint import (CheckpointError, atomic_write_bytes, read_tagged_json, read_weights,
+                                     save_checkpoint, sha256_file)
 
 STATE_FORMAT = "panoptic_ros.train_state/1"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -230,15 +230,7 @@ def _refuse_foreign(path: Path) -> None:
 
 def read_training_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """The checked JSON body and tensors of a checkpoint folder."""
-    meta_path = folder / "state.json"
-    try:
-        body = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: training state file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not a training state file ({exc})") from None
-    if not isinstance(body, dict) or body.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{meta_path}: unknown training state format (expected {STATE_FORMAT!r})")
+    body = read_tagged_json(folder / "state.json", STATE_FORMAT, "training state")
     for name, digest in body.get("sha256", {}).items():
         if not (folder / name).is_file() or sha256_file(folder / name) != digest:
             raise CheckpointError(f"{folder / name}: missing, truncated or altered (sha256 differs from state.json)")

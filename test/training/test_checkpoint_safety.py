@@ -119,7 +119,7 @@ def test_malicious_pickle_as_training_state_is_not_executed(tmp_path):
         (folder / "state.json").write_bytes(path.read_bytes())
         (folder / "state.safetensors").write_bytes(path.read_bytes())
         model = tiny_model()
-        with pytest.raises(CheckpointError, match="not a training state file"):
+        with pytest.raises(CheckpointError, match="not a panoptic_ros training state file"):
             load_training_checkpoint(folder, model=model, optimizer=torch.optim.SGD(model.parameters(), lr=1))
     assert not marker.exists()
 
