@@ -171,5 +171,8 @@ class PanoNet(nn.Module):
             outputs = {f"semantic_logits_{s}": t for s, t in zip(GUIDANCE_STRIDES, semantic)}
             outputs.update({f"embedding_{s}": t for s, t in zip(GUIDANCE_STRIDES, embedding)})
             return outputs
-        labels = resize(semantic[0], images.shape[-2:]).argmax(1).to(torch.uint8)   # (B, H, W)
+        # Channels-last makes the class axis contiguous: torch's CPU argmax over it is ~4x
+        # faster than over the strided NCHW class axis (ONNX ignores the memory format).
+        logits = semantic[0].contiguous(memory_format=torch.channels_last)
+        labels = resize(logits, images.shape[-2:]).argmax(1).to(torch.uint8)        # (B, H, W)
         return {"semantic": labels, "semantic_logits": semantic[0], "embedding": embedding[0]}
