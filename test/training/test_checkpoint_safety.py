@@ -14,6 +14,15 @@ from panoptic_ros.training.state import (Progress, capture_rng, list_checkpoints
                                          save_training_checkpoint)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine extra threads mostly spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Evil:
     """Unpickling this object creates ``marker``: proof that a file was executed."""
 

@@ -19,6 +19,15 @@ from test_checkpoint_safety import write_evil_files
 from test_resume import TINY_CIAE
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine extra threads mostly spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_config(tmp_path, **sections):
     data = {**TINY_CIAE, **sections}
     path = tmp_path / "tiny.yaml"

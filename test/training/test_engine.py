@@ -1,0 +1,96 @@
+"""train_one_epoch (accumulation, mixed precision on CUDA) and evaluate (PQ + mIoU)."""
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.training.datasets.loader import PanopticCollate
+from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_one_epoch
+from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.losses.panonet import PanoNetLossConfig
+from panoptic_ros.types import PanopticResult
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine extra threads mostly spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_panonet():
+    torch.manual_seed(0)
+    return PanoNet(PanoNetConfig(input_size=(64, 128), width=0.125, blocks=(1, 1, 1, 1), psp_bins=(1, 2),
+                                 embedding_dim=4))
+
+
+def batches(count, batch_size=2):
+    collate = PanopticCollate(targets="panonet", label_space="cityscapes")
+    return [collate([generate_scene(31, b * batch_size + i, height=64, width=128) for i in range(batch_size)])
+            for b in range(count)]
+
+
+def context(model, device, **kwargs):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return StepContext(loss_fn=kind_spec("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
+                       set_lr=lambda step: 0.01, total_steps=10, device=device, **kwargs)
+
+
+def test_steps_stop_at_stop_step_and_when_batches_run_out():
+    model = tiny_panonet()
+    logged = []
+    ctx = context(model, torch.device("cpu"), accumulate=2, on_log=lambda step, values: logged.append((step, values)))
+    data = batches(5)
+    assert train_one_epoch(model, data, ctx, step=3, stop_step=4) == 4      # one step = 2 micro-batches
+    assert train_one_epoch(model, data, ctx, step=4, stop_step=10) == 6     # 5 batches -> 2 whole steps
+    assert [s for s, _ in logged] == [4, 5, 6]
+    values = logged[0][1]
+    assert {"semantic_ce_4", "instance_var_4", "instance_dist_16", "loss", "lr", "grad_norm"} <= set(values)
+    terms = [v for k, v in values.items() if k not in ("loss", "lr", "grad_norm")]
+    assert values["loss"] == pytest.approx(sum(terms))
+
+
+def test_non_finite_input_stops_before_any_weight_changes():
+    model = tiny_panonet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = batches(1)
+    data[0].images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"loss term 'semantic_ce_4' is nan at step 7"):
+        train_one_epoch(model, data, context(model, torch.device("cpu")), step=7, stop_step=8)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var",
+                                                                                   "num_batches_tracked")))
+
+
+def test_evaluate_scores_perfect_and_partial_predictions():
+    samples = [generate_scene(32, i, height=64, width=128) for i in range(2)]
+    perfect = evaluate(lambda rgb: next(s.target for s in samples if s.image is rgb), samples,
+                       label_space=CITYSCAPES)
+    assert perfect["All"]["pq"] == 1.0 and perfect["miou"] == 1.0 and perfect["images"] == 2
+
+    def road_everywhere(rgb):
+        return PanopticResult.from_panoptic_map(np.full(rgb.shape[:2], 7000, np.int32), CITYSCAPES)
+
+    poor = evaluate(road_everywhere, samples, label_space=CITYSCAPES)
+    assert poor["Things"]["pq"] == 0.0 and 0 < poor["miou"] < 0.5
+    assert poor["semantic"]["per_class"][7] > 0  # road IoU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_steps_on_cuda(dtype):
+    device = torch.device("cuda")
+    model = tiny_panonet().to(device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    logged = []
+    ctx = context(model, device, amp_dtype=dtype, scaler=scaler, grad_clip=5.0,
+                  on_log=lambda step, values: logged.append(values))
+    before = [p.detach().clone() for p in model.parameters()]
+    assert train_one_epoch(model, batches(2), ctx, step=0, stop_step=2) == 2
+    assert all(np.isfinite(v) for v in logged[-1].values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
