@@ -56,7 +56,9 @@ def log_evaluation(logger, step: int, summary: dict) -> None:
     """PQ/SQ/RQ of each group and mIoU to the run log (TensorBoard ``val/``)."""
     values = {f"{m}_{group}": summary[group][m] for group in GROUPS for m in ("pq", "sq", "rq")}
     logger.scalars(step, {**values, "miou": summary["miou"]}, prefix="val")
-    logger.message(f"step {step}: " + format_summary(summary).replace("\n", " | "))
+    groups = " | ".join(f"{g} PQ {100 * summary[g]['pq']:.1f} SQ {100 * summary[g]['sq']:.1f} "
+                        f"RQ {100 * summary[g]['rq']:.1f}" for g in GROUPS)
+    logger.message(f"step {step}: {groups} | mIoU {100 * summary['miou']:.1f} ({summary['images']} images)")
 
 
 def in_memory_predictor(model: nn.Module, model_config, postprocess_config, device: torch.device) -> Predictor:
