@@ -181,10 +181,17 @@ def _write_config(out_dir: Path, config: TrainConfig) -> None:
 
 
 def _check_same_recipe(stored: dict, config: TrainConfig, folder: Path) -> None:
-    """Resuming with another model, data or schedule would silently train something else."""
-    current = config.to_dict()
-    for section in ("model", "data", "loss", "optimizer", "schedule"):
-        if stored.get(section) != current[section]:
+    """Resuming with another model, data, loss, optimizer, schedule or seed would silently
+    train something else (loader workers, the scene cache, evaluation and logging may change)."""
+    def recipe(data: dict) -> dict:
+        sections = {k: data.get(k) for k in ("model", "loss", "optimizer", "schedule")}
+        sections["data"] = {k: v for k, v in (data.get("data") or {}).items() if k not in ("workers", "cache_dir")}
+        sections["runtime.seed"] = (data.get("runtime") or {}).get("seed")
+        return sections
+
+    old, new = recipe(stored), recipe(config.to_dict())
+    for section in new:
+        if old[section] != new[section]:
             raise CheckpointError(f"{folder}: the checkpoint was trained with a different {section!r} section; "
                                   "resume with the run's own config (see config.yaml in the run folder)")
 

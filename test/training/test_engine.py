@@ -94,3 +94,28 @@ def test_mixed_precision_steps_on_cuda(dtype):
     assert train_one_epoch(model, batches(2), ctx, step=0, stop_step=2) == 2
     assert all(np.isfinite(v) for v in logged[-1].values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_validation_logs_scalars_and_images_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from panoptic_ros.training.config import train_config_from_dict
+    from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
+    from panoptic_ros.training.logs import RunLogger
+    from test_distributed import TINY_PANONET
+
+    config = train_config_from_dict({**TINY_PANONET, "eval": {"count": 1, "images": 1}})
+    model = tiny_panonet()
+    model.train()
+    logger = RunLogger(tmp_path, total_steps=1, progress_bar=False)
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    summary = evaluate_model(model, config, count=1, logger=logger, step=5)
+    log_evaluation(logger, 5, summary)
+    logger.close()
+    assert torch.equal(torch.rand(1), expected)  # evaluation left the training RNG stream alone
+    assert model.training
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
+    assert {"val/overlay_0", "val/embedding_pca_0"} <= set(events.Tags()["images"])
+    assert {"val/pq_All", "val/pq_Things", "val/pq_Stuff", "val/miou"} <= set(events.Tags()["scalars"])
