@@ -111,6 +111,34 @@ def test_workers_give_the_same_batches_as_the_main_process():
             assert torch.equal(a.targets[key], b.targets[key])
 
 
+class OpenCVThreads(Dataset):
+    """Reports the OpenCV thread count inside the worker after a parallel OpenCV call."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        import cv2
+
+        cv2.GaussianBlur(np.ones((600, 600), np.float32), (9, 9), 2)
+        return cv2.getNumThreads()
+
+
+@pytest.mark.timeout(120)
+def test_workers_run_opencv_single_threaded_after_the_parent_used_its_pool():
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        cv2.GaussianBlur(np.ones((1500, 1500), np.float32), (15, 15), 3)   # parent pool is running
+        loader = build_dataloader(OpenCVThreads(), batch_size=1, num_workers=2, collate=lambda items: items)
+        assert [n for batch in loader for n in batch] == [1, 1]
+        assert cv2.getNumThreads() == 2                                      # parent restored
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_set_epoch_reshuffles_and_reaugments():
     loader = build_dataloader(augmented(), batch_size=4, shuffle=True, seed=5, drop_last=True)
     first = list(loader)

