@@ -26,7 +26,7 @@ def assert_parity(model: PanoNet, path, size) -> None:
     diffs = onnx_parity(model, path, images)
     assert set(diffs) == set(PanoNet.OUTPUT_NAMES)
     assert diffs["semantic_logits"] <= 1e-4 and diffs["embedding"] <= 1e-4
-    assert diffs["semantic"] == 0.0
+    assert diffs["semantic"] <= 1e-4     # fraction of labels that differ
 
 
 @pytest.mark.parametrize("kwargs,size", [

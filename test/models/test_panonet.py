@@ -40,6 +40,7 @@ def test_train_mode_returns_three_guidance_scales_of_both_branches(size):
 
 @pytest.mark.parametrize("size,label_space,classes", [((1024, 2048), "cityscapes", 19), ((67, 99), "coco", 133)])
 def test_eval_outputs(size, label_space, classes):
+    torch.manual_seed(0)
     model = PanoNet(PanoNetConfig(**TINY, embedding_dim=8, label_space=label_space)).eval()
     with torch.no_grad():
         out = model(torch.rand(1, 3, *size) * 255)
@@ -47,8 +48,11 @@ def test_eval_outputs(size, label_space, classes):
     assert out["semantic"].shape == (1, *size) and out["semantic"].dtype == torch.uint8
     assert out["semantic_logits"].shape == (1, classes, *guidance_size(*size, 4))
     assert out["embedding"].shape == (1, 8, *guidance_size(*size, 4))
-    expected = resize(out["semantic_logits"], size).argmax(1)
-    assert torch.equal(out["semantic"].long(), expected)
+    upsampled = resize(out["semantic_logits"], size)
+    top2 = upsampled.topk(2, dim=1).values
+    clear = top2[:, 0] - top2[:, 1] > 1e-5       # rounding may flip exact near-ties only
+    assert clear.float().mean() > 0.9
+    assert torch.equal(out["semantic"].long()[clear], upsampled.argmax(1)[clear])
 
 
 def test_coordinate_channels():
