@@ -55,7 +55,10 @@ def model_points(checkpoint: str | None, stride: int) -> tuple[dict[str, np.ndar
     """Per thing class, the (N, E) embeddings of its strided cells, and the weights used."""
     path = Path(checkpoint) if checkpoint else default_weights("panonet")
     if path.with_suffix(".json").is_file() or path.suffix == ".json":
-        model, source, standardise = load_checkpoint(path).model, f"weights {path}", False
+        loaded = load_checkpoint(path)
+        if loaded.model_config.kind != "panonet":
+            raise SystemExit(f"{path}: holds a {loaded.model_config.kind} model, not a PanoNet")
+        model, source, standardise = loaded.model, f"weights {path}", False
     else:
         torch.manual_seed(0)
         model = PanoNet(PanoNetConfig()).eval()
