@@ -195,3 +195,13 @@ def test_all_void_image():
     assert t["segment_is_thing"].dtype == bool and np.all(t["fcos_labels"] == -1)
     p = panonet_targets(result, CITYSCAPES)
     assert np.all(p["semantic_8"] == 255) and not p["instance_8"].any()
+
+
+def test_panonet_numbering_is_global_when_the_highest_id_is_not_sampled():
+    pan = np.full((32, 32), ROAD, np.int32)
+    pan[8:16, 8:16] = CAR + 1
+    pan[0:2, 0:2] = CAR + 2                          # highest id, missed by every grid
+    p = panonet_targets(PanopticResult.from_panoptic_map(pan, CITYSCAPES), CITYSCAPES)
+    for s in (4, 8, 16):
+        assert set(np.unique(p[f"instance_{s}"]).tolist()) <= {0, 1}
+    assert p["instance_4"][2, 2] == 1 and p["instance_4"][0, 0] == 0
