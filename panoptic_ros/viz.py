@@ -77,6 +77,7 @@ def panoptic_overlay(
     *,
     alpha: float = 0.5,
     boundaries: bool = True,
+    colors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend segment colours over the image.
 
@@ -86,6 +87,7 @@ def panoptic_overlay(
         label_space: categories for the colours.
         alpha: weight of the segment colours in [0, 1].
         boundaries: draw segment outlines in white.
+        colors: (H, W, 3) uint8 :func:`colorize_panoptic` of ``result`` if already made.
     Returns:
         (H, W, 3) uint8 RGB; VOID pixels keep the image.
     """
@@ -95,7 +97,7 @@ def panoptic_overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     image = np.ascontiguousarray(rgb)
-    colors = colorize_panoptic(result, label_space)
+    colors = colorize_panoptic(result, label_space) if colors is None else colors
     out = cv2.addWeighted(image, 1.0 - alpha, colors, alpha, 0.0)
     # OpenCV masked copies: boolean-mask indexing in numpy is several times slower.
     void = (result.panoptic == 0).view(np.uint8)

@@ -117,6 +117,9 @@ class Predictor:
         backend_name, device, provider: what runs it (``provider``: the ONNX Runtime
             provider, or the torch device).
         last_timings: :class:`Timings` of the last call.
+        last_model_result: the last result at the model's input size, before it was
+            resized to the image (``predict`` returns ``last_model_result.resize(W, H)``);
+            label images can be computed on it and upsampled, which is cheaper.
     """
 
     def __init__(self, *, backend: TorchBackend | OnnxRuntimeBackend, model_config: Any,
@@ -129,6 +132,7 @@ class Predictor:
         self._postprocess_cls, self._postprocess_fn = postprocess_api(self.kind)
         self._postprocess = postprocess_config
         self._last_outputs: dict[str, torch.Tensor] | None = None
+        self.last_model_result: PanopticResult | None = None
         self.last_timings = Timings()
 
     @classmethod
@@ -234,8 +238,8 @@ class Predictor:
         self._backend.synchronize()
         self._last_outputs = outputs
         t2 = time.perf_counter()
-        result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
-        result = result.resize(rgb.shape[1], rgb.shape[0])
+        self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
+        result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0])
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
@@ -247,7 +251,7 @@ class Predictor:
 
     def close(self) -> None:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
-        self._last_outputs = None
+        self._last_outputs = self.last_model_result = None
         self._backend.close()
 
 

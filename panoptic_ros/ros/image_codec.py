@@ -8,14 +8,22 @@ byte order is the only case that copies. Encoding copies the array once into the
 
 Every malformed message raises :class:`ImageDecodeError` whose ``cause`` is one of
 :data:`DECODE_CAUSES`, so a node can count rejected frames by cause.
+
+:func:`from_serialized` reads a serialised (CDR) ``Image`` or ``CompressedImage`` as a
+subscription with ``raw=True`` delivers it, leaving the pixel data as a view on the bytes:
+rclpy's ``deserialize_message`` takes ~1.6 ms and rosbags' ``deserialize_cdr`` ~0.75 ms
+for a 2048x1024 rgb8 frame because both copy the data; this takes microseconds.
 """
 from __future__ import annotations
 
 import array
+import struct
 import sys
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -80,11 +88,11 @@ class ImageEncodeError(ValueError):
     """An array that does not fit the requested image encoding."""
 
 
-def image_to_numpy(msg: Image, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def image_to_numpy(msg: Image | RawImage, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """The pixels of an ``Image`` as numpy, zero-copy where possible.
 
     Args:
-        msg: the message.
+        msg: the message (or its :class:`RawImage` view).
         max_side: widths or heights above this are rejected as absurd.
     Returns:
         (H, W) for one channel, else (H, W, C); dtype of the encoding in native byte
@@ -148,7 +156,7 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     return msg
 
 
-def compressed_to_rgb8(msg: CompressedImage, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def compressed_to_rgb8(msg: CompressedImage | RawCompressedImage, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Decode a JPEG or PNG ``CompressedImage`` to (H, W, 3) uint8 RGB.
 
     The declared format is checked against the data's magic bytes and the image size is
@@ -192,7 +200,93 @@ def numpy_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", *, quality: int = 90
     return msg
 
 
-def to_rgb8(msg: Image | CompressedImage, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+@dataclass(frozen=True)
+class RawImage:
+    """The fields of a ``sensor_msgs/Image`` with ``data`` a view on the serialised bytes."""
+
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+@dataclass(frozen=True)
+class RawCompressedImage:
+    """The fields of a ``sensor_msgs/CompressedImage`` with ``data`` a view on the bytes."""
+
+    header: Header
+    format: str
+    data: memoryview
+
+
+class _CdrReader:
+    """Classic CDR (what ROS 2 serialises to): 4-byte encapsulation header, then fields
+    aligned to their size relative to the end of that header."""
+
+    def __init__(self, raw: bytes | memoryview):
+        self.buf = memoryview(raw).cast("B")
+        if len(self.buf) < 4 or self.buf[0] != 0 or self.buf[1] not in (0, 1):
+            raise ImageDecodeError(CORRUPT_DATA, "serialised message lacks a CDR encapsulation header")
+        self.order = "<" if self.buf[1] == 1 else ">"
+        self.pos = 4
+
+    def _take(self, size: int, align: int) -> memoryview:
+        self.pos += -(self.pos - 4) % align
+        end = self.pos + size
+        if size < 0 or end > len(self.buf):
+            raise ImageDecodeError(CORRUPT_DATA, f"serialised message ends at byte {len(self.buf)}, a field needs "
+                                                 f"bytes {self.pos}..{end}")
+        view, self.pos = self.buf[self.pos:end], end
+        return view
+
+    def u32(self) -> int:
+        return struct.unpack(self.order + "I", self._take(4, 4))[0]
+
+    def i32(self) -> int:
+        return struct.unpack(self.order + "i", self._take(4, 4))[0]
+
+    def u8(self) -> int:
+        return self._take(1, 1)[0]
+
+    def string(self) -> str:
+        raw = self._take(self.u32(), 1)
+        if len(raw) == 0 or raw[-1] != 0:
+            raise ImageDecodeError(CORRUPT_DATA, "serialised string is not NUL-terminated")
+        try:
+            return bytes(raw[:-1]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ImageDecodeError(CORRUPT_DATA, "serialised string is not UTF-8") from None
+
+    def octets(self) -> memoryview:
+        return self._take(self.u32(), 1)
+
+    def header(self) -> Header:
+        sec, nanosec = self.i32(), self.u32()
+        return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=self.string())
+
+
+def from_serialized(raw: bytes | memoryview, *, compressed: bool = False) -> RawImage | RawCompressedImage:
+    """Read a serialised ``Image`` (or ``CompressedImage``) without copying its pixels.
+
+    Raises:
+        ImageDecodeError: ``CORRUPT_DATA`` when the bytes are not such a message.
+    """
+    reader = _CdrReader(raw)
+    header = reader.header()
+    if compressed:
+        return RawCompressedImage(header, reader.string(), reader.octets())
+    height, width = reader.u32(), reader.u32()
+    encoding = reader.string()
+    is_bigendian = reader.u8()
+    step = reader.u32()
+    return RawImage(header, height, width, encoding, is_bigendian, step, reader.octets())
+
+
+def to_rgb8(msg: Image | CompressedImage | RawImage | RawCompressedImage, *,
+            max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """A camera message as (H, W, 3) uint8 RGB (the node's input format).
 
     ``rgb8`` comes back as a zero-copy view; other colour and grey encodings are converted
@@ -201,7 +295,7 @@ def to_rgb8(msg: Image | CompressedImage, *, max_side: int = DEFAULT_MAX_SIDE) -
     Raises:
         ImageDecodeError: any malformed message, or an encoding that is not a picture.
     """
-    if isinstance(msg, CompressedImage):
+    if hasattr(msg, "format"):  # CompressedImage or RawCompressedImage
         return compressed_to_rgb8(msg, max_side=max_side)
     if msg.encoding in ENCODINGS and msg.encoding not in _TO_RGB:
         raise ImageDecodeError(UNSUPPORTED_ENCODING, f"{msg.encoding} is a depth/label encoding, "

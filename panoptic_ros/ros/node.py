@@ -6,10 +6,12 @@ starts the inference thread and publishes ``~/label_info``, *deactivate* unsubsc
 waits for the frame in flight and releases cached GPU memory, *cleanup* frees the model.
 With ``autostart`` (default) the node configures and activates itself.
 
-Data flow: the subscription callback only stores the message in a one-frame slot
-(:class:`~panoptic_ros.ros.pipeline.LatestSlot`); a worker thread takes the newest frame,
-decodes it, runs the :class:`~panoptic_ros.inference.predictor.Predictor` and publishes
-every output that has a subscriber, with the input's header. Malformed frames are counted
+Data flow: the subscription takes messages serialised (``raw=True``) and the callback only
+stores the bytes in a one-frame slot (:class:`~panoptic_ros.ros.pipeline.LatestSlot`); a
+worker thread takes the newest frame, deserialises and decodes it, runs the
+:class:`~panoptic_ros.inference.predictor.Predictor` and publishes every output that has a
+subscriber, with the input's header. Frames replaced in the slot are never deserialised,
+which keeps the executor thread cheap when the camera outpaces the model. Malformed frames are counted
 by cause, logged once per cause every 10 s, and skipped.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
-from panoptic_ros.ros.image_codec import ImageDecodeError, to_rgb8
+from panoptic_ros.ros.image_codec import ImageDecodeError, from_serialized, to_rgb8
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 
 LOG_PERIOD_S = 10.0
@@ -63,6 +65,7 @@ class PanopticNode(LifecycleNode):
         self._slot: LatestSlot[Frame] | None = None
         self._worker: Worker | None = None
         self._subscription = None
+        self._input_type: type = Image
         self._pubs: dict = {}
         self._last_logged: dict[str, float] = {}
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -113,8 +116,8 @@ class PanopticNode(LifecycleNode):
         self._slot = LatestSlot(on_put=self.stats.on_slot_put, on_take=self.stats.on_slot_take)
         self._worker = Worker(self._slot, self._process, on_error=self._on_worker_error)
         self._worker.start()
-        msg_type, topic = (CompressedImage, "image/compressed") if io.compressed else (Image, "image")
-        self._subscription = self.create_subscription(msg_type, topic, self._on_image, qos)
+        self._input_type, topic = (CompressedImage, "image/compressed") if io.compressed else (Image, "image")
+        self._subscription = self.create_subscription(self._input_type, topic, self._on_image, qos, raw=True)
         threshold = getattr(self.predictor.postprocess_config, "score_threshold", 0.0)
         header = Header(stamp=self.get_clock().now().to_msg())
         self._pubs["label_info"].publish(messages.label_info(self.predictor.label_space, header, threshold=threshold))
@@ -170,7 +173,7 @@ class PanopticNode(LifecycleNode):
 
     # ---- frames ---------------------------------------------------------------------
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: bytes) -> None:
         slot = self._slot
         if slot is None:
             return
@@ -187,19 +190,21 @@ class PanopticNode(LifecycleNode):
                 return
             started = time.monotonic()
             try:
-                rgb = to_rgb8(frame.msg, max_side=self._io.max_image_side)
+                msg = from_serialized(frame.msg, compressed=self._input_type is CompressedImage)
+                rgb = to_rgb8(msg, max_side=self._io.max_image_side)
             except ImageDecodeError as exc:
                 count = self.stats.on_rejected(exc.cause)
                 self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
                 return
             result = self.predictor.predict(rgb)
             timings = self.predictor.last_timings
-            self._publish(frame.msg.header, rgb, result)
+            self._publish(msg.header, rgb, result)
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
 
     def _publish(self, header: Header, rgb, result) -> None:
         io, pubs, space = self._io, self._pubs, self.predictor.label_space
+        low_res = self.predictor.last_model_result
 
         def wanted(name: str, enabled: bool) -> bool:
             return enabled and pubs[name].get_subscription_count() > 0
@@ -207,11 +212,12 @@ class PanopticNode(LifecycleNode):
         if wanted("panoptic", io.publish_panoptic):
             pubs["panoptic"].publish(messages.panoptic_image(result, header))
         if wanted("semantic", io.publish_semantic):
-            pubs["semantic"].publish(messages.semantic_image(result, space, header))
+            pubs["semantic"].publish(messages.semantic_image(result, space, header, low_res=low_res))
         if wanted("instances", io.publish_instances):
-            pubs["instances"].publish(messages.instance_image(result, header))
+            pubs["instances"].publish(messages.instance_image(result, header, low_res=low_res))
         if wanted("overlay", io.publish_overlay):
-            pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, alpha=io.overlay_alpha))
+            pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, alpha=io.overlay_alpha,
+                                                           low_res=low_res))
         if wanted("detections", io.publish_detections):
             pubs["detections"].publish(messages.detections(result, space, header,
                                                            include_stuff=io.stuff_detections))

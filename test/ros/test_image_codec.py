@@ -213,3 +213,58 @@ def test_decode_error_causes_are_closed():
     with pytest.raises(ValueError, match="unknown decode cause"):
         ImageDecodeError("bad_luck", "x")
     assert len(set(codec.DECODE_CAUSES)) == len(codec.DECODE_CAUSES) == 11
+
+
+def _serialized_cases():
+    rng = np.random.default_rng(7)
+    for i, (encoding, frame_id) in enumerate([("rgb8", ""), ("mono16", "c"), ("32FC1", "camera_optical"),
+                                              ("bgra8", "x" * 13), ("yuv422", "ü")]):
+        height, width = 3 + i, 5 + 2 * i
+        msg = Image(height=height, width=width, encoding=encoding, is_bigendian=i % 2, step=width * 4 + i)
+        msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = frame_id, -5 + i, 999 * i
+        msg.data = array.array("B", rng.integers(0, 256, msg.step * height, dtype=np.uint8).tobytes())
+        yield msg
+    for fmt in ("jpeg", "rgb8; png compressed bgr8", ""):
+        msg = CompressedImage(format=fmt)
+        msg.header.frame_id = fmt[:3]
+        msg.data = array.array("B", rng.integers(0, 256, 37, dtype=np.uint8).tobytes())
+        yield msg
+
+
+@pytest.mark.parametrize("msg", list(_serialized_cases()), ids=lambda m: getattr(m, "encoding", "compressed"))
+def test_serialized_messages_read_like_rclpy_deserialises_them_without_copying(msg):
+    from rclpy.serialization import serialize_message
+
+    raw = serialize_message(msg)
+    compressed = isinstance(msg, CompressedImage)
+    view = codec.from_serialized(raw, compressed=compressed)
+    assert view.header == msg.header and bytes(view.data) == msg.data.tobytes()
+    fields = ("format",) if compressed else ("height", "width", "encoding", "is_bigendian", "step")
+    assert all(getattr(view, f) == getattr(msg, f) for f in fields)
+    assert np.shares_memory(np.frombuffer(view.data, np.uint8), np.frombuffer(raw, np.uint8))
+
+
+def test_serialized_big_endian_messages_are_read():
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    Img = store.types["sensor_msgs/msg/Image"]
+    Hdr, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    msg = Img(Hdr(Time(7, 8), "cam"), 2, 3, "mono8", 0, 3, np.arange(6, dtype=np.uint8))
+    view = codec.from_serialized(bytes(store.serialize_cdr(msg, "sensor_msgs/msg/Image", little_endian=False)))
+    assert (view.header.stamp.sec, view.header.stamp.nanosec, view.header.frame_id) == (7, 8, "cam")
+    np.testing.assert_array_equal(codec.image_to_numpy(view), np.arange(6).reshape(2, 3))
+
+
+def test_truncated_or_garbage_serialized_bytes_raise_decode_errors():
+    from rclpy.serialization import serialize_message
+
+    raw = serialize_message(codec.numpy_to_image(np.zeros((4, 5, 3), np.uint8), "rgb8", Header(frame_id="cam")))
+    for cut in range(len(raw) - 1):
+        with pytest.raises(ImageDecodeError) as err:
+            codec.from_serialized(raw[:cut])
+        assert err.value.cause == codec.CORRUPT_DATA
+    for garbage in (b"\x00\x01\x00\x00" + b"\xff" * 40, b"\x07\x07\x00\x00" + bytes(60),
+                    b"\x00\x01\x00\x00" + bytes(8) + b"\x02\x00\x00\x00ab"):
+        with pytest.raises(ImageDecodeError):
+            codec.from_serialized(garbage)

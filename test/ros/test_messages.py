@@ -1,5 +1,6 @@
 """PanopticResult -> ROS messages."""
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import Header
 
@@ -85,3 +86,21 @@ def test_diagnostics_format_values_as_strings():
     status = msg.status[0]
     assert (status.level, status.name, status.hardware_id, status.message) == (DiagnosticStatus.WARN, "n", "cpu", "m")
     assert {kv.key: kv.value for kv in status.values} == {"rate": "2.500", "dropped": "3", "device": "cpu"}
+
+
+@pytest.mark.parametrize("size", [(37, 50), (120, 200), (12, 30)])
+def test_label_images_from_the_model_resolution_result_are_identical(size):
+    rng = np.random.default_rng(5)
+    cells = rng.choice([ROAD * 1000, CAR * 1000 + 1, CAR * 1000 + 2, PERSON * 1000 + 1, CAR * 1000, 0], (6, 8))
+    low = PanopticResult.from_panoptic_map(np.kron(cells, np.ones((4, 5), np.int64)).astype(np.int32), CITYSCAPES)
+    height, width = size
+    result = low.resize(width, height)  # what the Predictor returns for a (H, W) image
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    header = _header()
+    for fast, plain in (
+            (messages.semantic_image(result, CITYSCAPES, header, low_res=low), messages.semantic_image(
+                result, CITYSCAPES, header)),
+            (messages.instance_image(result, header, low_res=low), messages.instance_image(result, header)),
+            (messages.overlay_image(rgb, result, CITYSCAPES, header, low_res=low),
+             messages.overlay_image(rgb, result, CITYSCAPES, header))):
+        np.testing.assert_array_equal(image_to_numpy(fast), image_to_numpy(plain))

@@ -58,7 +58,14 @@ RAW_CASES = {  # name: (message fields, expected cause)
     "truncated data": (dict(data=bytes(100)), codec.TRUNCATED),
     "no data": (dict(data=b""), codec.TRUNCATED),
     "data too long": (dict(data=bytes(200)), codec.SIZE_MISMATCH),
+    "not an Image at all": ("garbage", codec.CORRUPT_DATA),  # serialised bytes that do not parse
 }
+
+
+def _raw_case(seq: int, fields):
+    if fields == "garbage":
+        return b"\x00\x01\x00\x00" + bytes(range(256)) * 3
+    return _image(seq, **fields)
 COMPRESSED_CASES = {
     "empty compressed": (("jpeg", b""), codec.EMPTY_DATA),
     "unsupported format": (("tiff", b"II*\0abc"), codec.UNSUPPORTED_FORMAT),
@@ -86,11 +93,10 @@ def test_malformed_images_are_counted_by_cause_and_skipped(ros_context, spinner,
     probe = Probe(ros_context, spinner, name=name, topic=topic)
     try:
         probe.connect(node)
-        checked = _check_cases(node, probe, spinner, RAW_CASES, lambda seq, fields: _image(seq, **fields),
-                               camera_image)
-        assert checked == 12 and node.stats.errors == 0
+        checked = _check_cases(node, probe, spinner, RAW_CASES, _raw_case, camera_image)
+        assert checked == 13 and node.stats.errors == 0
         snap = node.stats.snapshot()
-        assert snap["frames_rejected"] == 12 and snap["rejected.unsupported_encoding"] == 4
+        assert snap["frames_rejected"] == 13 and snap["rejected.unsupported_encoding"] == 4
     finally:
         spinner.remove(probe.node)
         spinner.remove(node)

@@ -99,7 +99,7 @@ def test_bad_weights_fail_configure_and_the_node_stays_up(ros_context, spinner, 
     probe_node = spinner.add(rclpy.create_node(f"probe_{name}", context=ros_context))
     try:
         assert node.state_label == "unconfigured" and node.predictor is None
-        expected = {"missing": "not found", "truncated": "sha256", "foreign_json": "unknown checkpoint format"}
+        expected = {"missing": "not found", "truncated": "sha256", "foreign_json": "format"}
         assert str(stem) in node.configure_error and expected[damage] in node.configure_error
         status = _error_status(spinner, probe_node, name)
         assert status.level == DiagnosticStatus.ERROR and expected[damage] in status.message
