@@ -8,36 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference import backends
 from panoptic_ros.inference.predictor import Predictor, PredictorConfig, postprocess_api, resize_image
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.models.build import build_model, model_config_from_dict
+from tiny_checkpoints import write_tiny_checkpoint
 
-# Tiny random-weight models (the thresholds make random weights still produce things).
-TINY = {
-    "ciae": ({"kind": "ciae", "label_space": "cityscapes", "input_size": [128, 192], "depth": 18,
-              "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
-              "head_convs": 1, "embed_dim": 8},
-             {"score_threshold": 0.05, "max_instances": 4, "pre_nms_top_k": 50, "stuff_min_area": 16}),
-    # PanoNet's pyramid pooling exports to ONNX only where 1/32 of the input divides by its bins
-    "panonet": ({"kind": "panonet", "label_space": "cityscapes", "input_size": [192, 384], "width": 0.125,
-                 "blocks": [1, 1, 1, 1]}, {}),
-}
-KINDS = sorted(TINY)
+# PanoNet's pyramid pooling exports to ONNX only where 1/32 of the input divides by its bins.
+SIZES = {"ciae": (128, 192), "panonet": (192, 384)}
+KINDS = sorted(SIZES)
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("predictor_weights")
-    out = {}
-    for kind, (model_dict, postprocess) in TINY.items():
-        torch.manual_seed(0)
-        config = model_config_from_dict(model_dict)
-        out[kind] = directory / f"{kind}_tiny"
-        save_checkpoint(out[kind], build_model(config).eval(), config, postprocess=postprocess)
-    return out
+    return {kind: write_tiny_checkpoint(directory, kind, input_size=size) for kind, size in SIZES.items()}
 
 
 def _frame(height=90, width=150, seed=0) -> np.ndarray:
@@ -47,7 +33,7 @@ def _frame(height=90, width=150, seed=0) -> np.ndarray:
 @pytest.mark.parametrize("kind", KINDS)
 def test_predict_is_resize_model_postprocess_resize(weights, kind):
     predictor = Predictor.from_checkpoint(weights[kind], device="cpu")
-    size = tuple(TINY[kind][0]["input_size"])
+    size = SIZES[kind]
     assert (predictor.kind, predictor.label_space, predictor.input_size) == (kind, CITYSCAPES, size)
     assert (predictor.backend_name, predictor.device) == ("torch", torch.device("cpu"))
     rgb = _frame()
@@ -168,7 +154,7 @@ def test_onnxruntime_gives_the_same_result_as_torch(weights, kind, tmp_path, cap
     assert [(s.id, s.area, s.bbox) for s in result.segments] == [(s.id, s.area, s.bbox) for s in expected.segments]
     np.testing.assert_allclose([s.score for s in result.segments], [s.score for s in expected.segments], atol=1e-4)
     exported = list((tmp_path / "onnx").glob("*.onnx"))
-    height, width = TINY[kind][0]["input_size"]
+    height, width = SIZES[kind]
     assert len(exported) == 1 and f"{height}x{width}" in exported[0].name
     mtime = exported[0].stat().st_mtime_ns
     again = Predictor.from_checkpoint(weights[kind], device="cpu", backend="onnxruntime", onnx_cache_dir=tmp_path)

@@ -2,7 +2,8 @@
 import pytest
 import rclpy
 
-from ros_helpers import TINY_MODELS, Spinner, write_tiny_checkpoint
+from ros_helpers import Spinner
+from tiny_checkpoints import TINY_MODELS, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,15 @@
-"""Helpers for the ROS tests: tiny random-weight checkpoints, an executor driven from
+"""Helpers for the ROS tests: an executor driven from
 the test thread (spin until a condition holds; never sleep for correctness), camera frames,
 a node factory and a probe node that publishes frames and records the outputs."""
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
 import rclpy
-import torch
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -18,31 +17,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from panoptic_ros.checkpoint import save_checkpoint
-from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.ros.image_codec import numpy_to_image
 from panoptic_ros.ros.node import PanopticNode
 
-# Small enough that one frame takes well under a second on a busy 2-core machine.
-TINY_MODELS = {
-    "ciae": ({"kind": "ciae", "label_space": "cityscapes", "input_size": [128, 192], "depth": 18,
-              "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
-              "head_convs": 1, "embed_dim": 8},
-             {"score_threshold": 0.05, "max_instances": 4, "pre_nms_top_k": 50, "stuff_min_area": 16}),
-    "panonet": ({"kind": "panonet", "label_space": "cityscapes", "input_size": [128, 192], "width": 0.125,
-                 "blocks": [1, 1, 1, 1]}, {"min_area": 4}),
-}
 WAIT_S = 60.0
-
-
-def write_tiny_checkpoint(directory: Path, kind: str, seed: int = 0) -> Path:
-    """A random-weight checkpoint of a tiny ``kind`` model; returns its stem."""
-    model_dict, postprocess = TINY_MODELS[kind]
-    torch.manual_seed(seed)
-    config = model_config_from_dict(model_dict)
-    stem = directory / f"{kind}_tiny"
-    save_checkpoint(stem, build_model(config).eval(), config, postprocess=postprocess)
-    return stem
 
 
 class Spinner:
@@ -71,6 +49,19 @@ class Spinner:
 
     def shutdown(self):
         self.executor.shutdown(timeout_sec=5.0)
+
+
+@contextmanager
+def running(spinner: Spinner, *nodes):
+    """Spin ``nodes`` for the block; remove and destroy them afterwards."""
+    for node in nodes:
+        spinner.add(node)
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            spinner.remove(node)
+            node.destroy_node()
 
 
 def camera_image(seq: int, height: int = 48, width: int = 64, frame_id: str = "camera") -> Image:

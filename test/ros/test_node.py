@@ -15,7 +15,7 @@ from vision_msgs.msg import LabelInfo
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.ros.image_codec import image_to_numpy
 from panoptic_ros.types import PanopticResult
-from ros_helpers import NAME, Probe, camera_image, make_node
+from ros_helpers import NAME, Probe, camera_image, make_node, running
 
 pytestmark = pytest.mark.ros
 
@@ -172,12 +172,9 @@ def test_vision_msgs_types_carry_the_official_hashes(node, probe):
 
 
 def test_input_qos_defaults_to_sensor_data(ros_context, spinner, tiny_weights):
-    n = spinner.add(make_node(ros_context, tiny_weights["ciae"], name="qos_probe_node", topic="/qos_test/image"))
-    try:
+    with running(spinner, make_node(ros_context, tiny_weights["ciae"], name="qos_probe_node",
+                                    topic="/qos_test/image")) as (n,):
         infos = n.get_subscriptions_info_by_topic("/qos_test/image")
         assert len(infos) == 1
         assert infos[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT  # as seen over DDS
         assert n.input_subscription.qos_profile.depth == 1  # history depth is not advertised
-    finally:
-        spinner.remove(n)
-        n.destroy_node()

@@ -10,7 +10,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from panoptic_ros.ros import image_codec as codec
-from ros_helpers import Probe, camera_image, make_node
+from ros_helpers import Probe, camera_image, make_node, running
 
 pytestmark = pytest.mark.ros
 
@@ -88,26 +88,20 @@ def _check_cases(node, probe, spinner, cases, build, good):
 
 def test_malformed_images_are_counted_by_cause_and_skipped(ros_context, spinner, tiny_weights):
     name, topic = "bad_raw_node", "/bad_raw/image"
-    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic,
-                                 **{"qos.reliability": "reliable"}))
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, **{"qos.reliability": "reliable"})
     probe = Probe(ros_context, spinner, name=name, topic=topic)
-    try:
+    with running(spinner, node, probe.node):
         probe.connect(node)
         checked = _check_cases(node, probe, spinner, RAW_CASES, _raw_case, camera_image)
         assert checked == 13 and node.stats.errors == 0
         snap = node.stats.snapshot()
         assert snap["frames_rejected"] == 13 and snap["rejected.unsupported_encoding"] == 4
-    finally:
-        spinner.remove(probe.node)
-        spinner.remove(node)
-        probe.node.destroy_node()
-        node.destroy_node()
 
 
 def test_malformed_compressed_images_are_counted_by_cause_and_skipped(ros_context, spinner, tiny_weights):
     name, topic = "bad_compressed_node", "/bad_compressed/image"
-    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, compressed=True,
-                                 **{"qos.reliability": "reliable"}))
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, compressed=True,
+                     **{"qos.reliability": "reliable"})
     probe = Probe(ros_context, spinner, name=name, topic=f"{topic}/compressed", msg_type=CompressedImage)
 
     def build(seq, spec):
@@ -122,12 +116,7 @@ def test_malformed_compressed_images_are_counted_by_cause_and_skipped(ros_contex
         rgb = np.random.default_rng(seq).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         return _compressed(seq, "jpeg", _jpeg(rgb))
 
-    try:
+    with running(spinner, node, probe.node):
         probe.connect(node)
         assert _check_cases(node, probe, spinner, COMPRESSED_CASES, build, good) == 6
         assert node.stats.snapshot()["frames_rejected"] == 6 and node.stats.errors == 0
-    finally:
-        spinner.remove(probe.node)
-        spinner.remove(node)
-        probe.node.destroy_node()
-        node.destroy_node()

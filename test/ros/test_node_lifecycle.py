@@ -11,7 +11,7 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 
-from ros_helpers import Probe, camera_image, make_node
+from ros_helpers import Probe, camera_image, make_node, running
 
 pytestmark = pytest.mark.ros
 
@@ -34,10 +34,10 @@ class LifecycleClient:
 
 def test_transitions_load_subscribe_pause_and_free(ros_context, spinner, tiny_weights):
     name, topic = "lifecycle_under_test", "/lifecycle_test/image"
-    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, autostart=False,
-                                 **{"qos.reliability": "reliable"}))
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, autostart=False,
+                     **{"qos.reliability": "reliable"})
     probe = Probe(ros_context, spinner, name=name, topic=topic)
-    try:
+    with running(spinner, node, probe.node):
         client = LifecycleClient(probe.node, spinner, name)
         assert client.state() == State.PRIMARY_STATE_UNCONFIGURED and node.predictor is None
 
@@ -68,11 +68,6 @@ def test_transitions_load_subscribe_pause_and_free(ros_context, spinner, tiny_we
         probe.send(camera_image(2), outputs=("panoptic",))
         assert client.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
         assert client.state() == State.PRIMARY_STATE_FINALIZED and node.predictor is None
-    finally:
-        spinner.remove(probe.node)
-        spinner.remove(node)
-        probe.node.destroy_node()
-        node.destroy_node()
 
 
 def _error_status(spinner, probe_node, name):
@@ -95,9 +90,9 @@ def test_bad_weights_fail_configure_and_the_node_stays_up(ros_context, spinner, 
     if damage == "foreign_json":
         stem.with_name("broken.json").write_text('{"format": "something else"}')
     name = f"broken_weights_{damage}"
-    node = spinner.add(make_node(ros_context, stem, name=name))
-    probe_node = spinner.add(rclpy.create_node(f"probe_{name}", context=ros_context))
-    try:
+    node = make_node(ros_context, stem, name=name)
+    probe_node = rclpy.create_node(f"probe_{name}", context=ros_context)
+    with running(spinner, node, probe_node):
         assert node.state_label == "unconfigured" and node.predictor is None
         expected = {"missing": "not found", "truncated": "sha256", "foreign_json": "format"}
         assert str(stem) in node.configure_error and expected[damage] in node.configure_error
@@ -106,18 +101,10 @@ def test_bad_weights_fail_configure_and_the_node_stays_up(ros_context, spinner, 
         # the node is alive: fix the parameter and configure again
         assert node.set_parameters([Parameter("weights", value=str(source))])[0].successful
         assert node.autostart() and node.state_label == "active" and node.configure_error == ""
-    finally:
-        spinner.remove(probe_node)
-        spinner.remove(node)
-        probe_node.destroy_node()
-        node.destroy_node()
 
 
 def test_a_checkpoint_of_the_other_model_is_refused(ros_context, spinner, tiny_weights):
-    node = spinner.add(make_node(ros_context, tiny_weights["ciae"], name="wrong_kind_node", model="panonet"))
-    try:
+    with running(spinner, make_node(ros_context, tiny_weights["ciae"], name="wrong_kind_node", model="panonet")) \
+            as (node,):
         assert node.state_label == "unconfigured"
         assert "holds a ciae model, but model 'panonet'" in node.configure_error
-    finally:
-        spinner.remove(node)
-        node.destroy_node()

@@ -111,11 +111,10 @@ def test_valid_changes_pass():
 def test_per_class_bandwidths_are_name_value_entries_checked_against_the_model(ros_context, spinner, tiny_weights):
     from rclpy.parameter import Parameter
 
-    from ros_helpers import camera_image, make_node
+    from ros_helpers import camera_image, make_node, running
 
-    node = spinner.add(make_node(ros_context, tiny_weights["panonet"], name="bandwidth_node", model="panonet",
-                                 **{"panonet.bandwidths": ["car:0.7"]}))
-    try:
+    with running(spinner, make_node(ros_context, tiny_weights["panonet"], name="bandwidth_node", model="panonet",
+                                    **{"panonet.bandwidths": ["car:0.7"]})) as (node,):
         assert node.state_label == "active", node.configure_error
         assert node.predictor.postprocess_config.bandwidths == {"car": 0.7}
         from panoptic_ros.ros.image_codec import to_rgb8
@@ -133,6 +132,3 @@ def test_per_class_bandwidths_are_name_value_entries_checked_against_the_model(r
             result = set_(bad)
             assert not result.successful and reason in result.reason, (bad, result.reason)
         assert node.predictor.postprocess_config.bandwidths == {"car": 0.4, "person": 0.5}
-    finally:
-        spinner.remove(node)
-        node.destroy_node()
