@@ -40,8 +40,13 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "16UC1": (np.dtype(np.uint16), 1),
     "32SC1": (np.dtype(np.int32), 1),
     "32FC1": (np.dtype(np.float32), 1),
+    "bayer_rggb8": (np.dtype(np.uint8), 1),
+    "bayer_bggr8": (np.dtype(np.uint8), 1),
+    "bayer_gbrg8": (np.dtype(np.uint8), 1),
+    "bayer_grbg8": (np.dtype(np.uint8), 1),
 }
-# Encodings that hold a camera picture (the rest are depth or label images).
+# Encodings that hold a camera picture (the rest are depth or label images). OpenCV names a
+# Bayer pattern by its second row's second and third pixels, hence rggb -> BayerBG.
 _TO_RGB = {
     "rgb8": None,
     "bgr8": cv2.COLOR_BGR2RGB,
@@ -49,7 +54,12 @@ _TO_RGB = {
     "bgra8": cv2.COLOR_BGRA2RGB,
     "mono8": cv2.COLOR_GRAY2RGB,
     "mono16": cv2.COLOR_GRAY2RGB,
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
 }
+PICTURE_ENCODINGS = tuple(_TO_RGB)
 
 UNSUPPORTED_ENCODING = "unsupported_encoding"
 ZERO_SIZE = "zero_size"
