@@ -1,0 +1,117 @@
+"""``panoptic-replay``: replay a ROS 2 bag through the panoptic node and report.
+
+Examples::
+
+    panoptic-replay my_bag --model panonet --live                 # the node at the recorded rate
+    panoptic-replay my_bag --model ciae --live --as-fast-as-possible
+    panoptic-replay my_bag --model panonet --offline --out runs/replay_panonet
+    panoptic-replay my_bag --live --connect /panoptic_node        # a node that is already running
+
+Exit codes: 0 done; 1 unusable options, bag, model or node; 2 results written but the bag
+is damaged or the scoring failed; 130 interrupted (results up to then are written).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from panoptic_ros.training.synth_cli import _int_at_least, _positive_float
+
+EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="panoptic-replay", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3) or .mcap file")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--live", action="store_true", help="through the real node over DDS")
+    mode.add_argument("--offline", action="store_true", help="the node's Predictor directly, as fast as possible")
+    p.add_argument("--model", choices=("panonet", "ciae"), help="model (required unless --connect)")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped demo weights of --model)")
+    p.add_argument("--out", type=Path, help="output folder (default replay_<bag>_<model>_<mode>)")
+    p.add_argument("--force", action="store_true", help="replace the results of an earlier replay in --out")
+    p.add_argument("--image-topic", help="camera topic (needed when the bag has several)")
+    gt = p.add_mutually_exclusive_group()
+    gt.add_argument("--gt-topic", help="32SC1 panoptic ground-truth topic (default: auto-detected)")
+    gt.add_argument("--no-gt", action="store_true", help="ignore any ground truth (no scores)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive_float, default=1.0,
+                      help="live: speed factor on the recorded timing (default 1.0)")
+    pace.add_argument("--as-fast-as-possible", action="store_true",
+                      help="live: send the next frame when the previous frame's output is back")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
+    p.add_argument("--num-threads", type=_int_at_least(0), default=0, help="CPU inference threads (0 = default)")
+    p.add_argument("--max-frames", type=_int_at_least(1), help="replay at most this many frames")
+    p.add_argument("--connect", metavar="NAMESPACE/NODE",
+                   help="live: use this running node instead of starting one (e.g. /panoptic_node)")
+    p.add_argument("--node-name", default="panoptic_node", help="name of the started node (default panoptic_node)")
+    p.add_argument("--frame-timeout", type=_positive_float, default=30.0,
+                   help="live: seconds to wait for a frame's output before counting it dropped (default 30)")
+    p.add_argument("--startup-timeout", type=_positive_float, default=180.0,
+                   help="live: seconds for the node to load its model (default 180)")
+    p.add_argument("--samples", type=_int_at_least(0), default=4, help="sample frames in the report (default 4)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def summary_lines(report: dict) -> list[str]:
+    """A short human summary of a report."""
+    f, ev, run = report["figures"], report["evaluation"], report["run"]
+    lat, model = f["latency_ms"], f["model_ms"] or {}
+
+    def ms(v):
+        return "-" if v is None else f"{v:.0f} ms"
+
+    fps = "-" if f["throughput_fps"] is None else f"{f['throughput_fps']:.2f} fps"
+    lines = [f"{run.get('model') or '?'} {run['mode']}: {f['frames_sent']} frames sent, {f['frames_out']} outputs, "
+             f"{f['dropped']} dropped; latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])}, model p50 "
+             f"{ms(model.get('p50'))}, {fps}"]
+    if ev is not None:
+        pq = ev["pq"]
+        miou = "-" if ev["miou"] is None else f"{100 * ev['miou']:.1f}"
+        lines.append(f"  PQ {100 * pq['All']['pq']:.1f} (things {100 * pq['Things']['pq']:.1f}, stuff "
+                     f"{100 * pq['Stuff']['pq']:.1f}), mIoU {miou} over {ev['frames_evaluated']} frames")
+    elif report["gt_topic"] is None:
+        lines.append("  no ground truth in the bag: no scores")
+    lines += [f"  warning: {e}" for e in report["errors"]]
+    lines.append(f"  report: {Path(report['out']) / 'report.html'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from panoptic_ros.checkpoint import CheckpointError
+    from panoptic_ros.config import ConfigError
+    from panoptic_ros.inference.backends import BackendError
+    from panoptic_ros.replay.bag import BagError
+    from panoptic_ros.replay.nodeproc import NodeError
+    from panoptic_ros.replay.run import ReplayError, ReplayOptions, replay
+
+    try:
+        options = ReplayOptions(
+            bag=args.bag, mode="live" if args.live else "offline", model=args.model, weights=args.weights,
+            out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
+            rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
+            backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
+            node_name=args.node_name, frame_timeout=args.frame_timeout, startup_timeout=args.startup_timeout,
+            samples=args.samples, force=args.force, progress=not args.no_progress)
+        print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
+              flush=True)
+        report = replay(options)
+    except (ReplayError, BagError, ConfigError, CheckpointError, BackendError, NodeError, OSError) as exc:
+        print(f"panoptic-replay: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("panoptic-replay: interrupted before the replay started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print("\n".join(summary_lines(report)))
+    if report["interrupted"]:
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Score a replay's output bag against the ground truth of its input bag.
+
+Predictions (``~/panoptic`` of the output bag) and ground truth (the input bag's 32SC1
+topic) are paired by header stamp in one streaming pass over both bags, merged by log
+time; only frames that have an output are kept waiting for their partner, so memory does
+not grow with the bag. Scores use the project's evaluator (official PQ rules,
+:class:`~panoptic_ros.eval.pq.PanopticEvaluator`; Cityscapes mIoU,
+:class:`~panoptic_ros.eval.miou.SemanticConfusion`), and both sides are exported in COCO
+panoptic format so ``panoptic-eval`` or the official scripts can re-score them.
+
+The same pass collects a few *sample frames* (input image, prediction, ground truth) for
+the report.
+"""
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from panoptic_ros.eval.coco_format import write_coco_panoptic
+from panoptic_ros.eval.miou import SemanticConfusion
+from panoptic_ros.eval.pq import PanopticEvaluator
+from panoptic_ros.labels import LabelSpace
+from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, cdr_stamp, stamp_text
+from panoptic_ros.replay.rosmsg import decode_camera, decode_panoptic
+from panoptic_ros.types import PanopticFormatError, PanopticResult
+
+
+@dataclass
+class SampleFrame:
+    """One frame for the report: any of its pictures may be missing."""
+
+    stamp_ns: int
+    rgb: np.ndarray | None = None        # (H, W, 3) uint8
+    pred: PanopticResult | None = None
+    gt: PanopticResult | None = None
+
+
+class _CocoSink:
+    """Feeds :func:`write_coco_panoptic` from a queue in its own thread, so results can be
+    pushed one at a time while the function writes PNGs and, at the end, the JSON."""
+
+    def __init__(self, json_path: Path, folder: Path, label_space: LabelSpace):
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(json_path, folder, label_space), daemon=True)
+        self._thread.start()
+
+    def _run(self, json_path, folder, label_space) -> None:
+        try:
+            write_coco_panoptic(json_path, folder, iter(self._queue.get, None), label_space)
+        except BaseException as exc:  # handed to the caller in close()
+            self._error = exc
+            while self._queue.get() is not None:  # let put() go on until close()
+                pass
+
+    def put(self, image_id: str, result: PanopticResult) -> None:
+        self._queue.put((image_id, f"{image_id}.png", result))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class Scorer:
+    """PQ, mIoU and COCO export of (ground truth, prediction) pairs."""
+
+    def __init__(self, label_space: LabelSpace, coco_dir: Path | None):
+        self.label_space = label_space
+        self.evaluator = PanopticEvaluator(label_space)
+        self.confusion = SemanticConfusion(len(label_space))
+        self.coco_dir = coco_dir
+        self._sinks = None
+        if coco_dir is not None:
+            self._sinks = (_CocoSink(coco_dir / "gt.json", coco_dir / "gt", label_space),
+                           _CocoSink(coco_dir / "pred.json", coco_dir / "pred", label_space))
+
+    def add(self, stamp_ns: int, gt: PanopticResult, pred: PanopticResult) -> None:
+        if gt.panoptic.shape != pred.panoptic.shape:
+            raise BagError(f"ground truth at stamp {stamp_text(stamp_ns)} is {gt.width}x{gt.height}, the "
+                           f"prediction {pred.width}x{pred.height}: they must have the camera image's size")
+        self.evaluator.add(gt, pred)
+        self.confusion.add_results(gt, pred, self.label_space)
+        if self._sinks is not None:
+            image_id = stamp_text(stamp_ns).replace(".", "_")
+            self._sinks[0].put(image_id, gt)
+            self._sinks[1].put(image_id, pred)
+
+    def close(self) -> None:
+        if self._sinks is not None:
+            for sink in self._sinks:
+                sink.close()
+
+    def summary(self) -> dict:
+        """JSON-ready scores: PQ/SQ/RQ All/Things/Stuff, per class (with TP/FP/FN), mIoU."""
+        pq = self.evaluator.summarize()
+        ev, space = self.evaluator, self.label_space
+        per_class = []
+        for i, category_id in enumerate(ev.category_ids):
+            scores = pq["per_class"][category_id]
+            per_class.append({"id": category_id, "name": ev.names[i], "is_thing": bool(ev.is_thing[i]),
+                              "pq": float(scores["pq"]), "sq": float(scores["sq"]), "rq": float(scores["rq"]),
+                              "tp": int(ev.tp[i]), "fp": int(ev.fp[i]), "fn": int(ev.fn[i]),
+                              "color": list(space.category(category_id).color)})
+        semantic = self.confusion.summarize(space)
+        out = {group: {k: float(v) if k != "n" else int(v) for k, v in pq[group].items()}
+               for group in ("All", "Things", "Stuff")}
+        iou = {int(k): (None if np.isnan(v) else float(v)) for k, v in semantic["per_class"].items()}
+        for row in per_class:
+            row["iou"] = iou[row["id"]]
+        return {"pq": out, "per_class": per_class, "miou": _finite(semantic["miou"]),
+                "pixel_accuracy": _finite(semantic["pixel_accuracy"]), "frames_evaluated": ev.num_images}
+
+
+def _finite(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _tagged(messages: Iterator, tags: dict[str, str]) -> Iterator[tuple[int, str, int, bytes]]:
+    """(log time, tag of the topic, stamp, data) per message."""
+    for m in messages:
+        yield m.log_ns, tags[m.topic], cdr_stamp(m.data), m.data
+
+
+def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, panoptic_topic: str,
+                  label_space: LabelSpace, *, processed: set[int], coco_dir: Path | None = None,
+                  sample_stamps: set[int] = frozenset()) -> tuple[dict | None, dict[int, SampleFrame]]:
+    """Pair predictions with ground truth by stamp and score them; collect sample frames.
+
+    Args:
+        source: the input bag.
+        topics: its camera and ground-truth topics (``gt`` None: no scores).
+        outputs: the output bag; ``panoptic_topic`` holds the predictions.
+        label_space: the model's categories (the ground truth must use them).
+        processed: stamps that have an output (ground truth of other frames is skipped).
+        coco_dir: where to export ``gt.json``/``gt/`` and ``pred.json``/``pred/``; None: no export.
+        sample_stamps: frames whose pictures to return.
+    Returns:
+        scores (None without ground truth) and stamp -> :class:`SampleFrame`.
+    Raises:
+        BagError: ground truth that does not decode, does not fit the label space, or
+            differs in size from the prediction (the message names topic and stamp).
+    """
+    tags = {topics.image.name: "image", panoptic_topic: "pred"}
+    if topics.gt is not None:
+        tags[topics.gt.name] = "gt"
+    inputs = [t for t, tag in tags.items() if tag == "gt" or (tag == "image" and sample_stamps)]
+    streams = [_tagged(outputs.messages([panoptic_topic]), tags), _tagged(source.messages(inputs), tags)]
+    pairing = _Pairing(topics, panoptic_topic, label_space, processed, coco_dir, sample_stamps)
+    try:
+        for _, tag, stamp, data in heapq.merge(*streams, key=lambda item: item[0]):
+            pairing.add(tag, stamp, data)
+    finally:
+        pairing.close()
+    return pairing.summary(), pairing.samples
+
+
+class _Pairing:
+    """Matches predictions and ground truth by stamp as messages stream in."""
+
+    def __init__(self, topics: ReplayTopics, panoptic_topic: str, label_space: LabelSpace, processed: set[int],
+                 coco_dir: Path | None, sample_stamps: set[int]):
+        self.topics = {"image": topics.image.name, "pred": panoptic_topic,
+                       "gt": topics.gt.name if topics.gt is not None else None}
+        self.image_type = topics.image.msgtype
+        self.label_space = label_space
+        self.processed = processed
+        self.samples = {s: SampleFrame(s) for s in sample_stamps}
+        self.scorer = Scorer(label_space, coco_dir) if topics.gt is not None else None
+        self.pending: dict[str, dict[int, bytes]] = {"pred": {}, "gt": {}}
+
+    def add(self, tag: str, stamp: int, data: bytes) -> None:
+        sample = self.samples.get(stamp)
+        if tag == "image":
+            if sample is not None:
+                sample.rgb = decode_camera(data, self.image_type)[0]
+            return
+        if tag == "pred" and sample is not None:
+            sample.pred = self._result(data, "pred", stamp)
+        if self.scorer is None or stamp not in self.processed:
+            return
+        self.pending[tag][stamp] = data
+        if stamp in self.pending["gt"] and stamp in self.pending["pred"]:
+            gt = self._result(self.pending["gt"].pop(stamp), "gt", stamp)
+            pred_data = self.pending["pred"].pop(stamp)
+            pred = sample.pred if sample is not None else self._result(pred_data, "pred", stamp)
+            self.scorer.add(stamp, gt, pred)
+            if sample is not None:
+                sample.gt = gt
+
+    def _result(self, data: bytes, tag: str, stamp: int) -> PanopticResult:
+        topic = self.topics[tag]
+        try:
+            return PanopticResult.from_panoptic_map(decode_panoptic(data, topic), self.label_space)
+        except (ValueError, PanopticFormatError) as exc:
+            raise BagError(f"{topic} at stamp {stamp_text(stamp)}: {exc}") from None
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+
+    def summary(self) -> dict | None:
+        if self.scorer is None:
+            return None
+        return {**self.scorer.summary(), "frames_without_gt": len(self.pending["pred"])}

@@ -1,0 +1,334 @@
+"""Live replay: the bag's frames go to the real node over DDS, its outputs come back and
+are recorded.
+
+The node is started as a process (:mod:`panoptic_ros.replay.nodeproc`) or an already
+running one is used (``connect``). A replay node publishes each frame's bytes from the
+bag unchanged (converted only when the node listens to the other image type), either at
+the recorded rate (times ``rate``) or, with ``as_fast_as_possible``, the next frame as soon
+as the previous frame's ``~/panoptic`` is back. Outputs are received serialized (no
+deserialization on the receive path, so arrival times are not delayed by it), stamped on
+arrival, matched to their frame by header stamp and written to the output bag by a
+writer thread.
+
+The node's input is best effort with a one-frame slot, so frames can be lost in DDS or
+replaced in the slot; every frame whose ``~/panoptic`` never arrives counts as dropped. The
+node's ``/diagnostics`` give its own counters (received, dropped in the slot, rejected)
+and model time percentiles, and tell when it has finished everything it received.
+
+This module and :mod:`panoptic_ros.replay.rosmsg` are the replay's ROS shell.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+from panoptic_ros.labels import LABEL_SPACES, LabelSpace
+from panoptic_ros.replay.bag import RawMessage, cdr_stamp
+from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
+from panoptic_ros.replay.outbag import OutputBag
+from panoptic_ros.replay.rosmsg import (CAMERA_TYPES, LABEL_INFO_TYPE, OUTPUT_TYPES, convert_camera,
+                                        label_info_names)
+from panoptic_ros.ros.image_codec import ImageDecodeError
+
+_RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+_LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_paused",
+             "inference_errors")
+
+
+def label_space_of(names: list[str]) -> LabelSpace:
+    """The label space whose category names are ``names`` (from ``~/label_info``)."""
+    for space in LABEL_SPACES.values():
+        if [c.name for c in space.categories] == names:
+            return space
+    raise NodeError(f"the node's ~/label_info lists {len(names)} classes that match no known label space "
+                    f"({', '.join(LABEL_SPACES)})")
+
+
+def _diagnostic_value(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+class LiveRunner:
+    """Replays frames through a running node and records what it publishes.
+
+    Args:
+        spec: start this node; None with ``connect``.
+        connect: fully qualified name of a running node (``/ns/name``).
+        log_dir: where the started node's log goes.
+        rate: speed factor on the recorded timing.
+        as_fast_as_possible: send the next frame when the previous one's output is back.
+        frame_timeout: seconds to wait for one frame's output (as fast as possible) and
+            for the node to finish after the last frame.
+        startup_timeout: seconds for the node to load its model and answer.
+    """
+
+    mode = "live"
+
+    def __init__(self, *, spec: NodeSpec | None = None, connect: str | None = None, log_dir: Path,
+                 rate: float = 1.0, as_fast_as_possible: bool = False, frame_timeout: float = 30.0,
+                 startup_timeout: float = 180.0):
+        if (spec is None) == (connect is None):
+            raise ValueError("give either a node spec to start or a node to connect to")
+        self.spec, self.log_dir = spec, Path(log_dir)
+        self.node_topic = "/" + (connect or spec.name).strip("/")
+        self.rate, self.afap = rate, as_fast_as_possible
+        self.frame_timeout, self.startup_timeout = frame_timeout, startup_timeout
+        self.process: NodeProcess | None = None
+        self.label_space: LabelSpace | None = None
+        self.input_topic = self.input_type = None
+        self.wall_s = 0.0
+        self._slowest_s = 0.0
+        self.exit_code: int | None = None
+        self._label_info: bytes | None = None
+        self._diag: dict = {}
+        self._diag_count = 0
+        self._baseline: dict = {}
+        self._writes: queue.Queue = queue.Queue()
+        self._log: RunLog | None = None
+        self._stopping = threading.Event()
+        self._context = rclpy.context.Context()
+        rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
+        self._node = rclpy.create_node(f"panoptic_replay_{id(self) % 100000}", context=self._context)
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._spin_thread = threading.Thread(target=self._spin, name="replay_spin", daemon=True)
+        self._spin_thread.start()
+
+    # ---- set-up ---------------------------------------------------------------------
+
+    def output_topics(self) -> dict[str, str]:
+        topics = {f"{self.node_topic}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
+        return {**topics, f"{self.node_topic}/label_info": LABEL_INFO_TYPE}
+
+    @property
+    def latched_topics(self) -> tuple[str, ...]:
+        return (f"{self.node_topic}/label_info",)
+
+    def start(self, bag_topic: str, bag_type: str) -> None:
+        """Start (or find) the node and wait until it is active and wired to us.
+
+        Raises:
+            NodeError: the node exits, fails to configure, or does not answer in time.
+        """
+        node = self._node
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, _RELIABLE)
+        for name in OUTPUT_TYPES:
+            node.create_subscription(self._msg_class(OUTPUT_TYPES[name]), f"{self.node_topic}/{name}",
+                                     lambda data, name=name: self._on_output(name, data), _RECORD, raw=True)
+        node.create_subscription(self._msg_class(LABEL_INFO_TYPE), f"{self.node_topic}/label_info",
+                                 self._on_label_info, _LATCHED, raw=True)
+        deadline = time.monotonic() + self.startup_timeout
+        if self.spec is not None:
+            self.process = NodeProcess(self.spec, self.log_dir / "node.log")
+            self.input_topic, self.input_type = bag_topic, bag_type
+        else:
+            self.input_topic, self.input_type = self._find_input(bag_type, deadline)
+        self._pub = node.create_publisher(CAMERA_TYPES[self.input_type], self.input_topic, _RELIABLE)
+        self._until(self._wired, deadline, "the node to become active and match the replay's topics")
+        seen = self._diag_count
+        self._until(lambda: self._diag_count > seen, deadline, "the node's diagnostics")
+        self._baseline = {k: self._diag.get(k, 0) for k in _COUNTERS}
+        self.label_space = label_space_of(label_info_names(self._label_info))
+
+    @staticmethod
+    def _msg_class(msgtype: str):
+        package, _, name = msgtype.split("/")
+        module = __import__(f"{package}.msg", fromlist=[name])
+        return getattr(module, name)
+
+    def _find_input(self, bag_type: str, deadline: float) -> tuple[str, str]:
+        """The camera topic and type the running node subscribes to."""
+        namespace, _, name = self.node_topic.rpartition("/")
+        namespace = namespace or "/"
+        found: list[tuple[str, str]] = []
+
+        def subscribed() -> bool:
+            if (name, namespace) not in self._node.get_node_names_and_namespaces():
+                return False
+            pairs = self._node.get_subscriber_names_and_types_by_node(name, namespace)
+            found[:] = [(topic, t) for topic, types in pairs for t in types if t in CAMERA_TYPES]
+            return bool(found)
+
+        self._until(subscribed, deadline, f"node {self.node_topic} with a camera subscription")
+        found.sort(key=lambda pair: pair[1] != bag_type)  # same type as the bag first: no conversion
+        return found[0]
+
+    def _wired(self) -> bool:
+        if self._diag.get("level") == 2 and "configure failed" in self._diag.get("message", ""):
+            raise NodeError(f"{self.node_topic}: {self._diag['message']}")
+        return (self._diag.get("state") == "active" and self._label_info is not None
+                and self._pub.get_subscription_count() > 0
+                and all(s.get_publisher_count() > 0 for s in self._node.subscriptions
+                        if s.topic_name.startswith(self.node_topic + "/")))
+
+    def _until(self, predicate, deadline: float, what: str) -> None:
+        """Poll ``predicate`` (graph and diagnostics change in the spin thread)."""
+        while not predicate():
+            if self.process is not None:
+                self.process.check_alive()
+            if time.monotonic() > deadline:
+                tail = f"\nnode log:\n{self.process.log_tail()}" if self.process is not None else ""
+                raise NodeError(f"timed out after {self.startup_timeout:.0f} s waiting for {what}{tail}")
+            time.sleep(0.02)
+
+    # ---- callbacks (spin thread) --------------------------------------------------------
+
+    def _spin(self) -> None:
+        while not self._stopping.is_set() and self._context.ok():
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def _on_output(self, name: str, data: bytes) -> None:
+        arrived = time.perf_counter()
+        log = self._log
+        if log is None:
+            return
+        record = log.output(name, cdr_stamp(data), arrived)
+        if record is not None:
+            self._writes.put((f"{self.node_topic}/{name}", record.log_ns, data))
+
+    def _on_label_info(self, data: bytes) -> None:
+        self._label_info = data
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        wanted = f"{self.node_topic.rsplit('/', 1)[-1]}: panoptic segmentation"
+        for status in msg.status:
+            if status.name == wanted:
+                values = {kv.key: _diagnostic_value(kv.value) for kv in status.values}
+                level = status.level if isinstance(status.level, int) else int.from_bytes(status.level, "little")
+                self._diag = {**values, "level": level, "message": status.message}
+                self._diag_count += 1
+
+    # ---- the replay ---------------------------------------------------------------------
+
+    def run(self, frames: Iterable[RawMessage], msgtype: str, bag: OutputBag, log: RunLog, progress=None) -> None:
+        """Send every frame, record the outputs, wait for the node to finish."""
+        self._log = log
+        writer = threading.Thread(target=self._write_outputs, args=(bag,), name="replay_writer", daemon=True)
+        writer.start()
+        start = time.perf_counter()
+        try:
+            self._send_all(frames, msgtype, bag, log, progress)
+            self._drain(log)
+        finally:
+            self.wall_s = time.perf_counter() - start
+            self._writes.put(None)
+            writer.join()
+
+    def _send_all(self, frames, msgtype: str, bag: OutputBag, log: RunLog, progress) -> None:
+        t0 = log0 = None
+        for message in frames:
+            stamp = cdr_stamp(message.data)
+            try:
+                data = convert_camera(message.data, msgtype, self.input_type)
+            except ImageDecodeError as exc:
+                log.add(stamp, message.log_ns, rejected=exc.cause)
+                continue
+            if t0 is None:
+                t0, log0 = time.perf_counter(), message.log_ns
+                self._writes.put((f"{self.node_topic}/label_info", message.log_ns, self._label_info))
+            elif not self.afap:
+                delay = t0 + (message.log_ns - log0) / 1e9 / self.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)  # pacing to the recorded timeline
+            if self.process is not None:
+                self.process.check_alive()
+            record = log.add(stamp, message.log_ns, sent_s=time.perf_counter())
+            self._pub.publish(data)
+            if self.afap and log.wait(lambda: record.done_s is not None, self._frame_wait()):
+                self._slowest_s = max(self._slowest_s, record.done_s - record.sent_s)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(out=log.processed, refresh=False)
+
+    def _frame_wait(self) -> float:
+        """How long to wait for one frame's output before counting it as dropped: the full
+        timeout until a frame has come back (model warm-up), then ten times the slowest."""
+        if self._slowest_s == 0.0:
+            return self.frame_timeout
+        return min(self.frame_timeout, max(2.0, 10 * self._slowest_s))
+
+    def _counters(self) -> dict:
+        """The node's counters since the replay started."""
+        return {k: self._diag.get(k, 0) - self._baseline.get(k, 0) for k in _COUNTERS}
+
+    def _idle(self, log: RunLog, seen: int) -> bool:
+        """Every frame the node took has been answered (fresh diagnostics since ``seen``)."""
+        if self._diag_count <= seen:
+            return False
+        delta = self._counters()
+        # paused frames never enter the slot: they are not part of frames_received
+        finished = sum(delta[k] for k in ("frames_processed", "frames_dropped", "frames_rejected", "inference_errors"))
+        return finished >= delta["frames_received"] and log.processed >= delta["frames_processed"]
+
+    def _drain(self, log: RunLog) -> None:
+        """Wait until all outputs are in (or the node is idle, or the frame timeout passes),
+        then for diagnostics that count them all (the node's figures cover the whole run)."""
+        seen = self._diag_count
+        deadline = time.monotonic() + self.frame_timeout
+        while time.monotonic() < deadline and not (log.processed == log.sent or self._idle(log, seen)):
+            if self.process is not None:
+                self.process.check_alive()
+            log.wait(lambda: log.processed == log.sent, 0.05)
+        deadline = min(deadline, time.monotonic() + 10.0)
+        while time.monotonic() < deadline and self._counters()["frames_processed"] < log.processed:
+            time.sleep(0.02)
+
+    def _write_outputs(self, bag: OutputBag) -> None:
+        for item in iter(self._writes.get, None):
+            bag.write(*item)
+
+    # ---- results and teardown ---------------------------------------------------------
+
+    def node_figures(self) -> dict:
+        """The node's counters over this replay and its latest timing percentiles."""
+        d = self._diag
+        counters = self._counters()
+        timings = {k: d[k] for k in d if k.endswith("_ms") and isinstance(d[k], (int, float))}
+        return {**counters, **timings}
+
+    def model_ms(self) -> dict:
+        d = self._diag
+        return {"p50": d.get("model_p50_ms"), "p90": d.get("model_p90_ms"), "p99": d.get("model_p99_ms"),
+                "mean": None, "max": None}
+
+    def info(self) -> dict:
+        d = self._diag
+        out = {"mode": self.mode, "node": self.node_topic, "input_topic": self.input_topic,
+               "input_type": self.input_type, "rate": "as fast as possible" if self.afap else self.rate,
+               "model": d.get("model"), "backend": d.get("backend"), "device": d.get("device"),
+               "provider": d.get("provider"), "node_figures": self.node_figures(),
+               "model_time_source": "node /diagnostics (last 200 frames)", "wall_s": self.wall_s}
+        if self.spec is not None:
+            out.update(weights=str(self.spec.weights), node_log=str(self.process.log_path) if self.process else None,
+                       node_exit_code=self.exit_code)
+        return out
+
+    def close(self) -> None:
+        """Stop the node we started, then our own node and context."""
+        if self.process is not None:
+            self.exit_code = self.process.stop()
+        self._stopping.set()
+        self._spin_thread.join(5.0)
+        self._executor.remove_node(self._node)
+        self._node.destroy_node()
+        self._executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown(context=self._context)

@@ -1,0 +1,106 @@
+"""Offline replay: the node's Predictor on every frame of the bag, no DDS, as fast as the
+machine goes (the upper bound of the node's throughput on this hardware).
+
+Each frame is decoded, predicted and turned into the node's output messages with the
+node's own code (:mod:`panoptic_ros.replay.rosmsg`); the time from handing the decoded
+frame to the Predictor to the serialized outputs is the frame's latency.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from panoptic_ros.inference.predictor import Predictor, PredictorConfig
+from panoptic_ros.labels import LabelSpace
+from panoptic_ros.replay.bag import RawMessage, cdr_stamp
+from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.outbag import OutputBag
+from panoptic_ros.replay.rosmsg import LABEL_INFO_TYPE, OUTPUT_TYPES, decode_camera, label_info_message, output_messages
+from panoptic_ros.ros.image_codec import ImageDecodeError
+
+
+class OfflineRunner:
+    """Runs a Predictor over camera messages and writes the outputs to a bag.
+
+    Args:
+        config: how to build the predictor.
+        node_topic: the node's fully qualified name; outputs go to ``<node_topic>/<name>``.
+        overlay_alpha: the node's default ``overlay_alpha``.
+    """
+
+    mode = "offline"
+
+    def __init__(self, config: PredictorConfig, *, node_topic: str = "/panoptic_node", overlay_alpha: float = 0.5):
+        self.config = config
+        self.node_topic = node_topic.rstrip("/")
+        self.overlay_alpha = overlay_alpha
+        self.predictor: Predictor | None = None
+        self.wall_s = 0.0
+
+    def output_topics(self) -> dict[str, str]:
+        """Output bag topic -> message type."""
+        topics = {f"{self.node_topic}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
+        return {**topics, f"{self.node_topic}/label_info": LABEL_INFO_TYPE}
+
+    @property
+    def latched_topics(self) -> tuple[str, ...]:
+        return (f"{self.node_topic}/label_info",)
+
+    def start(self) -> None:
+        """Load the model (raises CheckpointError/ConfigError/BackendError)."""
+        self.predictor = Predictor.from_config(self.config)
+
+    @property
+    def label_space(self) -> LabelSpace:
+        return self.predictor.label_space
+
+    def run(self, frames: Iterable[RawMessage], msgtype: str, bag: OutputBag, log: RunLog, progress=None) -> None:
+        """Predict every frame in ``frames`` (camera messages of type ``msgtype``)."""
+        predictor = self.predictor
+        start = time.perf_counter()
+        first = True
+        try:
+            for message in frames:
+                stamp = cdr_stamp(message.data)
+                if first:
+                    bag.write(f"{self.node_topic}/label_info", message.log_ns,
+                              label_info_message(predictor.label_space, stamp,
+                                                 threshold=getattr(predictor.postprocess_config, "score_threshold",
+                                                                   0.0)))
+                    first = False
+                self._one(message, msgtype, stamp, bag, log)
+                if progress is not None:
+                    progress.update(1)
+        finally:
+            self.wall_s = time.perf_counter() - start
+
+    def _one(self, message: RawMessage, msgtype: str, stamp: int, bag: OutputBag, log: RunLog) -> None:
+        try:
+            rgb, header = decode_camera(message.data, msgtype)
+        except ImageDecodeError as exc:
+            log.add(stamp, message.log_ns, rejected=exc.cause)
+            return
+        sent = time.perf_counter()
+        record = log.add(stamp, message.log_ns, sent_s=sent)
+        result = self.predictor.predict(rgb)
+        model_ms = self.predictor.last_timings.model_ms
+        outputs = output_messages(rgb, result, self.predictor.label_space, header,
+                                  low_res=self.predictor.last_model_result, overlay_alpha=self.overlay_alpha)
+        log.output(log.primary, record.stamp_ns, time.perf_counter(), model_ms=model_ms)
+        for name, data in outputs.items():
+            if name != log.primary:
+                log.output(name, record.stamp_ns, time.perf_counter())
+            bag.write(f"{self.node_topic}/{name}", message.log_ns, data)
+
+    def info(self) -> dict:
+        """What ran: model, backend, device, input size."""
+        p = self.predictor
+        if p is None:
+            return {"mode": self.mode}
+        return {"mode": self.mode, "model": p.kind, "weights": str(self.config.weights), "backend": p.backend_name,
+                "device": str(p.device), "provider": p.provider, "input_size": list(p.input_size),
+                "model_time_source": "Predictor timings (per frame)", "wall_s": self.wall_s}
+
+    def close(self) -> None:
+        if self.predictor is not None:
+            self.predictor.close()

@@ -1,0 +1,249 @@
+"""One replay from start to report: open the bag, run it live or offline, score the outputs,
+write ``report.json`` and ``report.html``.
+
+Everything the replay produces lands in one folder::
+
+    <out>/bag/            the node's outputs (rosbag2, mcap)
+    <out>/coco/           gt.json, gt/, pred.json, pred/ (only with ground truth)
+    <out>/samples/        full-size overlay PNGs of the sample frames
+    <out>/node.log        the started node's log (live)
+    <out>/report.json     every figure
+    <out>/report.html     the same as one self-contained page
+
+Ctrl-C stops the run, and everything up to that point is still closed, scored and
+reported; a damaged bag ends the run at its last readable message, the same way.
+"""
+from __future__ import annotations
+
+import datetime
+import itertools
+import shutil
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from panoptic_ros.checkpoint import checkpoint_paths
+from panoptic_ros.config import ConfigError
+from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, select_topics, stamp_text
+from panoptic_ros.replay.evaluate import score_outputs
+from panoptic_ros.replay.metrics import RunLog, summarize
+from panoptic_ros.replay.outbag import OutputBag
+from panoptic_ros.replay.report import write_report
+from panoptic_ros.resources import default_weights
+
+OUTPUTS = ("bag", "coco", "samples", "node.log", "report.json", "report.html")
+
+
+class ReplayError(ValueError):
+    """Options or inputs that make a replay impossible; the message says which."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What to replay and how (see ``panoptic-replay --help`` for each option)."""
+
+    bag: Path
+    mode: Literal["live", "offline"]
+    model: Literal["panonet", "ciae"] | None = None
+    weights: Path | None = None
+    out: Path | None = None
+    image_topic: str | None = None
+    gt_topic: str | None = None
+    use_gt: bool = True
+    rate: float = 1.0
+    as_fast_as_possible: bool = False
+    device: str = "auto"
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    num_threads: int = 0
+    max_frames: int | None = None
+    connect: str | None = None
+    node_name: str = "panoptic_node"
+    frame_timeout: float = 30.0
+    startup_timeout: float = 180.0
+    samples: int = 4
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("live", "offline"):
+            raise ConfigError(f"mode: must be live or offline, got {self.mode!r}")
+        if self.connect is not None and self.mode != "live":
+            raise ConfigError("connect: only a live replay connects to a running node")
+        if self.model is None and self.connect is None:
+            raise ConfigError("model: name the model (panonet or ciae)")
+        if not self.rate > 0:
+            raise ConfigError(f"rate: must be positive, got {self.rate}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames: must be at least 1, got {self.max_frames}")
+        if self.frame_timeout <= 0 or self.startup_timeout <= 0:
+            raise ConfigError("frame_timeout and startup_timeout must be positive")
+        if not 0 <= self.samples <= 16:
+            raise ConfigError(f"samples: must lie in [0, 16], got {self.samples}")
+
+    @property
+    def out_dir(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        what = self.model or Path(self.connect).name
+        return Path(f"replay_{Path(self.bag).name}_{what}_{self.mode}")
+
+
+def resolve_weights(options: ReplayOptions) -> Path:
+    """The checkpoint to run: ``--weights`` or the shipped demo weights of the model."""
+    weights = Path(options.weights) if options.weights is not None else default_weights(options.model)
+    missing = [p for p in checkpoint_paths(weights) if not p.is_file()]
+    if missing:
+        hint = "" if options.weights is not None else " (the shipped demo weights; pass --weights CKPT)"
+        raise ReplayError(f"{missing[0]}: checkpoint file not found{hint}")
+    return weights
+
+
+def _prepare_out(options: ReplayOptions) -> Path:
+    out = options.out_dir
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if present and not options.force:
+        raise ReplayError(f"{out}: already holds {', '.join(present)} from an earlier replay "
+                          f"(choose another --out or pass --force to replace them)")
+    for name in present:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
+    if options.mode == "offline":
+        from panoptic_ros.inference.predictor import PredictorConfig
+        from panoptic_ros.replay.offline import OfflineRunner
+
+        config = PredictorConfig(weights=resolve_weights(options), model=options.model, backend=options.backend,
+                                 device=options.device, num_threads=options.num_threads)
+        return OfflineRunner(config, node_topic=f"/{options.node_name}")
+    from panoptic_ros.replay.live import LiveRunner
+    from panoptic_ros.replay.nodeproc import NodeSpec
+
+    common = dict(log_dir=out, rate=options.rate, as_fast_as_possible=options.as_fast_as_possible,
+                  frame_timeout=options.frame_timeout, startup_timeout=options.startup_timeout)
+    if options.connect is not None:
+        return LiveRunner(connect=options.connect, **common)
+    spec = NodeSpec(model=options.model, weights=resolve_weights(options).resolve(), name=options.node_name,
+                    input_topic=topics.image.name, compressed=topics.image.msgtype.endswith("CompressedImage"),
+                    backend=options.backend, device=options.device, num_threads=options.num_threads)
+    return LiveRunner(spec=spec, **common)
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore further Ctrl-C while files are being closed (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _progress(options: ReplayOptions, total: int | None):
+    from tqdm import tqdm
+
+    if options.max_frames is not None:
+        total = min(total, options.max_frames) if total else options.max_frames
+    return tqdm(total=total, unit="frame", desc=f"{options.mode} replay",
+                disable=not (options.progress and sys.stderr.isatty()))
+
+
+def _run(options: ReplayOptions, source: BagSource, topics: ReplayTopics, out: Path) -> dict:
+    """Run the frames through the model; returns what the report needs from the run."""
+    log = RunLog()
+    runner = _make_runner(options, topics, out)
+    interrupted = False
+    bag = None
+    progress = _progress(options, topics.image.count)
+    try:
+        if options.mode == "live":
+            runner.start(topics.image.name, topics.image.msgtype)
+        else:
+            runner.start()
+        bag = OutputBag(out / "bag", runner.output_topics(), latched=runner.latched_topics)
+        frames = itertools.islice(source.messages([topics.image.name]), options.max_frames)
+        runner.run(frames, topics.image.msgtype, bag, log, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with _sigint_ignored():
+            progress.close()
+            runner.close()
+            if bag is not None:
+                bag.close()
+    model_ms = runner.model_ms() if options.mode == "live" else None
+    return {"log": log, "info": runner.info(), "label_space": runner.label_space, "interrupted": interrupted,
+            "figures": summarize(log, wall_s=runner.wall_s, model_ms=model_ms),
+            "panoptic_topic": f"{runner.node_topic}/panoptic", "output_counts": bag.counts if bag else {}}
+
+
+def _sample_stamps(log: RunLog, count: int) -> list[int]:
+    """Up to ``count`` processed frames spread evenly over the run."""
+    done = [r.stamp_ns for r in log.records if r.done_s is not None]
+    if not done or count == 0:
+        return []
+    step = len(done) / min(count, len(done))
+    return sorted({done[int(i * step + step / 2)] for i in range(min(count, len(done)))})
+
+
+def replay(options: ReplayOptions) -> dict:
+    """Run one replay and write its outputs and report; returns the report dict.
+
+    Raises:
+        ReplayError, BagError, ConfigError: unusable options or bag.
+        CheckpointError, BackendError, NodeError: the model or node cannot run.
+    """
+    out = _prepare_out(options)
+    with BagSource(options.bag) as source:
+        topics = select_topics(source, image_topic=options.image_topic, gt_topic=options.gt_topic,
+                               use_gt=options.use_gt)
+        run = _run(options, source, topics, out)
+        errors = [source.damage] if source.damage else []
+        evaluation, samples = None, {}
+        stamps = _sample_stamps(run["log"], options.samples)
+        try:
+            if run["label_space"] is None or not (out / "bag" / "metadata.yaml").is_file():
+                raise BagError("the run ended before any output was recorded")
+            with BagSource(out / "bag") as outputs:
+                evaluation, samples = score_outputs(
+                    source, topics, outputs, run["panoptic_topic"], run["label_space"],
+                    processed=run["log"].processed_stamps(), coco_dir=out / "coco" if topics.gt else None,
+                    sample_stamps=set(stamps))
+        except KeyboardInterrupt:
+            errors.append("scoring interrupted (Ctrl-C): no scores")
+            run["interrupted"] = True
+        except BagError as exc:
+            errors.append(f"scoring failed: {exc}")
+        if source.damage and source.damage not in errors:  # damage found while scoring
+            errors.insert(0, source.damage)
+    report = {
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "bag": str(options.bag), "bag_file": str(source.file), "out": str(out),
+        "image_topic": topics.image.name, "image_type": topics.image.msgtype,
+        "gt_topic": topics.gt.name if topics.gt else None,
+        "run": run["info"], "interrupted": run["interrupted"], "errors": errors,
+        "figures": run["figures"], "evaluation": evaluation,
+        "coco": _coco_paths(out) if evaluation is not None else None,
+        "output_bag": {"path": str(out / "bag"), "messages": run["output_counts"]},
+        "samples": [stamp_text(s) for s in stamps],
+    }
+    with _sigint_ignored():
+        return write_report(out, report, samples, run["label_space"])
+
+
+def _coco_paths(out: Path) -> dict:
+    coco = out / "coco"
+    paths = {"gt_json": coco / "gt.json", "gt_folder": coco / "gt", "pred_json": coco / "pred.json",
+             "pred_folder": coco / "pred"}
+    command = "panoptic-eval " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in paths.items())
+    return {**{k: str(v) for k, v in paths.items()}, "command": command}
