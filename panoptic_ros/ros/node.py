@@ -16,6 +16,7 @@ by cause, logged once per cause every 10 s, and skipped.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
@@ -292,12 +294,23 @@ class PanopticNode(LifecycleNode):
         return DiagnosticStatus.OK, f"active, {values['output_rate_hz']:.1f} Hz out"
 
 
+def _parse_command_line(argv: list[str]) -> None:
+    """Answer ``--help`` and refuse stray arguments (everything else is ``--ros-args``)."""
+    parser = argparse.ArgumentParser(
+        prog="panoptic_node", description="Panoptic segmentation lifecycle node (PanoNet or CIAE).",
+        epilog="Configure it with ROS arguments, e.g. panoptic_node --ros-args --params-file config/panonet.yaml "
+               "-r image:=/camera/image_raw -p device:=cpu. Parameters: ros2 param describe /panoptic_node <name>.")
+    parser.parse_args(remove_ros_args(argv)[1:])
+
+
 def main(args: list[str] | None = None) -> int:
     """``panoptic_node [--ros-args ...]``: run the node until Ctrl-C."""
-    rclpy.init(args=args)
+    argv = sys.argv if args is None else ["panoptic_node", *args]
     try:
+        _parse_command_line(argv)
+        rclpy.init(args=argv)
         node = PanopticNode()
-    except Exception as exc:  # invalid parameter values or types given on the command line / in YAML
+    except Exception as exc:  # malformed ROS arguments, or parameter values/types the node refuses
         print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1

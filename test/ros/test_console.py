@@ -68,3 +68,12 @@ def test_console_node_refuses_bad_parameters_without_a_traceback():
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1
     assert "overlay_alpha" in err and "Traceback" not in err
+
+
+def test_console_node_answers_help_and_refuses_stray_arguments():
+    out = subprocess.run([str(EXECUTABLE), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage: panoptic_node" in out.stdout and "--ros-args" in out.stdout
+    out = subprocess.run([str(EXECUTABLE), "--frobnicate"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "unrecognized arguments: --frobnicate" in out.stderr
+    out = subprocess.run([str(EXECUTABLE), "--ros-args", "-p"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "panoptic_node:" in out.stderr and "Traceback" not in out.stderr
