@@ -68,6 +68,9 @@ class PredictorConfig:
         onnx_providers: ONNX Runtime providers by preference (``tensorrt``, ``cuda``,
             ``cpu`` or full names); the first available one is used.
         postprocess: post-processing settings over the checkpoint's.
+        warmup: run one black frame when built: the first inference's one-off costs
+            (allocations, kernel selection, ``torch.compile``) are paid at load, and
+            settings only the post-processing can judge are checked there.
     """
 
     weights: Path
@@ -83,6 +86,7 @@ class PredictorConfig:
     onnx_cache_dir: Path | None = None
     onnx_providers: tuple[str, ...] = DEFAULT_PROVIDERS
     postprocess: dict[str, Any] = field(default_factory=dict)
+    warmup: bool = True
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -171,8 +175,15 @@ class Predictor:
                                          num_threads=config.num_threads, cache_dir=cache_dir / "tensorrt")
         log.info("%s predictor: backend %s on %s, input %dx%d", kind, backend.name, backend.provider,
                  input_size[1], input_size[0])
-        return cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
-                   input_size=input_size)
+        predictor = cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
+                        input_size=input_size)
+        if config.warmup:
+            try:
+                predictor.predict(np.zeros((*input_size, 3), np.uint8))
+            except ValueError as exc:  # the post-processing refused a setting
+                predictor.close()
+                raise ConfigError(f"postprocess: {exc}") from None
+        return predictor
 
     @property
     def backend_name(self) -> str:

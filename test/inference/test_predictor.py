@@ -55,6 +55,13 @@ def test_predict_is_resize_model_postprocess_resize(weights, kind):
     assert result.segments == expected.segments
 
 
+def test_channels_last_gives_the_same_result(weights):
+    rgb = _frame(seed=2)
+    plain = Predictor.from_checkpoint(weights["ciae"], device="cpu", warmup=False).predict(rgb)
+    nhwc = Predictor.from_checkpoint(weights["ciae"], device="cpu", channels_last=True).predict(rgb)
+    np.testing.assert_array_equal(nhwc.panoptic, plain.panoptic)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_input_size_override_and_any_image_size(weights, kind):
     predictor = Predictor.from_checkpoint(weights[kind], device="cpu", input_size=(64, 96))
@@ -80,8 +87,9 @@ def test_post_processing_changes_apply_to_the_next_frame(weights):
 
 
 def test_new_settings_are_tried_on_the_last_frame_before_they_apply(weights):
+    with pytest.raises(ConfigError, match="postprocess: bandwidths: .*dragon"):  # caught by the warm-up frame
+        Predictor.from_checkpoint(weights["panonet"], device="cpu", postprocess={"bandwidths": {"dragon": 0.5}})
     predictor = Predictor.from_checkpoint(weights["panonet"], device="cpu")
-    predictor.predict(_frame())
     with pytest.raises(ConfigError, match="dragon"):
         predictor.update_postprocess(bandwidths={"dragon": 0.5})
     assert predictor.postprocess_config.bandwidths == {}
