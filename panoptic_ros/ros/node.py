@@ -11,8 +11,8 @@ stores the bytes in a one-frame slot (:class:`~panoptic_ros.ros.pipeline.LatestS
 worker thread takes the newest frame, deserialises and decodes it, runs the
 :class:`~panoptic_ros.inference.predictor.Predictor` and publishes every output that has a
 subscriber, with the input's header. Frames replaced in the slot are never deserialised,
-which keeps the executor thread cheap when the camera outpaces the model. Malformed frames are counted
-by cause, logged once per cause every 10 s, and skipped.
+which keeps the executor thread cheap when the camera outpaces the model. Malformed
+frames are counted by cause, logged once per cause every 10 s, and skipped.
 """
 from __future__ import annotations
 
@@ -91,14 +91,14 @@ class PanopticNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         values = params.parameter_values(self)
+        self.configure_error = ""
         try:
             config = params.predictor_config(values)
             self.predictor = Predictor.from_config(config)
         except (CheckpointError, ConfigError, BackendError) as exc:
-            self.configure_error = str(exc)
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self.configure_error = ""
+            return self._configure_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - anything else loading a model: report it, stay alive
+            return self._configure_failed(f"{type(exc).__name__}: {exc}")
         p = self.predictor
         self.get_logger().info(f"loaded {p.kind} from {config.weights}: {p.backend_name} on {p.provider}, "
                                f"input {p.input_size[1]}x{p.input_size[0]}")
@@ -108,6 +108,12 @@ class PanopticNode(LifecycleNode):
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
+
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        self.predictor = None
+        self.configure_error = reason or "unknown error"
+        self.get_logger().error(f"configure failed: {self.configure_error}")
+        return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # activates the lifecycle publishers
@@ -120,13 +126,16 @@ class PanopticNode(LifecycleNode):
         self._worker.start()
         self._input_type, topic = (CompressedImage, "image/compressed") if io.compressed else (Image, "image")
         self._subscription = self.create_subscription(self._input_type, topic, self._on_image, qos, raw=True)
-        threshold = getattr(self.predictor.postprocess_config, "score_threshold", 0.0)
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self._pubs["label_info"].publish(messages.label_info(self.predictor.label_space, header, threshold=threshold))
+        self._publish_label_info()
         self.state_label = "active"
         self.get_logger().info(f"active: listening on {self._subscription.topic_name} ({io.reliability}, "
                                f"depth {io.depth})")
         return result
+
+    def _publish_label_info(self) -> None:
+        threshold = getattr(self.predictor.postprocess_config, "score_threshold", 0.0)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._pubs["label_info"].publish(messages.label_info(self.predictor.label_space, header, threshold=threshold))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_pipeline()
@@ -267,6 +276,8 @@ class PanopticNode(LifecycleNode):
             if changes:
                 self.predictor.update_postprocess(**changes)
                 self.get_logger().info(f"post-processing now {self.predictor.postprocess_config}")
+                if "score_threshold" in changes and self.state_label == "active":
+                    self._publish_label_info()  # LabelInfo carries the threshold
 
     def _postprocess_changes(self, changes: dict) -> dict:
         return params.postprocess_overrides(changes, self.predictor.kind)

@@ -121,6 +121,10 @@ def test_thresholds_and_toggles_change_at_once_over_the_parameter_service(node, 
     assert all(r.successful for r in results.results)
     assert node.predictor.postprocess_config.score_threshold == pytest.approx(0.07)
     assert node._io.publish_overlay is False
+    infos = []
+    probe.node.create_subscription(LabelInfo, f"/{NAME}/label_info", infos.append, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    spinner.until(lambda: infos and infos[-1].threshold == pytest.approx(0.07), what="label_info with the threshold")
     probe.send(camera_image(5), outputs=("panoptic",))
     assert 5 not in probe.got["overlay"]
     bad = spinner.future(client.set_parameters([Parameter("ciae.nms_threshold", value=2.0)]))
