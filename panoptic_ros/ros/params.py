@@ -194,7 +194,8 @@ def _from_ros(hint: Any, value: Any, name: str) -> Any:
 def _attribute_docs(cls: type) -> dict[str, str]:
     """``name: text`` entries of a Google-style ``Attributes:`` docstring section."""
     docs, current = {}, None
-    section = (cls.__doc__ or "").split("Attributes:", 1)[-1] if "Attributes:" in (cls.__doc__ or "") else ""
+    doc = cls.__doc__ or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
     for line in section.splitlines():
         match = re.match(r"^\s{4,8}(\w+):\s*(.*)$", line)
         if match:
