@@ -268,3 +268,13 @@ def test_truncated_or_garbage_serialized_bytes_raise_decode_errors():
                     b"\x00\x01\x00\x00" + bytes(8) + b"\x02\x00\x00\x00ab"):
         with pytest.raises(ImageDecodeError):
             codec.from_serialized(garbage)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_mosaics_are_demosaiced_to_the_right_colours(pattern):
+    colour = np.array([200, 100, 30], np.uint8)
+    mosaic = np.zeros((8, 8), np.uint8)
+    for i, channel in enumerate(pattern):  # the 2x2 cell, row-major
+        mosaic[i // 2::2, i % 2::2] = colour["rgb".index(channel)]
+    out = codec.to_rgb8(codec.numpy_to_image(mosaic, f"bayer_{pattern}8"))
+    np.testing.assert_array_equal(out[2:6, 2:6], np.broadcast_to(colour, (4, 4, 3)))
