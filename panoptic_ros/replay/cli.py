@@ -74,6 +74,8 @@ def summary_lines(report: dict) -> list[str]:
         miou = "-" if ev["miou"] is None else f"{100 * ev['miou']:.1f}"
         lines.append(f"  PQ {100 * pq['All']['pq']:.1f} (things {100 * pq['Things']['pq']:.1f}, stuff "
                      f"{100 * pq['Stuff']['pq']:.1f}), mIoU {miou} over {ev['frames_evaluated']} frames")
+    elif report["gt_ignored"]:
+        lines.append("  ground truth ignored (--no-gt): no scores")
     elif report["gt_topic"] is None:
         lines.append("  no ground truth in the bag: no scores")
     lines += [f"  warning: {e}" for e in report["errors"]]

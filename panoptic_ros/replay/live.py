@@ -291,6 +291,11 @@ class LiveRunner:
         deadline = min(deadline, time.monotonic() + 10.0)
         while time.monotonic() < deadline and self._counters()["frames_processed"] < log.processed:
             time.sleep(0.02)
+        # The node publishes the other outputs after ~/panoptic: wait for those of the last
+        # frames too (the outputs the node publishes at all are those seen for any frame).
+        published = set(log.output_counts)
+        log.wait(lambda: all(published <= r.outputs for r in log.records if r.done_s is not None),
+                 max(0.0, deadline - time.monotonic()))
 
     def _write_outputs(self, bag: OutputBag) -> None:
         for item in iter(self._writes.get, None):

@@ -186,8 +186,9 @@ def render_html(report: dict, strips: list) -> str:
     warnings = [("interrupted (Ctrl-C): results up to that point", report["interrupted"])]
     warnings += [(e, True) for e in report["errors"]]
     banner = "".join(f'<div class="warn">{escape(text)}</div>' for text, show in warnings if show)
-    no_gt = ("" if report["evaluation"] is not None or report["gt_topic"] is not None
-             else '<p class="sub">The bag has no ground-truth topic: no scores.</p>')
+    no_gt = ("" if report["evaluation"] is not None or report["gt_topic"] is not None else
+             '<p class="sub">Ground truth ignored (--no-gt): no scores.</p>' if report["gt_ignored"] else
+             '<p class="sub">The bag has no ground-truth topic (32SC1 panoptic ids): no scores.</p>')
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
             f"<div class=\"sub\">{escape(report['bag'])} · {escape(report['created'])}</div>{banner}"

@@ -230,7 +230,7 @@ def replay(options: ReplayOptions) -> dict:
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "bag": str(options.bag), "bag_file": str(source.file), "out": str(out),
         "image_topic": topics.image.name, "image_type": topics.image.msgtype,
-        "gt_topic": topics.gt.name if topics.gt else None,
+        "gt_topic": topics.gt.name if topics.gt else None, "gt_ignored": not options.use_gt,
         "run": run["info"], "interrupted": run["interrupted"], "errors": errors,
         "figures": run["figures"], "evaluation": evaluation,
         "coco": _coco_paths(out) if evaluation is not None else None,

@@ -1,0 +1,85 @@
+"""Live replay through the real node over DDS: a node started by the replay, a running node
+it connects to, frame accounting, scores, and Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from replay_helpers import read_bag, scenes, write_recorded_bag
+
+from panoptic_ros.eval.cli import evaluate_coco_panoptic
+from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec
+from panoptic_ros.replay.run import ReplayOptions, replay
+
+pytestmark = pytest.mark.ros
+OUTPUTS = ("panoptic", "semantic", "overlay", "detections")
+TARGET = "replay_test_node"
+
+
+@pytest.fixture(scope="module")
+def running_node(tmp_path_factory, tiny):
+    """A node started the way a user starts one, listening on /replay_test/image."""
+    spec = NodeSpec(model="ciae", weights=tiny["ciae"], name=TARGET, input_topic="/replay_test/image",
+                    device="cpu", num_threads=1)
+    node = NodeProcess(spec, tmp_path_factory.mktemp("running_node") / "node.log")
+    yield node
+    assert node.stop() == 0, node.log_tail()
+
+
+def _options(bag, out, **kw):
+    return ReplayOptions(bag=bag, mode="live", out=out, device="cpu", num_threads=1, progress=False, **kw)
+
+
+def test_connected_as_fast_as_possible_every_frame_is_answered_and_scored(running_node, scored_bag, tmp_path):
+    report = replay(_options(scored_bag, tmp_path / "r", connect=f"/{TARGET}", as_fast_as_possible=True))
+    f, run = report["figures"], report["run"]
+    assert run["input_topic"] == "/replay_test/image" and run["model"] == "ciae"
+    assert f["frames_sent"] == 6 and f["frames_out"] + f["dropped"] == 6 and f["frames_out"] >= 1
+    node = run["node_figures"]
+    assert node["frames_processed"] == f["frames_out"] and node["frames_received"] <= 6
+    assert f["model_ms"]["p50"] > 0 and 0 < f["latency_ms"]["p50"] <= f["latency_ms"]["p99"]
+    topics = read_bag(tmp_path / "r" / "bag")
+    for name in OUTPUTS:
+        assert len(topics[f"/{TARGET}/{name}"]) == f["frames_out"], name
+    ev, coco = report["evaluation"], report["coco"]
+    assert ev["frames_evaluated"] == f["frames_out"]
+    official = evaluate_coco_panoptic(coco["gt_json"], coco["gt_folder"], coco["pred_json"],
+                                      coco["pred_folder"]).summarize()
+    for group in ("All", "Things", "Stuff"):
+        assert ev["pq"][group] == pytest.approx(official[group], abs=1e-12)
+
+
+def test_started_node_at_the_recorded_rate_counts_drops_honestly(tmp_path, tiny):
+    stamps = write_recorded_bag(tmp_path / "rec", [s.image for s in scenes(8)], storage="sqlite3", rate_hz=30.0)
+    report = replay(_options(tmp_path / "rec", tmp_path / "r", model="ciae", weights=tiny["ciae"],
+                             node_name="replay_spawned"))
+    f, run = report["figures"], report["run"]
+    assert run["input_type"] == "sensor_msgs/msg/CompressedImage" and run["node_exit_code"] == 0
+    assert f["frames_sent"] == 8 and f["frames_out"] + f["dropped"] == 8 and f["frames_out"] >= 1
+    node = run["node_figures"]
+    # what the node received it processed, dropped in its one-frame slot or rejected
+    assert node["frames_received"] == node["frames_processed"] + node["frames_dropped"] + node["frames_rejected"]
+    assert node["frames_processed"] == f["frames_out"]
+    outputs = read_bag(tmp_path / "r" / "bag")["/replay_spawned/panoptic"]
+    assert {s for _, s, _ in outputs} <= set(stamps) and len(outputs) == f["frames_out"]
+    assert report["evaluation"] is None and "loaded ciae" in (tmp_path / "r" / "node.log").read_text()
+
+
+def test_ctrl_c_closes_the_bag_and_writes_the_report(running_node, scored_bag, tmp_path):
+    out = tmp_path / "r"
+
+    def interrupt_after_the_first_frame():
+        deadline = time.monotonic() + 120
+        while not (out / "bag").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # frames are 10 s apart at --rate 0.01: this lands between frames 1 and 2
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_the_first_frame, daemon=True).start()
+    report = replay(_options(scored_bag, out, connect=f"/{TARGET}", rate=0.01))
+    assert report["interrupted"] and report["figures"]["frames_sent"] == 1
+    assert (out / "bag" / "metadata.yaml").is_file() and (out / "report.html").is_file()
+    assert "interrupted" in (out / "report.html").read_text()
