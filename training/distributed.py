@@ -7,6 +7,7 @@ CPUs.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Mapping
@@ -68,7 +69,10 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        # Rank 0 evaluates while the others wait in a barrier: allow more than the default
+        # 10 minutes (NCCL) for a full validation pass.
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
+                                timeout=datetime.timedelta(minutes=60))
     return DistInfo(rank, world_size, local_rank, device)
 
 
