@@ -48,8 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", metavar="NAMESPACE/NODE",
                    help="live: use this running node instead of starting one (e.g. /panoptic_node)")
     p.add_argument("--node-name", default="panoptic_node", help="name of the started node (default panoptic_node)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="live: a parameter of the started node, e.g. qos.reliability:=reliable (repeatable)")
     p.add_argument("--frame-timeout", type=_positive_float, default=30.0,
-                   help="live: seconds to wait for a frame's output before counting it dropped (default 30)")
+                   help="live: longest wait for one frame's output, and for the node to finish at the end "
+                        "(default 30)")
     p.add_argument("--startup-timeout", type=_positive_float, default=180.0,
                    help="live: seconds for the node to load its model (default 180)")
     p.add_argument("--samples", type=_int_at_least(0), default=4, help="sample frames in the report (default 4)")
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summary_lines(report: dict) -> list[str]:
     """A short human summary of a report."""
+    from panoptic_ros.replay.report import drop_text
+
     f, ev, run = report["figures"], report["evaluation"], report["run"]
     lat, model = f["latency_ms"], f["model_ms"] or {}
 
@@ -69,6 +74,9 @@ def summary_lines(report: dict) -> list[str]:
     lines = [f"{run.get('model') or '?'} {run['mode']}: {f['frames_sent']} frames sent, {f['frames_out']} outputs, "
              f"{f['dropped']} dropped; latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])}, model p50 "
              f"{ms(model.get('p50'))}, {fps}"]
+    drops = drop_text(report)
+    if drops:
+        lines.append(f"  {drops}")
     if ev is not None:
         pq = ev["pq"]
         miou = "-" if ev["miou"] is None else f"{100 * ev['miou']:.1f}"
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
             rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
             backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
-            node_name=args.node_name, frame_timeout=args.frame_timeout, startup_timeout=args.startup_timeout,
+            node_name=args.node_name, node_params=tuple(args.param), frame_timeout=args.frame_timeout, startup_timeout=args.startup_timeout,
             samples=args.samples, force=args.force, progress=not args.no_progress)
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)

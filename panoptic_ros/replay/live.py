@@ -5,7 +5,8 @@ The node is started as a process (:mod:`panoptic_ros.replay.nodeproc`) or an alr
 running one is used (``connect``). A replay node publishes each frame's bytes from the
 bag unchanged (converted only when the node listens to the other image type), either at
 the recorded rate (times ``rate``) or, with ``as_fast_as_possible``, the next frame as soon
-as the previous frame's ``~/panoptic`` is back. Outputs are received serialized (no
+as the previous frame's ``~/panoptic`` is back (or the node's diagnostics show it idle
+without it: the frame was lost). Outputs are received serialized (no
 deserialization on the receive path, so arrival times are not delayed by it), stamped on
 arrival, matched to their frame by header stamp and written to the output bag by a
 writer thread.
@@ -44,6 +45,7 @@ _RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Re
 _RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OUTPUT_GRACE_S = 3.0
 _COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_paused",
              "inference_errors")
 
@@ -76,8 +78,8 @@ class LiveRunner:
         log_dir: where the started node's log goes.
         rate: speed factor on the recorded timing.
         as_fast_as_possible: send the next frame when the previous one's output is back.
-        frame_timeout: seconds to wait for one frame's output (as fast as possible) and
-            for the node to finish after the last frame.
+        frame_timeout: at most this many seconds to wait for one frame's output (as fast
+            as possible) and for the node to finish after the last frame.
         startup_timeout: seconds for the node to load its model and answer.
     """
 
@@ -96,7 +98,6 @@ class LiveRunner:
         self.label_space: LabelSpace | None = None
         self.input_topic = self.input_type = None
         self.wall_s = 0.0
-        self._slowest_s = 0.0
         self.exit_code: int | None = None
         self._label_info: bytes | None = None
         self._diag: dict = {}
@@ -253,49 +254,68 @@ class LiveRunner:
                 self.process.check_alive()
             record = log.add(stamp, message.log_ns, sent_s=time.perf_counter())
             self._pub.publish(data)
-            if self.afap and log.wait(lambda: record.done_s is not None, self._frame_wait()):
-                self._slowest_s = max(self._slowest_s, record.done_s - record.sent_s)
+            if self.afap:
+                self._await_answer(record, log)
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(out=log.processed, refresh=False)
 
-    def _frame_wait(self) -> float:
-        """How long to wait for one frame's output before counting it as dropped: the full
-        timeout until a frame has come back (model warm-up), then ten times the slowest."""
-        if self._slowest_s == 0.0:
-            return self.frame_timeout
-        return min(self.frame_timeout, max(2.0, 10 * self._slowest_s))
+    def _await_answer(self, record, log: RunLog) -> None:
+        """As fast as possible: wait for this frame's output, or until the node is idle
+        without it (lost in DDS, or its answer lost): diagnostics generated after the send
+        (the second one from now) that show every received frame finished. The frame
+        timeout bounds the wait."""
+        seen = self._diag_count
+        deadline = time.monotonic() + self.frame_timeout
+        while record.done_s is None and time.monotonic() < deadline and not self._idle(seen + 1):
+            if self.process is not None:
+                self.process.check_alive()
+            log.wait(lambda: record.done_s is not None, 0.05)
 
     def _counters(self) -> dict:
         """The node's counters since the replay started."""
         return {k: self._diag.get(k, 0) - self._baseline.get(k, 0) for k in _COUNTERS}
 
-    def _idle(self, log: RunLog, seen: int) -> bool:
-        """Every frame the node took has been answered (fresh diagnostics since ``seen``)."""
+    def _idle(self, seen: int) -> bool:
+        """Every frame the node received is finished: answered, replaced in its slot,
+        rejected or failed (from diagnostics newer than ``seen``)."""
         if self._diag_count <= seen:
             return False
         delta = self._counters()
         # paused frames never enter the slot: they are not part of frames_received
         finished = sum(delta[k] for k in ("frames_processed", "frames_dropped", "frames_rejected", "inference_errors"))
-        return finished >= delta["frames_received"] and log.processed >= delta["frames_processed"]
+        return finished >= delta["frames_received"]
 
     def _drain(self, log: RunLog) -> None:
-        """Wait until all outputs are in (or the node is idle, or the frame timeout passes),
-        then for diagnostics that count them all (the node's figures cover the whole run)."""
+        """Wait until every frame is answered or the node has finished all it received (at
+        most the frame timeout), then for outputs still on the way (a reliable repair can
+        take a heartbeat period) and for diagnostics that count every answered frame."""
         seen = self._diag_count
         deadline = time.monotonic() + self.frame_timeout
-        while time.monotonic() < deadline and not (log.processed == log.sent or self._idle(log, seen)):
+        while time.monotonic() < deadline and not (log.processed == log.sent or self._idle(seen)):
             if self.process is not None:
                 self.process.check_alive()
             log.wait(lambda: log.processed == log.sent, 0.05)
-        deadline = min(deadline, time.monotonic() + 10.0)
-        while time.monotonic() < deadline and self._counters()["frames_processed"] < log.processed:
-            time.sleep(0.02)
-        # The node publishes the other outputs after ~/panoptic: wait for those of the last
-        # frames too (the outputs the node publishes at all are those seen for any frame).
-        published = set(log.output_counts)
-        log.wait(lambda: all(published <= r.outputs for r in log.records if r.done_s is not None),
-                 max(0.0, deadline - time.monotonic()))
+        published = set(log.output_counts)  # the outputs the node publishes at all
+
+        def complete() -> bool:
+            return (self._counters()["frames_processed"] <= log.processed
+                    and all(published <= r.outputs for r in log.records if r.done_s is not None))
+
+        grace = time.monotonic() + OUTPUT_GRACE_S
+        while time.monotonic() < grace and not complete():
+            log.wait(complete, 0.05)
+        grace = time.monotonic() + OUTPUT_GRACE_S
+        while time.monotonic() < grace and self._counters()["frames_processed"] < log.processed:
+            time.sleep(0.02)  # diagnostics lag the outputs by up to one period
+
+    def drop_breakdown(self, log: RunLog) -> dict:
+        """Where the dropped frames went, from the node's counters (exact for a node the
+        replay started; a connected node may also count frames from other publishers)."""
+        c = self._counters()
+        return {"lost_before_node": log.sent - c["frames_received"], "replaced_in_node_slot": c["frames_dropped"],
+                "rejected_by_node": c["frames_rejected"], "node_errors": c["inference_errors"],
+                "outputs_lost_after_node": c["frames_processed"] - log.processed}
 
     def _write_outputs(self, bag: OutputBag) -> None:
         for item in iter(self._writes.get, None):
@@ -322,6 +342,8 @@ class LiveRunner:
                "model": d.get("model"), "backend": d.get("backend"), "device": d.get("device"),
                "provider": d.get("provider"), "node_figures": self.node_figures(),
                "model_time_source": "node /diagnostics (last 200 frames)", "wall_s": self.wall_s}
+        if self._log is not None:
+            out["drops"] = self.drop_breakdown(self._log)
         if self.spec is not None:
             out.update(weights=str(self.spec.weights), node_log=str(self.process.log_path) if self.process else None,
                        node_exit_code=self.exit_code)

@@ -37,6 +37,7 @@ class NodeSpec:
         compressed: subscribe to CompressedImage instead of Image.
         backend, device, num_threads: the node's parameters of those names.
         diagnostics_period: seconds between ``/diagnostics`` messages.
+        params: further ``name:=value`` parameters (e.g. ``qos.reliability:=reliable``).
     """
 
     model: str
@@ -48,6 +49,12 @@ class NodeSpec:
     device: str = "auto"
     num_threads: int = 0
     diagnostics_period: float = 0.5
+    params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.params if ":=" not in p or not p.split(":=", 1)[0]]
+        if bad:
+            raise NodeError(f"node parameter {bad[0]!r} is not name:=value")
 
     def command(self) -> list[str]:
         """The node's command line."""
@@ -56,8 +63,8 @@ class NodeSpec:
                   "compressed": "true" if self.compressed else "false",
                   "diagnostics_period": str(self.diagnostics_period)}
         args = [node_executable(), "--ros-args", "--params-file", str(default_params_file(self.model))]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={value}"]
+        for item in [f"{k}:={v}" for k, v in params.items()] + list(self.params):
+            args += ["-p", item]
         return args + ["-r", f"__node:={self.name}", "-r", f"image:={self.input_topic}",
                        "-r", f"image/compressed:={self.input_topic}"]
 

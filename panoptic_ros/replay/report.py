@@ -117,8 +117,25 @@ def _cards(report: dict) -> str:
     if ev is not None:
         items += [("PQ", _pct(ev["pq"]["All"]["pq"])), ("PQ things", _pct(ev["pq"]["Things"]["pq"])),
                   ("PQ stuff", _pct(ev["pq"]["Stuff"]["pq"])), ("mIoU", _pct(ev["miou"]))]
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{escape(str(v))}</b><span>{escape(k)}</span></div>'
-                                           for k, v in items) + "</div>"
+    cards = "".join(f'<div class="card"><b>{escape(str(v))}</b><span>{escape(k)}</span></div>' for k, v in items)
+    return f'<div class="cards">{cards}</div>{_drops(report)}'
+
+
+def drop_text(report: dict) -> str | None:
+    """Where the dropped frames went (live, from the node's counters), as one sentence."""
+    drops, dropped = report["run"].get("drops"), report["figures"]["dropped"]
+    if not drops or not dropped:
+        return None
+    parts = [("lost in DDS before the node", drops["lost_before_node"]),
+             ("replaced in the node's one-frame slot by newer frames", drops["replaced_in_node_slot"]),
+             ("rejected or failed in the node", drops["rejected_by_node"] + drops["node_errors"]),
+             ("answered, but the ~/panoptic output was lost on the way back", drops["outputs_lost_after_node"])]
+    return f"{dropped} dropped: " + "; ".join(f"{n} {what}" for what, n in parts if n)
+
+
+def _drops(report: dict) -> str:
+    text = drop_text(report)
+    return "" if text is None else f'<p class="sub">{escape(text)}.</p>'
 
 
 def _charts(report: dict) -> str:
@@ -151,9 +168,9 @@ def _scores(ev: dict | None, coco: dict | None) -> str:
     return (f"<h2>Panoptic quality</h2><p class=\"sub\">{ev['frames_evaluated']} frames scored against the ground "
             f"truth (official PQ rules); mIoU {_pct(ev['miou'])}, pixel accuracy {_pct(ev['pixel_accuracy'])}. "
             f"* = thing class.</p><table><tr><th></th><th>PQ</th><th>SQ</th><th>RQ</th><th>classes</th></tr>{rows}"
-            f"</table><h2>PQ per class</h2><div class=\"chart\">{bars_svg(bars, title='PQ per class')}</div>"
-            f"<p></p><table><tr><th>class</th><th>PQ</th><th>SQ</th><th>RQ</th><th>TP</th><th>FP</th><th>FN</th>"
-            f"<th>IoU</th></tr>{table}</table>{rescore}")
+            f"</table><h2>PQ per class</h2><div class=\"charts\"><div class=\"chart\">"
+            f"{bars_svg(bars, title='PQ per class')}</div><table><tr><th>class</th><th>PQ</th><th>SQ</th><th>RQ</th>"
+            f"<th>TP</th><th>FP</th><th>FN</th><th>IoU</th></tr>{table}</table></div>{rescore}")
 
 
 def _strip(strips: list) -> str:

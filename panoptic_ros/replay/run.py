@@ -62,6 +62,7 @@ class ReplayOptions:
     max_frames: int | None = None
     connect: str | None = None
     node_name: str = "panoptic_node"
+    node_params: tuple[str, ...] = ()
     frame_timeout: float = 30.0
     startup_timeout: float = 180.0
     samples: int = 4
@@ -73,6 +74,8 @@ class ReplayOptions:
             raise ConfigError(f"mode: must be live or offline, got {self.mode!r}")
         if self.connect is not None and self.mode != "live":
             raise ConfigError("connect: only a live replay connects to a running node")
+        if self.node_params and (self.mode != "live" or self.connect is not None):
+            raise ConfigError("node_params: only for a node the live replay starts")
         if self.model is None and self.connect is None:
             raise ConfigError("model: name the model (panonet or ciae)")
         if not self.rate > 0:
@@ -132,7 +135,8 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
         return LiveRunner(connect=options.connect, **common)
     spec = NodeSpec(model=options.model, weights=resolve_weights(options).resolve(), name=options.node_name,
                     input_topic=topics.image.name, compressed=topics.image.msgtype.endswith("CompressedImage"),
-                    backend=options.backend, device=options.device, num_threads=options.num_threads)
+                    backend=options.backend, device=options.device, num_threads=options.num_threads,
+                    params=tuple(options.node_params))
     return LiveRunner(spec=spec, **common)
 
 

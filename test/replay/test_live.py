@@ -63,6 +63,7 @@ def test_started_node_at_the_recorded_rate_counts_drops_honestly(tmp_path, tiny)
     # what the node received it processed, dropped in its one-frame slot or rejected
     assert node["frames_received"] == node["frames_processed"] + node["frames_dropped"] + node["frames_rejected"]
     assert node["frames_processed"] == f["frames_out"]
+    assert sum(run["drops"].values()) == f["dropped"]  # every dropped frame accounted for
     outputs = read_bag(tmp_path / "r" / "bag")["/replay_spawned/panoptic"]
     assert {s for _, s, _ in outputs} <= set(stamps) and len(outputs) == f["frames_out"]
     assert report["evaluation"] is None and "loaded ciae" in (tmp_path / "r" / "node.log").read_text()
