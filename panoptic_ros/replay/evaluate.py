@@ -69,18 +69,18 @@ class _CocoSink:
             raise self._error
 
 
-class Scorer:
-    """PQ, mIoU and COCO export of (ground truth, prediction) pairs."""
+def coco_image_id(stamp_ns: int) -> str:
+    """The COCO ``image_id`` of a frame: its header stamp as ``<sec>_<nanosec>``."""
+    return stamp_text(stamp_ns).replace(".", "_")
 
-    def __init__(self, label_space: LabelSpace, coco_dir: Path | None):
+
+class Scorer:
+    """PQ and mIoU of (ground truth, prediction) pairs."""
+
+    def __init__(self, label_space: LabelSpace):
         self.label_space = label_space
         self.evaluator = PanopticEvaluator(label_space)
         self.confusion = SemanticConfusion(len(label_space))
-        self.coco_dir = coco_dir
-        self._sinks = None
-        if coco_dir is not None:
-            self._sinks = (_CocoSink(coco_dir / "gt.json", coco_dir / "gt", label_space),
-                           _CocoSink(coco_dir / "pred.json", coco_dir / "pred", label_space))
 
     def add(self, stamp_ns: int, gt: PanopticResult, pred: PanopticResult) -> None:
         if gt.panoptic.shape != pred.panoptic.shape:
@@ -88,15 +88,6 @@ class Scorer:
                            f"prediction {pred.width}x{pred.height}: they must have the camera image's size")
         self.evaluator.add(gt, pred)
         self.confusion.add_results(gt, pred, self.label_space)
-        if self._sinks is not None:
-            image_id = stamp_text(stamp_ns).replace(".", "_")
-            self._sinks[0].put(image_id, gt)
-            self._sinks[1].put(image_id, pred)
-
-    def close(self) -> None:
-        if self._sinks is not None:
-            for sink in self._sinks:
-                sink.close()
 
     def summary(self) -> dict:
         """JSON-ready scores: PQ/SQ/RQ All/Things/Stuff, per class (with TP/FP/FN), mIoU."""
@@ -140,7 +131,8 @@ def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, p
         outputs: the output bag; ``panoptic_topic`` holds the predictions.
         label_space: the model's categories (the ground truth must use them).
         processed: stamps that have an output (ground truth of other frames is skipped).
-        coco_dir: where to export ``gt.json``/``gt/`` and ``pred.json``/``pred/``; None: no export.
+        coco_dir: where to export ``pred.json``/``pred/`` and, with ground truth,
+            ``gt.json``/``gt/`` (image ids: :func:`coco_image_id`); None: no export.
         sample_stamps: frames whose pictures to return.
     Returns:
         scores (None without ground truth) and stamp -> :class:`SampleFrame`.
@@ -163,7 +155,8 @@ def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, p
 
 
 class _Pairing:
-    """Matches predictions and ground truth by stamp as messages stream in."""
+    """Matches predictions and ground truth by stamp as messages stream in; exports both
+    in COCO format (predictions even without ground truth)."""
 
     def __init__(self, topics: ReplayTopics, panoptic_topic: str, label_space: LabelSpace, processed: set[int],
                  coco_dir: Path | None, sample_stamps: set[int]):
@@ -173,8 +166,12 @@ class _Pairing:
         self.label_space = label_space
         self.processed = processed
         self.samples = {s: SampleFrame(s) for s in sample_stamps}
-        self.scorer = Scorer(label_space, coco_dir) if topics.gt is not None else None
-        self.pending: dict[str, dict[int, bytes]] = {"pred": {}, "gt": {}}
+        self.scorer = Scorer(label_space) if topics.gt is not None else None
+        self.sinks: dict[str, _CocoSink] = {}
+        if coco_dir is not None:
+            for tag in ("pred", "gt") if self.scorer is not None else ("pred",):
+                self.sinks[tag] = _CocoSink(coco_dir / f"{tag}.json", coco_dir / tag, label_space)
+        self.pending: dict[str, dict[int, PanopticResult]] = {"pred": {}, "gt": {}}
 
     def add(self, tag: str, stamp: int, data: bytes) -> None:
         sample = self.samples.get(stamp)
@@ -182,18 +179,21 @@ class _Pairing:
             if sample is not None:
                 sample.rgb = decode_camera(data, self.image_type)[0]
             return
-        if tag == "pred" and sample is not None:
-            sample.pred = self._result(data, "pred", stamp)
-        if self.scorer is None or stamp not in self.processed:
+        if stamp not in self.processed:  # ground truth of a dropped frame
             return
-        self.pending[tag][stamp] = data
-        if stamp in self.pending["gt"] and stamp in self.pending["pred"]:
-            gt = self._result(self.pending["gt"].pop(stamp), "gt", stamp)
-            pred_data = self.pending["pred"].pop(stamp)
-            pred = sample.pred if sample is not None else self._result(pred_data, "pred", stamp)
-            self.scorer.add(stamp, gt, pred)
-            if sample is not None:
-                sample.gt = gt
+        result = self._result(data, tag, stamp)
+        if sample is not None:
+            setattr(sample, tag, result)
+        if tag in self.sinks:
+            self.sinks[tag].put(coco_image_id(stamp), result)
+        if self.scorer is None:
+            return
+        other = "gt" if tag == "pred" else "pred"
+        if stamp in self.pending[other]:
+            pair = {tag: result, other: self.pending[other].pop(stamp)}
+            self.scorer.add(stamp, pair["gt"], pair["pred"])
+        else:
+            self.pending[tag][stamp] = result
 
     def _result(self, data: bytes, tag: str, stamp: int) -> PanopticResult:
         topic = self.topics[tag]
@@ -203,8 +203,8 @@ class _Pairing:
             raise BagError(f"{topic} at stamp {stamp_text(stamp)}: {exc}") from None
 
     def close(self) -> None:
-        if self.scorer is not None:
-            self.scorer.close()
+        for sink in self.sinks.values():
+            sink.close()
 
     def summary(self) -> dict | None:
         if self.scorer is None:

@@ -164,7 +164,8 @@ def _scores(ev: dict | None, coco: dict | None) -> str:
     table = "".join(f"<tr><td>{escape(c['name'])}{' *' if c['is_thing'] else ''}</td><td>{_pct(c['pq'])}</td>"
                     f"<td>{_pct(c['sq'])}</td><td>{_pct(c['rq'])}</td><td>{c['tp']}</td><td>{c['fp']}</td>"
                     f"<td>{c['fn']}</td><td>{_pct(c['iou'])}</td></tr>" for c in present)
-    rescore = f"<p class=\"sub\">Re-score: <code>{escape(coco['command'])}</code></p>" if coco else ""
+    rescore = (f"<p class=\"sub\">Re-score: <code>{escape(coco['command'])}</code></p>"
+               if coco and "command" in coco else "")
     return (f"<h2>Panoptic quality</h2><p class=\"sub\">{ev['frames_evaluated']} frames scored against the ground "
             f"truth (official PQ rules); mIoU {_pct(ev['miou'])}, pixel accuracy {_pct(ev['pixel_accuracy'])}. "
             f"* = thing class.</p><table><tr><th></th><th>PQ</th><th>SQ</th><th>RQ</th><th>classes</th></tr>{rows}"

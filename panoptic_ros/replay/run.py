@@ -221,7 +221,7 @@ def replay(options: ReplayOptions) -> dict:
             with BagSource(out / "bag") as outputs:
                 evaluation, samples = score_outputs(
                     source, topics, outputs, run["panoptic_topic"], run["label_space"],
-                    processed=run["log"].processed_stamps(), coco_dir=out / "coco" if topics.gt else None,
+                    processed=run["log"].processed_stamps(), coco_dir=out / "coco",
                     sample_stamps=set(stamps))
         except KeyboardInterrupt:
             errors.append("scoring interrupted (Ctrl-C): no scores")
@@ -237,7 +237,7 @@ def replay(options: ReplayOptions) -> dict:
         "gt_topic": topics.gt.name if topics.gt else None, "gt_ignored": not options.use_gt,
         "run": run["info"], "interrupted": run["interrupted"], "errors": errors,
         "figures": run["figures"], "evaluation": evaluation,
-        "coco": _coco_paths(out) if evaluation is not None else None,
+        "coco": _coco_paths(out, with_gt=evaluation is not None) if (out / "coco" / "pred.json").is_file() else None,
         "output_bag": {"path": str(out / "bag"), "messages": run["output_counts"]},
         "samples": [stamp_text(s) for s in stamps],
     }
@@ -245,9 +245,12 @@ def replay(options: ReplayOptions) -> dict:
         return write_report(out, report, samples, run["label_space"])
 
 
-def _coco_paths(out: Path) -> dict:
+def _coco_paths(out: Path, *, with_gt: bool) -> dict:
+    """Where the COCO exports are, and the ``panoptic-eval`` command that re-scores them."""
     coco = out / "coco"
-    paths = {"gt_json": coco / "gt.json", "gt_folder": coco / "gt", "pred_json": coco / "pred.json",
-             "pred_folder": coco / "pred"}
+    paths = {"pred_json": coco / "pred.json", "pred_folder": coco / "pred"}
+    if not with_gt:
+        return {k: str(v) for k, v in paths.items()}
+    paths = {"gt_json": coco / "gt.json", "gt_folder": coco / "gt", **paths}
     command = "panoptic-eval " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in paths.items())
     return {**{k: str(v) for k, v in paths.items()}, "command": command}

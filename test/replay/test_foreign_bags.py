@@ -3,12 +3,16 @@ mcap, recorded QoS metadata, unrelated /tf, no ground truth) and with the camera
 drivers publish (JPEG CompressedImage, bgr8, mono8, Bayer)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from replay_helpers import camera_message, read_bag, scenes, write_recorded_bag
 
 from panoptic_ros.replay.bag import BagError, BagSource, cdr_stamp, select_topics
+from panoptic_ros.replay.evaluate import coco_image_id
 from panoptic_ros.replay.rosmsg import decode_camera
 from panoptic_ros.replay.run import ReplayOptions, replay
 
@@ -26,7 +30,11 @@ def test_a_recorded_compressed_bag_replays_without_ground_truth(tmp_path, tiny, 
     report = _replay(tmp_path / "rec", tmp_path / "out", tiny["ciae"])
     assert report["image_topic"] == "/camera/image_raw/compressed"
     assert report["image_type"] == "sensor_msgs/msg/CompressedImage"
-    assert report["gt_topic"] is None and report["evaluation"] is None and report["coco"] is None
+    assert report["gt_topic"] is None and report["evaluation"] is None
+    # predictions are still exported in COCO format, named by stamp, to score against one's own labels
+    pred = json.loads(Path(report["coco"]["pred_json"]).read_text())
+    assert sorted(report["coco"]) == ["pred_folder", "pred_json"]
+    assert [a["image_id"] for a in pred["annotations"]] == [coco_image_id(s) for s in stamps]
     assert report["figures"]["frames_out"] == 3 and report["errors"] == []
     outputs = read_bag(tmp_path / "out" / "bag")["/panoptic_node/panoptic"]
     assert [stamp for _, stamp, _ in outputs] == stamps
