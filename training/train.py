@@ -97,9 +97,9 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     logger = RunLogger(out_dir, enabled=dist.is_main, total_steps=config.schedule.total_steps,
                        initial_step=progress.step, tensorboard=config.runtime.tensorboard)
     ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
-    logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters, {init_note}; "
-                   f"{dist.world_size} process(es) on {dist.device}; "
-                   + (f"resumed at step {progress.step}" if progress.step else "starting at step 0"))
+    start = f"resumed at step {progress.step}" if progress.step else f"{init_note}, starting at step 0"
+    logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
+                   f"{dist.world_size} process(es) on {dist.device}; {start}")
     try:
         progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command)
         summary = _finish(config, model, out_dir, logger, dist, progress, command)
