@@ -23,7 +23,8 @@ EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="panoptic-replay", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3) or .mcap file")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--live", action="store_true", help="through the real node over DDS")
@@ -106,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
             rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
             backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
-            node_name=args.node_name, node_params=tuple(args.param), frame_timeout=args.frame_timeout, startup_timeout=args.startup_timeout,
-            samples=args.samples, force=args.force, progress=not args.no_progress)
+            node_name=args.node_name, node_params=tuple(args.param), frame_timeout=args.frame_timeout,
+            startup_timeout=args.startup_timeout, samples=args.samples, force=args.force, progress=not args.no_progress)
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)
         report = replay(options)

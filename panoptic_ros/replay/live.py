@@ -116,14 +116,6 @@ class LiveRunner:
 
     # ---- set-up ---------------------------------------------------------------------
 
-    def output_topics(self) -> dict[str, str]:
-        topics = {f"{self.node_topic}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
-        return {**topics, f"{self.node_topic}/label_info": LABEL_INFO_TYPE}
-
-    @property
-    def latched_topics(self) -> tuple[str, ...]:
-        return (f"{self.node_topic}/label_info",)
-
     def start(self, bag_topic: str, bag_type: str) -> None:
         """Start (or find) the node and wait until it is active and wired to us.
 

@@ -15,7 +15,7 @@ from panoptic_ros.labels import LabelSpace
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
 from panoptic_ros.replay.metrics import RunLog
 from panoptic_ros.replay.outbag import OutputBag
-from panoptic_ros.replay.rosmsg import LABEL_INFO_TYPE, OUTPUT_TYPES, decode_camera, label_info_message, output_messages
+from panoptic_ros.replay.rosmsg import decode_camera, label_info_message, output_messages
 from panoptic_ros.ros.image_codec import ImageDecodeError
 
 
@@ -36,15 +36,6 @@ class OfflineRunner:
         self.overlay_alpha = overlay_alpha
         self.predictor: Predictor | None = None
         self.wall_s = 0.0
-
-    def output_topics(self) -> dict[str, str]:
-        """Output bag topic -> message type."""
-        topics = {f"{self.node_topic}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
-        return {**topics, f"{self.node_topic}/label_info": LABEL_INFO_TYPE}
-
-    @property
-    def latched_topics(self) -> tuple[str, ...]:
-        return (f"{self.node_topic}/label_info",)
 
     def start(self) -> None:
         """Load the model (raises CheckpointError/ConfigError/BackendError)."""

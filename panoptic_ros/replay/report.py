@@ -33,7 +33,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
 .warn{background:#fff4e0;border:1px solid #e6b35c;padding:8px 12px;border-radius:6px;margin-top:12px}
 .charts{display:flex;flex-wrap:wrap;gap:16px}.chart{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
-table{border-collapse:collapse;background:#fff;font-size:12px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;background:#fff;font-size:12px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .strip{display:grid;gap:6px;align-items:start}.strip img{width:100%;border:1px solid #ccc}
 .strip div.h{font-size:12px;color:#555;text-align:center}code{background:#eee;padding:1px 4px;font-size:12px}

@@ -29,7 +29,13 @@ OUTPUT_TYPES = {
     "detections": "vision_msgs/msg/Detection2DArray",
 }
 LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
-PRIMARY_OUTPUT = "panoptic"
+
+
+def output_topics(node_topic: str) -> dict[str, str]:
+    """The recorded topics of the node ``node_topic`` (``/ns/name``) -> message type;
+    ``<node_topic>/label_info`` is latched (transient local)."""
+    topics = {f"{node_topic}/{name}": msgtype for name, msgtype in OUTPUT_TYPES.items()}
+    return {**topics, f"{node_topic}/label_info": LABEL_INFO_TYPE}
 
 
 def decode_camera(data: bytes, msgtype: str, *, max_side: int = 8192) -> tuple[np.ndarray, Header]:

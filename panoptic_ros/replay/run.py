@@ -33,6 +33,7 @@ from panoptic_ros.replay.evaluate import score_outputs
 from panoptic_ros.replay.metrics import RunLog, summarize
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.replay.report import write_report
+from panoptic_ros.replay.rosmsg import output_topics
 from panoptic_ros.resources import default_weights
 
 OUTPUTS = ("bag", "coco", "samples", "node.log", "report.json", "report.html")
@@ -74,6 +75,8 @@ class ReplayOptions:
             raise ConfigError(f"mode: must be live or offline, got {self.mode!r}")
         if self.connect is not None and self.mode != "live":
             raise ConfigError("connect: only a live replay connects to a running node")
+        if self.mode == "offline" and (self.rate != 1.0 or self.as_fast_as_possible):
+            raise ConfigError("rate, as_fast_as_possible: pace a live replay; offline runs as fast as it can")
         if self.node_params and (self.mode != "live" or self.connect is not None):
             raise ConfigError("node_params: only for a node the live replay starts")
         if self.model is None and self.connect is None:
@@ -174,7 +177,7 @@ def _run(options: ReplayOptions, source: BagSource, topics: ReplayTopics, out: P
             runner.start(topics.image.name, topics.image.msgtype)
         else:
             runner.start()
-        bag = OutputBag(out / "bag", runner.output_topics(), latched=runner.latched_topics)
+        bag = OutputBag(out / "bag", output_topics(runner.node_topic), latched=(f"{runner.node_topic}/label_info",))
         frames = itertools.islice(source.messages([topics.image.name]), options.max_frames)
         runner.run(frames, topics.image.msgtype, bag, log, progress)
     except KeyboardInterrupt:
