@@ -60,6 +60,9 @@ def label_space_of(names: list[str]) -> LabelSpace:
 
 
 def _diagnostic_value(text: str):
+    """A diagnostics value string as int, float, bool or the string itself."""
+    if text in ("True", "False"):
+        return text == "True"
     try:
         return int(text)
     except ValueError:
@@ -168,6 +171,10 @@ class LiveRunner:
     def _wired(self) -> bool:
         if self._diag.get("level") == 2 and "configure failed" in self._diag.get("message", ""):
             raise NodeError(f"{self.node_topic}: {self._diag['message']}")
+        if self.spec is None and self._diag and (self._diag.get("state") != "active" or not self._diag.get("enabled")):
+            # a running node we do not manage: say so at once instead of waiting for it
+            raise NodeError(f"{self.node_topic} is {self._diag.get('message') or self._diag.get('state')}; "
+                            f"activate it (and enable it with ~/enable) before replaying into it")
         return (self._diag.get("state") == "active" and self._label_info is not None
                 and self._pub.get_subscription_count() > 0
                 and all(s.get_publisher_count() > 0 for s in self._node.subscriptions

@@ -8,10 +8,11 @@ import threading
 import time
 
 import pytest
+import rclpy
 from replay_helpers import read_bag, scenes, write_recorded_bag
 
 from panoptic_ros.eval.cli import evaluate_coco_panoptic
-from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec
+from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
 from panoptic_ros.replay.run import ReplayOptions, replay
 
 pytestmark = pytest.mark.ros
@@ -84,3 +85,32 @@ def test_ctrl_c_closes_the_bag_and_writes_the_report(running_node, scored_bag, t
     assert report["interrupted"] and report["figures"]["frames_sent"] == 1
     assert (out / "bag" / "metadata.yaml").is_file() and (out / "report.html").is_file()
     assert "interrupted" in (out / "report.html").read_text()
+
+
+def _enable(enabled: bool) -> None:
+    from std_srvs.srv import SetBool
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("replay_test_enabler", context=context)
+        client = node.create_client(SetBool, f"/{TARGET}/enable")
+        assert client.wait_for_service(timeout_sec=60)
+        future = client.call_async(SetBool.Request(data=enabled))
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.spin_until_future_complete(future, timeout_sec=60)
+        assert future.result().success
+        executor.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_connecting_to_a_paused_node_fails_at_once_with_the_reason(running_node, scored_bag, tmp_path):
+    _enable(False)
+    try:
+        with pytest.raises(NodeError, match=f"/{TARGET} is paused .*~/enable"):
+            replay(_options(scored_bag, tmp_path / "r", connect=f"/{TARGET}", startup_timeout=60))
+    finally:
+        _enable(True)
