@@ -124,3 +124,16 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, int, object]]]:
             stamp = cdr_stamp(bytes(raw)) if hasattr(msg, "header") else None
             out.setdefault(conn.topic, []).append((log_ns, stamp, msg))
     return out
+
+
+def read_mcap(bag: Path) -> dict[str, list]:
+    """topic -> decoded messages of a bag's mcap file, read with ``mcap`` + ``mcap_ros2``
+    (the message definitions come from the file alone)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    out: dict[str, list] = {}
+    with open(next(Path(bag).glob("*.mcap")), "rb") as stream:
+        for _, channel, _, decoded in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            out.setdefault(channel.topic, []).append(decoded)
+    return out

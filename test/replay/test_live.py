@@ -9,7 +9,7 @@ import time
 
 import pytest
 import rclpy
-from replay_helpers import read_bag, scenes, write_recorded_bag
+from replay_helpers import read_bag, read_mcap, scenes, write_recorded_bag
 
 from panoptic_ros.eval.cli import evaluate_coco_panoptic
 from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
@@ -42,9 +42,9 @@ def test_connected_as_fast_as_possible_every_frame_is_answered_and_scored(runnin
     node = run["node_figures"]
     assert node["frames_processed"] == f["frames_out"] and node["frames_received"] <= 6
     assert f["model_ms"]["p50"] > 0 and 0 < f["latency_ms"]["p50"] <= f["latency_ms"]["p99"]
-    topics = read_bag(tmp_path / "r" / "bag")
+    topics, decoded = read_bag(tmp_path / "r" / "bag"), read_mcap(tmp_path / "r" / "bag")
     for name in OUTPUTS:
-        assert len(topics[f"/{TARGET}/{name}"]) == f["frames_out"], name
+        assert len(topics[f"/{TARGET}/{name}"]) == len(decoded[f"/{TARGET}/{name}"]) == f["frames_out"], name
     ev, coco = report["evaluation"], report["coco"]
     assert ev["frames_evaluated"] == f["frames_out"]
     official = evaluate_coco_panoptic(coco["gt_json"], coco["gt_folder"], coco["pred_json"],
