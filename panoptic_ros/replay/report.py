@@ -35,7 +35,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .charts{display:flex;flex-wrap:wrap;gap:16px}.chart{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
 table{border-collapse:collapse;background:#fff;font-size:12px}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}table.kv td{text-align:left}
 .strip{display:grid;gap:6px;align-items:start}.strip img{width:100%;border:1px solid #ccc}
 .strip div.h{font-size:12px;color:#555;text-align:center}code{background:#eee;padding:1px 4px;font-size:12px}
 """
@@ -189,13 +189,14 @@ def _strip(strips: list) -> str:
 
 def _details(report: dict) -> str:
     run = report["run"]
-    rows = {k: v for k, v in run.items() if k != "node_figures" and v is not None}
+    rows = {k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in run.items()
+            if k not in ("node_figures", "drops") and v is not None}
     rows.update({"bag": report["bag_file"], "camera topic": f"{report['image_topic']} ({report['image_type']})",
                  "ground truth": report["gt_topic"] or "none", "output bag": report["output_bag"]["path"]})
     node = run.get("node_figures") or {}
     rows.update({f"node {k}": (f"{v:.1f}" if isinstance(v, float) else v) for k, v in node.items()})
     body = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in rows.items())
-    return f"<h2>Run</h2><table>{body}</table>"
+    return f'<h2>Run</h2><table class="kv">{body}</table>'
 
 
 def render_html(report: dict, strips: list) -> str:
