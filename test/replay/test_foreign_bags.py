@@ -24,9 +24,9 @@ def _replay(bag, out, weights, **options):
                                 progress=False, samples=1, **options))
 
 
-@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_a_recorded_compressed_bag_replays_without_ground_truth(tmp_path, tiny, storage):
-    stamps = write_recorded_bag(tmp_path / "rec", FRAMES, storage=storage)
+def test_a_recorded_compressed_bag_replays_without_ground_truth(tmp_path, tiny):
+    # mcap here; test_live replays the same layout in sqlite3 storage through the node
+    stamps = write_recorded_bag(tmp_path / "rec", FRAMES, storage="mcap")
     report = _replay(tmp_path / "rec", tmp_path / "out", tiny["ciae"])
     assert report["image_topic"] == "/camera/image_raw/compressed"
     assert report["image_type"] == "sensor_msgs/msg/CompressedImage"
@@ -54,6 +54,16 @@ def test_topic_detection_ignores_other_topics_and_asks_when_it_cannot_choose(tmp
             select_topics(source, image_topic="/tf")
         with pytest.raises(BagError, match="--gt-topic /nope is not in the bag"):
             select_topics(source, image_topic="/camera/image_raw", gt_topic="/nope")
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_recorded_bags_of_either_storage_list_their_topics(tmp_path, storage):
+    stamps = write_recorded_bag(tmp_path / "rec", FRAMES, storage=storage)
+    with BagSource(tmp_path / "rec") as source:
+        assert {t.name: (t.msgtype, t.count, t.encoding) for t in source.topics.values()} == {
+            "/camera/image_raw/compressed": ("sensor_msgs/msg/CompressedImage", 3, "jpeg"),
+            "/tf": ("tf2_msgs/msg/TFMessage", 6, None)}
+        assert [cdr_stamp(m.data) for m in source.messages(["/camera/image_raw/compressed"])] == stamps
 
 
 def test_bag_paths_a_folder_without_metadata_and_a_bare_mcap_file(tmp_path):

@@ -72,16 +72,21 @@ def test_started_node_at_the_recorded_rate_counts_drops_honestly(tmp_path, tiny)
 
 def test_ctrl_c_closes_the_bag_and_writes_the_report(running_node, scored_bag, tmp_path):
     out = tmp_path / "r"
+    finished = threading.Event()
 
     def interrupt_after_the_first_frame():
         deadline = time.monotonic() + 120
-        while not (out / "bag").exists() and time.monotonic() < deadline:
+        while not (out / "bag").exists() and time.monotonic() < deadline and not finished.is_set():
             time.sleep(0.05)
         time.sleep(1.0)  # frames are 10 s apart at --rate 0.01: this lands between frames 1 and 2
-        os.kill(os.getpid(), signal.SIGINT)
+        if (out / "bag").exists() and not finished.is_set():  # never interrupt pytest itself
+            os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_after_the_first_frame, daemon=True).start()
-    report = replay(_options(scored_bag, out, connect=f"/{TARGET}", rate=0.01))
+    try:
+        report = replay(_options(scored_bag, out, connect=f"/{TARGET}", rate=0.01))
+    finally:
+        finished.set()
     assert report["interrupted"] and report["figures"]["frames_sent"] == 1
     assert (out / "bag" / "metadata.yaml").is_file() and (out / "report.html").is_file()
     assert "interrupted" in (out / "report.html").read_text()
