@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from replay_helpers import camera_message, read_bag, scenes, write_recorded_bag
+from replay_helpers import STORE, camera_message, read_bag, scenes, write_recorded_bag
 
 from panoptic_ros.replay.bag import BagError, BagSource, cdr_stamp, select_topics
 from panoptic_ros.replay.evaluate import coco_image_id
@@ -83,8 +83,6 @@ def test_bag_paths_a_folder_without_metadata_and_a_bare_mcap_file(tmp_path):
 
 
 def _data(msg) -> bytes:
-    from replay_helpers import STORE
-
     return bytes(STORE.serialize_cdr(msg, msg.__msgtype__))
 
 

@@ -54,10 +54,8 @@ def test_every_frame_has_each_output_with_its_stamp_and_log_time(offline):
 
 def test_outputs_are_the_predictors_results(offline, scored_bag, tiny):
     _, out = offline
-    from replay_helpers import read_bag as read
-
-    frames = read(scored_bag)[IMAGE_TOPIC]
-    predicted = read(out / "bag")["/panoptic_node/panoptic"]
+    frames = read_bag(scored_bag)[IMAGE_TOPIC]
+    predicted = read_bag(out / "bag")["/panoptic_node/panoptic"]
     predictor = Predictor.from_checkpoint(tiny["ciae"], device="cpu")
     for (_, _, image), (_, _, panoptic) in zip(frames, predicted):
         expected = predictor.predict(image.data.reshape(image.height, image.width, 3)).panoptic
