@@ -81,6 +81,19 @@ def _mark_bag(path: Path) -> None:
 
 
 def main() -> int:
+    from panoptic_ros.replay.cli import user_errors
+
+    try:
+        return _demo()
+    except user_errors() as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+
+
+def _demo() -> int:
     if missing_weights():
         names = ", ".join(str(p) for p in missing_weights())
         print(f"demo: the shipped demo weights are missing ({names}).\n"

@@ -92,14 +92,21 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean unusable options, bag, model or node (reported in one line)."""
     from panoptic_ros.checkpoint import CheckpointError
     from panoptic_ros.config import ConfigError
     from panoptic_ros.inference.backends import BackendError
     from panoptic_ros.replay.bag import BagError
     from panoptic_ros.replay.nodeproc import NodeError
-    from panoptic_ros.replay.run import ReplayError, ReplayOptions, replay
+    from panoptic_ros.replay.run import ReplayError
+
+    return ReplayError, BagError, ConfigError, CheckpointError, BackendError, NodeError, OSError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from panoptic_ros.replay.run import ReplayOptions, replay
 
     try:
         options = ReplayOptions(
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)
         report = replay(options)
-    except (ReplayError, BagError, ConfigError, CheckpointError, BackendError, NodeError, OSError) as exc:
+    except user_errors() as exc:
         print(f"panoptic-replay: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
