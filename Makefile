@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py setup.cfg package.xml scripts/build_vision_msgs.sh $(wildcard interfaces/vision_msgs/*.txt interfaces/vision_msgs/*.xml interfaces/vision_msgs/msg/*.msg)
+$(STAMP): requirements.txt requirements-runtime.txt setup.py setup.cfg package.xml scripts/build_vision_msgs.sh $(wildcard interfaces/vision_msgs/*.txt interfaces/vision_msgs/*.xml interfaces/vision_msgs/msg/*.msg)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	scripts/build_vision_msgs.sh $(VENV)
