@@ -168,6 +168,9 @@ def ciae_losses(outputs: dict[str, torch.Tensor], targets: dict, *, config: CIAE
 def update_memory(memory: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, momentum: float) -> None:
     """Eq. 14 in place for the categories present in the batch (on any rank).
 
+    Under torch.distributed every rank must call this once per step, whatever its batch
+    holds (it all-reduces ``sums`` and ``counts``); ``ciae_losses`` always does.
+
     Args:
         memory: (C, E) memory buffer, modified in place.
         sums: (C, E) sums of unnormalised embeddings per category on this rank.

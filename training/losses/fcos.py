@@ -4,7 +4,8 @@ As in FCOS (Tian et al. 2019): the focal loss (alpha 0.25, gamma 2) is summed ov
 locations and classes and divided by the number of positive locations; the center-ness
 BCE is averaged over positives; the box loss is averaged over positives weighted by their
 center-ness targets. Under ``torch.distributed`` these normalisers are averaged over the
-ranks so every rank weighs its batch the same way.
+ranks so every rank weighs its batch the same way; every rank runs those all-reduces,
+whatever its data (a rank with no positive location included).
 
 The box loss is the paper's IoU loss ``-log(IoU)`` (UnitBox, CIAE Eq. 15) by default, or
 ``1 - GIoU``. Positives are whatever the targets mark (for CIAE: locations inside a GT
@@ -113,15 +114,19 @@ def fcos_losses(outputs: dict[str, torch.Tensor], targets: dict, *, focal_alpha:
     pos = labels >= 0
     onehot = torch.zeros_like(logits)
     onehot[pos] = F.one_hot(labels[pos], num_classes).to(logits.dtype)
+    ctr_target = centerness[pos]
+    # Both normalisers are all-reduced here, before any data-dependent branch: every rank
+    # must run the same collectives in the same order, also a rank without positives
+    # (a crop without things), or the ranks' all-reduces pair up wrongly and training hangs.
     num_pos = _rank_mean(pos.sum(), 1.0)
+    ctr_norm = _rank_mean(ctr_target.sum(), 1e-6)
     cls_loss = sigmoid_focal_loss(logits, onehot, alpha=focal_alpha, gamma=focal_gamma).sum() / num_pos
 
-    ctr_logits = outputs["centerness_logits"][pos]
-    ctr_target = centerness[pos]
     if ctr_target.numel() == 0:  # keep the graph connected so DDP sees every parameter used
         zero = outputs["centerness_logits"].sum() * 0 + outputs["box_reg"].sum() * 0
         return {"fcos_cls": cls_loss, "fcos_ctr": zero, "fcos_reg": zero.clone()}
+    ctr_logits = outputs["centerness_logits"][pos]
     ctr_loss = F.binary_cross_entropy_with_logits(ctr_logits, ctr_target, reduction="sum") / num_pos
     reg = iou_loss(outputs["box_reg"][pos], boxes[pos], iou_kind)
-    reg_loss = (reg * ctr_target).sum() / _rank_mean(ctr_target.sum(), 1e-6)
+    reg_loss = (reg * ctr_target).sum() / ctr_norm
     return {"fcos_cls": cls_loss, "fcos_ctr": ctr_loss, "fcos_reg": reg_loss}
