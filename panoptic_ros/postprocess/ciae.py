@@ -46,7 +46,7 @@ class CIAEPostprocessConfig:
         score_threshold: minimum sqrt(cls * centerness) of a proposal.
         pre_nms_top_k: candidates kept before NMS.
         nms_threshold: class-wise NMS IoU threshold.
-        max_instances: proposals kept after NMS.
+        max_instances: proposals kept after NMS (0: no instances, stuff only).
         stuff_min_area: stuff segments below this many pixels (at ``area_reference``) -> VOID.
         area_reference: (H, W) at which ``stuff_min_area`` holds (COCO's 800 x 1333).
         max_similarity_elements: largest similarity block computed at once.

@@ -47,7 +47,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
         scores: (N,) scores.
         classes: (N,) int class of each box; None = one class.
         iou_threshold: suppress when IoU > this.
-        max_output: stop after this many kept boxes (None = all).
+        max_output: stop after this many kept boxes (None = all; 0 = none).
     Returns:
         (K,) int64 indices into ``boxes`` of the kept boxes, by descending score.
     """
@@ -55,7 +55,9 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
     if boxes.dim() != 2 or boxes.shape[1] != 4 or scores.shape != (n,):
         raise ValueError(f"batched_nms: boxes must be (N, 4) and scores (N,), got {tuple(boxes.shape)} "
                          f"and {tuple(scores.shape)}")
-    if n == 0:
+    if max_output is not None and max_output < 0:
+        raise ValueError(f"batched_nms: max_output must be >= 0 or None, got {max_output}")
+    if n == 0 or max_output == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes[order]

@@ -137,6 +137,16 @@ def test_score_threshold_and_nms_drop_proposals():
     assert not (result.panoptic == 24001).any()
 
 
+def test_max_instances_zero_gives_stuff_only():
+    outputs = _oracle_outputs(_gt_quarter(), SCORES)
+    result = postprocess_ciae(outputs, config=CIAEPostprocessConfig(max_instances=0, stuff_min_area=0),
+                              label_space=CITYSCAPES)
+    assert result.segments and not any(s.is_thing for s in result.segments)
+    one = postprocess_ciae(outputs, config=CIAEPostprocessConfig(max_instances=1, stuff_min_area=0),
+                           label_space=CITYSCAPES)
+    assert [s.id for s in one.segments if s.is_thing] == [26001]  # the best-scoring proposal
+
+
 def test_score_is_geometric_mean_of_class_and_centerness():
     outputs = _oracle_outputs(_gt_quarter(), SCORES)
     outputs["centerness"][0, 1] = 0.25  # proposals follow segment ids: 24001, 26001, 26002

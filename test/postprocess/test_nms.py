@@ -82,3 +82,13 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="boxes must be"):
         batched_nms(torch.zeros(3, 5), torch.zeros(3), None, 0.5)
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), None, 0.5).numel() == 0
+
+
+def test_max_output_zero_keeps_nothing_and_negative_is_rejected():
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 12.0, 12.0]])
+    scores = torch.tensor([0.9, 0.8])
+    keep = batched_nms(boxes, scores, None, 0.5, max_output=0)
+    assert keep.dtype == torch.int64 and keep.tolist() == []
+    assert batched_nms(boxes, scores, None, 0.5, max_output=1).tolist() == [0]
+    with pytest.raises(ValueError, match="max_output must be >= 0"):
+        batched_nms(boxes, scores, None, 0.5, max_output=-1)
