@@ -147,16 +147,25 @@ def _samples(args: argparse.Namespace, label_space: LabelSpace):
     return count, (dataset[i] for i in range(count))
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Evaluate as the arguments say; returns the summary dict."""
+def parse_settings(items: Sequence[str]) -> dict:
+    """``KEY=VALUE`` post-processing settings (values parsed as YAML: ``0.5``, ``{car: 0.6}``)."""
     import yaml
 
-    overrides = {}
-    for item in args.postprocess:
+    settings = {}
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            settings[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+    return settings
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Evaluate as the arguments say; returns the summary dict."""
+    overrides = parse_settings(args.postprocess)
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,

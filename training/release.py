@@ -25,14 +25,20 @@ from panoptic_ros.training.synth_cli import parse_size
 MANIFEST_FORMAT = "panoptic_ros.weights_manifest/1"
 
 
-def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple[int, int]) -> dict:
-    """Convert ``run``'s final model to float16 at ``stem``, score it, write the manifest."""
+def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple[int, int],
+            postprocess: dict | None = None) -> dict:
+    """Convert ``run``'s final model to float16 at ``stem``, score it, write the manifest.
+
+    ``postprocess`` overrides settings stored with the weights (values tuned on a split
+    other than the validation one, e.g. with ``panoptic-evaluate --set``).
+    """
     loaded = load_checkpoint(Path(run) / "model")
     meta = loaded.metadata
     train_seed = meta.get("config", {}).get("data", {}).get("synth_train", {}).get("seed")
     if train_seed == val_seed:
         raise CheckpointError(f"--val-seed {val_seed} is the training seed of {run}; pick a disjoint one")
-    weights, _ = save_checkpoint(stem, loaded.model, loaded.model_config, postprocess=loaded.postprocess,
+    settings = {**loaded.postprocess, **(postprocess or {})}
+    weights, _ = save_checkpoint(stem, loaded.model, loaded.model_config, postprocess=settings,
                                  metadata={k: v for k, v in meta.items() if k not in ("val", "miou")}, half=True)
     argv = ["--checkpoint", str(stem), "--dataset", "synthstreet", "--seed", str(val_seed),
             "--count", str(val_count), "--size", f"{size[0]}x{size[1]}"]
@@ -50,6 +56,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
         "steps": meta.get("step"),
         "seed": meta.get("seed"),
         "train_seconds": meta.get("train_seconds"),
+        "postprocess_overrides": postprocess or {},
         "validation": {
             "dataset": "synthstreet", "seed": val_seed, "count": val_count, "size": list(size),
             **{group: {m: summary[group][m] for m in ("pq", "sq", "rq", "n")} for group in ("All", "Things", "Stuff")},
@@ -68,9 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val-seed", type=int, default=1000, help="SynthStreet validation seed (not the training one)")
     p.add_argument("--val-count", type=int, default=100, help="validation scenes")
     p.add_argument("--size", type=parse_size, default=(512, 1024), help="scene size HxW")
+    p.add_argument("--set", dest="postprocess", action="append", default=[], metavar="KEY=VALUE",
+                   help="post-processing setting stored with the weights (repeatable)")
     args = p.parse_args(argv)
     try:
-        manifest = release(args.run, args.stem, val_seed=args.val_seed, val_count=args.val_count, size=args.size)
+        overrides = evaluate_cli.parse_settings(args.postprocess)
+        manifest = release(args.run, args.stem, val_seed=args.val_seed, val_count=args.val_count, size=args.size,
+                           postprocess=overrides)
     except evaluate_cli.USER_ERRORS as exc:
         print(f"release: error: {exc}", file=sys.stderr)
         return 1
