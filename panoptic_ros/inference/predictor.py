@@ -11,7 +11,9 @@ and post-processing settings stored with the weights, overridden by
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import os
 import time
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+import panoptic_ros
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
@@ -179,11 +182,34 @@ class Predictor:
                         input_size=input_size)
         if config.warmup:
             try:
-                predictor.predict(np.zeros((*input_size, 3), np.uint8))
-            except ValueError as exc:  # the post-processing refused a setting
+                predictor.warm_up()
+            except (BackendError, ConfigError):
                 predictor.close()
-                raise ConfigError(f"postprocess: {exc}") from None
+                raise
         return predictor
+
+    def warm_up(self) -> None:
+        """One black frame through the backend and the post-processing.
+
+        Pays the first inference's one-off costs and checks the post-processing settings;
+        afterwards :meth:`check_postprocess` can try new settings on its raw outputs.
+
+        Raises:
+            BackendError: the backend failed on the frame (e.g. an ONNX file of another
+                input size); names the backend.
+            ConfigError: the post-processing refused a setting (``postprocess: ...``).
+        """
+        image = np.zeros((*self.input_size, 3), np.uint8)
+        try:
+            outputs = self._run_backend(image)
+        except Exception as exc:  # torch and onnxruntime raise many unrelated types
+            raise BackendError(f"{self.backend_name} backend ({self.provider}) failed on a "
+                               f"{self.input_size[0]}x{self.input_size[1]} warm-up frame: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        try:
+            self._postprocess_fn(outputs, config=self._postprocess, label_space=self.label_space)
+        except ValueError as exc:
+            raise ConfigError(f"postprocess: {exc}") from None
 
     @property
     def backend_name(self) -> str:
@@ -245,15 +271,20 @@ class Predictor:
         t0 = time.perf_counter()
         image = resize_image(rgb, self.input_size)
         t1 = time.perf_counter()
-        outputs = self._backend(image)
-        self._backend.synchronize()
-        self._last_outputs = outputs
+        outputs = self._run_backend(image)
         t2 = time.perf_counter()
         self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
         result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0])
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
+
+    def _run_backend(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        """Raw outputs for an image at the input size (kept for :meth:`check_postprocess`)."""
+        outputs = self._backend(image)
+        self._backend.synchronize()
+        self._last_outputs = outputs
+        return outputs
 
     def release_cache(self) -> None:
         """Give cached GPU memory back (the model stays loaded)."""
@@ -283,17 +314,31 @@ def _cache_dir(config: PredictorConfig) -> Path:
     return Path(root) / "panoptic_ros"
 
 
-def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
-    """The cached ONNX export of these weights at ``input_size``, exporting it if absent.
+def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any, input_size: tuple[int, int],
+                    opset: int, torch_version: str, package_version: str) -> str:
+    """File name of the cached ONNX export for these weights and this toolchain.
 
-    The cache key is the weights' sha256 (from the checkpoint metadata) and the input size,
-    so retrained weights or another size never pick up a stale export.
+    Everything that changes the exported graph is in the key: the weights (sha256), the
+    model config (what the weights are loaded into), the input size (the graph's shapes
+    are static), the opset, and the torch and panoptic_ros versions (exporter and model
+    code). The name keeps the readable parts: ``<stem>-<weights hash>-<H>x<W>-<key>.onnx``.
     """
-    from panoptic_ros.inference.export import export_onnx
+    key = json.dumps({"weights": weights_sha256, "model": to_dict(model_config), "input_size": list(input_size),
+                      "opset": opset, "torch": torch_version, "panoptic_ros": package_version}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"{Path(weights_name).stem}-{weights_sha256[:16]}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
+
+
+def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
+    """The cached ONNX export of these weights at ``input_size``, exporting it if absent
+    (the cache key: :func:`onnx_cache_name`)."""
+    from panoptic_ros.inference.export import MIN_OPSET, export_onnx
 
     meta = read_checkpoint_meta(config.weights)
-    digest = str(meta.get("weights_sha256", "unhashed"))
-    name = f"{Path(meta.get('weights', 'model')).stem}-{digest[:16]}-{input_size[0]}x{input_size[1]}.onnx"
+    name = onnx_cache_name(weights_name=str(meta.get("weights", "model")),
+                           weights_sha256=str(meta.get("weights_sha256", "unhashed")), model_config=model.config,
+                           input_size=input_size, opset=MIN_OPSET, torch_version=torch.__version__,
+                           package_version=panoptic_ros.__version__)
     path = _cache_dir(config) / "onnx" / name
     if path.is_file():
         return path
@@ -301,7 +346,7 @@ def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: 
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     log.info("exporting %s to %s", config.weights, path)
     try:
-        export_onnx(model, tmp, input_size=input_size)
+        export_onnx(model, tmp, input_size=input_size, opset=MIN_OPSET)
         os.replace(tmp, path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)

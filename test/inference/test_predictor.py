@@ -1,6 +1,7 @@
 """The Predictor: one API over both models and both backends."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
+import panoptic_ros
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference import backends
-from panoptic_ros.inference.predictor import Predictor, PredictorConfig, postprocess_api, resize_image
+from panoptic_ros.inference.predictor import (Predictor, PredictorConfig, onnx_cache_name, postprocess_api,
+                                              resize_image)
 from panoptic_ros.labels import CITYSCAPES
 from tiny_checkpoints import write_tiny_checkpoint
 
@@ -176,6 +179,37 @@ def test_a_broken_onnx_file_is_a_clear_error(weights, tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(backends.BackendError, match="broken.onnx: ONNX Runtime cannot load the model"):
         Predictor.from_checkpoint(weights["ciae"], device="cpu", backend="onnxruntime", onnx_path=bad)
+
+
+def test_a_backend_failing_on_the_warm_up_frame_is_named_as_the_backend(weights, tmp_path):
+    # an export at 128x192 (static shapes) run at 64x96: ONNX Runtime refuses the input
+    Predictor.from_checkpoint(weights["ciae"], device="cpu", backend="onnxruntime", onnx_cache_dir=tmp_path)
+    exported = next((tmp_path / "onnx").glob("*.onnx"))
+    with pytest.raises(backends.BackendError, match=r"onnxruntime backend \(CPUExecutionProvider\) failed on a "
+                                                    r"64x96 warm-up frame: .*Got invalid dimensions") as caught:
+        Predictor.from_checkpoint(weights["ciae"], device="cpu", backend="onnxruntime", onnx_path=exported,
+                                  input_size=(64, 96))
+    assert "postprocess" not in str(caught.value)
+
+
+def test_the_onnx_cache_key_covers_weights_config_size_opset_and_versions(weights, tmp_path):
+    checkpoint = load_checkpoint(weights["ciae"])
+    base = dict(weights_name="ciae_tiny.safetensors", weights_sha256="ab" * 32, model_config=checkpoint.model_config,
+                input_size=(128, 192), opset=17, torch_version="2.13.0", package_version="0.1.0")
+    name = onnx_cache_name(**base)
+    assert name.startswith(f"ciae_tiny-{'ab' * 8}-128x192-") and name.endswith(".onnx")
+    other_config = dataclasses.replace(checkpoint.model_config, embed_dim=checkpoint.model_config.embed_dim + 1)
+    changes = {"weights_sha256": "cd" * 32, "model_config": other_config, "input_size": (128, 256), "opset": 18,
+               "torch_version": "2.11.0+cu130", "package_version": "0.2.0"}
+    names = {key: onnx_cache_name(**{**base, key: value}) for key, value in changes.items()}
+    assert len({name, *names.values()}) == len(changes) + 1, names  # each change gives another file
+    # the predictor's export is stored under the key of this torch and this package
+    Predictor.from_checkpoint(weights["ciae"], device="cpu", backend="onnxruntime", onnx_cache_dir=tmp_path)
+    meta = read_checkpoint_meta(weights["ciae"])
+    expected = onnx_cache_name(weights_name=meta["weights"], weights_sha256=meta["weights_sha256"],
+                               model_config=checkpoint.model_config, input_size=SIZES["ciae"], opset=17,
+                               torch_version=torch.__version__, package_version=panoptic_ros.__version__)
+    assert [p.name for p in (tmp_path / "onnx").glob("*.onnx")] == [expected]
 
 
 @pytest.mark.gpu
