@@ -109,8 +109,11 @@ def _pool_matrix(size: int, bins: int, device: torch.device, dtype: torch.dtype)
     """(bins, size) averaging matrix with the bin edges of adaptive average pooling
     (start = floor(i * size / bins), end = ceil((i + 1) * size / bins)).
 
-    Built in numpy so that a trace records one constant (slice assignments on a traced
-    tensor export to ONNX ops whose shape inference crashes when bins > size).
+    Built in numpy so that a trace records one constant. Built by slice assignment on a
+    torch tensor instead, the trace holds those assignments as ONNX ops whose shape
+    inference divides by zero when a feature map is smaller than the bins: the legacy
+    exporter then kills the process with SIGFPE (e.g. 128 x 192 or 128 x 256 inputs, a
+    4-row 1/32 map with 6 bins; ``test_export_panonet`` exports those sizes).
     """
     matrix = np.zeros((bins, size), dtype=np.float32)
     for i in range(bins):
