@@ -252,9 +252,18 @@ class Predictor:
         Raises:
             ConfigError: unknown setting, wrong type or out-of-range value (names the key).
         """
-        new = self.check_postprocess(**changes)
-        self._postprocess = new  # one reference swap: a frame in flight keeps the old one
-        return new
+        return self.set_postprocess(self.check_postprocess(**changes))
+
+    def set_postprocess(self, config: Any) -> Any:
+        """Use ``config`` (from :meth:`check_postprocess`) from the next frame on; returns it.
+
+        Raises:
+            ConfigError: ``config`` is not this model's post-processing config.
+        """
+        if type(config) is not self._postprocess_cls:
+            raise ConfigError(f"postprocess: expected a {self._postprocess_cls.__name__}, got {type(config).__name__}")
+        self._postprocess = config  # one reference swap: a frame in flight keeps the old one
+        return config
 
     def predict(self, rgb: np.ndarray) -> PanopticResult:
         """Panoptic segmentation of one image.

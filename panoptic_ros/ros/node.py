@@ -70,6 +70,7 @@ class PanopticNode(LifecycleNode):
         self._input_type: type = Image
         self._pubs: dict = {}
         self._last_logged: dict[str, float] = {}
+        self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
@@ -164,7 +165,8 @@ class PanopticNode(LifecycleNode):
             self.destroy_subscription(self._subscription)
             self._subscription = None
         if self._worker is not None:
-            self._worker.stop()
+            self._worker.stop(on_wait=lambda waited: self.get_logger().warning(
+                f"still waiting for the frame in flight to finish ({waited:.0f} s)"))
             self._worker = None
         self._slot = None
 
@@ -262,19 +264,27 @@ class PanopticNode(LifecycleNode):
         changes = {p.name: p.value for p in parameters}
         reason = params.check_changes(params.parameter_values(self), changes,
                                       configured=self.state_label in ("inactive", "active"))
+        self._validated = None
         if reason is None and self.predictor is not None:
-            try:
-                self.predictor.check_postprocess(**self._postprocess_changes(changes))
-            except ConfigError as exc:
-                reason = str(exc)
+            overrides = self._postprocess_changes(changes)
+            if overrides:
+                # Trying the settings runs the post-processing on the last frame's outputs:
+                # done once here; the post-set callback applies this very config.
+                try:
+                    self._validated = (overrides, self.predictor.check_postprocess(**overrides))
+                except ConfigError as exc:
+                    reason = str(exc)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _after_set_parameters(self, parameters: list) -> None:
         self._io = params.io_settings(params.parameter_values(self))
+        validated, self._validated = self._validated, None
         if self.predictor is not None:
             changes = self._postprocess_changes({p.name: p.value for p in parameters})
             if changes:
-                self.predictor.update_postprocess(**changes)
+                if validated is None or validated[0] != changes:  # not seen by _on_set_parameters
+                    validated = (changes, self.predictor.check_postprocess(**changes))
+                self.predictor.set_postprocess(validated[1])
                 self.get_logger().info(f"post-processing now {self.predictor.postprocess_config}")
                 if "score_threshold" in changes and self.state_label == "active":
                     self._publish_label_info()  # LabelInfo carries the threshold

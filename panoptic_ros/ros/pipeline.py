@@ -141,14 +141,14 @@ class FrameStats:
         self.latency_ms = Window(window)   # receive -> last publish
         self.model_ms = Window(window)     # predictor's model time
         self.overhead_ms = Window(window)  # decode + encode + publish
-        self.age_at_start_ms = Window(window)  # receive -> processing start
+        self.age_at_start_ms = Window(window)  # arrival in the slot -> processing start
         self.gap_ms = Window(window)  # between consecutive receptions
         self._last_received: float | None = None
-        # (index, time) of recent frames entering the slot and leaving it for processing,
-        # stamped under the slot's lock: enough to check that every frame was the newest
-        # one when its processing started.
+        # Recent frames entering the slot (index, time) and leaving it for processing
+        # (index, time, age), stamped under the slot's lock: enough to tell whether each
+        # frame was the newest one when its processing started (start_records).
         self.arrivals: deque[tuple[int, float]] = deque(maxlen=window)
-        self.starts: deque[tuple[int, float]] = deque(maxlen=window)
+        self.starts: deque[tuple[int, float, float]] = deque(maxlen=window)
 
     def on_received(self, now: float) -> int:
         """Count one arrival; returns its index (0, 1, ...)."""
@@ -172,7 +172,7 @@ class FrameStats:
             self.paused += 1
 
     def on_slot_put(self, frame: Frame) -> None:
-        """``LatestSlot`` ``on_put`` hook."""
+        """``LatestSlot`` ``on_put`` hook: ``frame`` is available for processing now."""
         with self._lock:
             self.arrivals.append((frame.index, time.monotonic()))
 
@@ -180,15 +180,30 @@ class FrameStats:
         """``LatestSlot`` ``on_take`` hook: processing of ``frame`` starts now."""
         with self._lock:
             now = time.monotonic()
-            self.age_at_start_ms.add((now - frame.received) * 1e3)
-            self.starts.append((frame.index, now))
+            arrived = next((t for i, t in reversed(self.arrivals) if i == frame.index), frame.received)
+            self.age_at_start_ms.add((now - arrived) * 1e3)
+            self.starts.append((frame.index, now, now - arrived))
+
+    def start_records(self) -> list[tuple[int, float, float | None]]:
+        """``(index, age, period)`` in seconds for each recent start of processing.
+
+        ``age``: from the frame's arrival in the slot to the start of its processing;
+        ``period``: from that arrival to the next frame's arrival (the input period at
+        that moment), None while no later frame has arrived. The frame was the newest
+        available when its processing started exactly when ``age < period``.
+        """
+        with self._lock:
+            arrivals, starts = list(self.arrivals), list(self.starts)
+        records = []
+        for index, started, age in starts:
+            later = [t for j, t in arrivals if j > index]
+            records.append((index, age, min(later) - (started - age) if later else None))
+        return records
 
     def stale_starts(self) -> int:
         """Recent frames whose processing started while a newer frame was waiting (0
         unless frames queue up somewhere)."""
-        with self._lock:
-            arrivals = list(self.arrivals)
-            return sum(any(j > i and t <= started for j, t in arrivals) for i, started in self.starts)
+        return sum(period is not None and period <= age for _, age, period in self.start_records())
 
     def on_rejected(self, cause: str) -> int:
         """Count a malformed frame; returns how many of this cause so far."""
@@ -251,11 +266,25 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Close the slot and wait for the frame in progress to finish."""
+    def stop(self, *, on_wait: Callable[[float], None] | None = None, wait_period: float = 10.0) -> None:
+        """Close the slot and wait for the frame in progress to finish, however long it takes.
+
+        The caller frees what ``process`` uses (publishers, the model) right after this
+        returns, so returning earlier would pull them from under a running frame.
+
+        Args:
+            on_wait: called with the seconds waited so far every ``wait_period`` seconds
+                while the frame is still running (to log that the node is waiting).
+            wait_period: seconds between ``on_wait`` calls.
+        """
         self._slot.close()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        if threading.current_thread() is self._thread:
+            return
+        start = time.monotonic()
+        while self._thread.is_alive():
+            self._thread.join(wait_period)
+            if self._thread.is_alive() and on_wait is not None:
+                on_wait(time.monotonic() - start)
 
     def _run(self) -> None:
         while True:

@@ -132,6 +132,28 @@ def test_thresholds_and_toggles_change_at_once_over_the_parameter_service(node, 
     node.set_parameters([Parameter("publish.overlay", value=True)])
 
 
+def test_a_post_processing_change_runs_the_post_processing_once(node, probe):
+    probe.send(camera_image(6), outputs=("panoptic",))  # raw outputs the change is tried on
+    predictor = node.predictor
+    real, runs = predictor._postprocess_fn, []
+
+    def counted(*args, **kwargs):  # the real post-processing, counted
+        runs.append(kwargs["config"])
+        return real(*args, **kwargs)
+
+    predictor._postprocess_fn = counted
+    try:
+        assert node.set_parameters([Parameter("ciae.max_instances", value=3)])[0].successful
+        assert len(runs) == 1 and predictor.postprocess_config is runs[0] and runs[0].max_instances == 3
+        assert node.set_parameters([Parameter("publish.stuff_detections", value=False)])[0].successful
+        assert len(runs) == 1  # other parameters never run it
+        assert not node.set_parameters([Parameter("ciae.max_instances", value=-1)])[0].successful
+        assert len(runs) == 1 and predictor.postprocess_config.max_instances == 3  # refused by the config
+    finally:
+        predictor._postprocess_fn = real
+        node.set_parameters([Parameter("ciae.max_instances", value=4)])
+
+
 def test_latest_frame_only_under_overload(node, probe, spinner):
     received, dropped, done = node.stats.received, node.stats.dropped, node.stats.processed
     burst = [camera_image(1000 + i) for i in range(40)]

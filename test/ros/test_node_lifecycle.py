@@ -9,6 +9,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from ros_helpers import Probe, camera_image, make_node, running
@@ -108,3 +109,23 @@ def test_a_checkpoint_of_the_other_model_is_refused(ros_context, spinner, tiny_w
             as (node,):
         assert node.state_label == "unconfigured"
         assert "holds a ciae model, but model 'panonet'" in node.configure_error
+
+
+def test_deactivate_and_cleanup_wait_for_the_frame_in_flight(ros_context, spinner, tiny_weights):
+    # the tiny model at 384x768 makes one frame slow: deactivate arrives while it runs
+    name, topic = "slow_frame_node", "/slow_frame_test/image"
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, input_size=[384, 768],
+                     **{"qos.reliability": "reliable"})
+    probe = Probe(ros_context, spinner, name=name, topic=topic)
+    with running(spinner, node, probe.node):
+        probe.connect(node)
+        probe.pub.publish(camera_image(9, height=768, width=1536))
+        spinner.until(lambda: node.stats.starts, what="processing of the frame to start")
+        assert node.stats.processed == 0  # still running
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        # the transition returned after the frame finished, with every output published
+        assert (node.stats.processed, node.stats.errors) == (1, 0)
+        spinner.until(lambda: all(9 in probe.got[o] for o in ("panoptic", "overlay", "detections")),
+                      what="the outputs of the frame in flight")
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.predictor is None and node.stats.errors == 0

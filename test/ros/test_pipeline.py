@@ -1,8 +1,10 @@
 """The latest-frame slot, the worker thread and the diagnostics statistics (no ROS)."""
 import threading
 
+import numpy as np
 import pytest
 
+from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, RateMeter, Window, Worker
 
 
@@ -63,6 +65,28 @@ def test_worker_processes_the_newest_frame_and_survives_errors():
     assert len(errors) == 1 and str(errors[0]) == "boom"
 
 
+def test_stop_waits_for_a_slow_frame_past_its_wait_period(tiny_weights):
+    # a real model on a large input: one frame takes far longer than the wait period
+    predictor = Predictor.from_checkpoint(tiny_weights["ciae"], device="cpu", num_threads=1, input_size=(384, 768))
+    rgb = np.random.default_rng(0).integers(0, 256, (768, 1536, 3), dtype=np.uint8)
+    started, results, waits = threading.Event(), [], []
+
+    def process(frame):
+        started.set()
+        results.append(predictor.predict(frame.msg))
+
+    slot = LatestSlot()
+    worker = Worker(slot, process, on_error=results.append)
+    slot.put(Frame(rgb, 0.0, 0))
+    worker.start()
+    assert started.wait(30)
+    worker.stop(on_wait=waits.append, wait_period=0.01)
+    # stop returned only once the frame was done: what it used may be freed now
+    assert len(results) == 1 and results[0].panoptic.shape == (768, 1536)
+    assert waits and waits == sorted(waits)  # it said it was waiting, and kept waiting
+    predictor.close()
+
+
 def test_window_percentiles_and_rate_meter():
     window = Window(size=100)
     assert all(v != v for v in window.percentiles())  # NaN while empty
@@ -112,7 +136,12 @@ def test_stale_starts_counts_frames_started_while_a_newer_one_waited():
     slot.put(frames[2])  # replaces 1
     slot.take(timeout=0)
     assert stats.stale_starts() == 0 and len(stats.starts) == 2
+    records = stats.start_records()
+    assert [r[0] for r in records] == [0, 2] and records[1][2] is None  # nothing arrived after frame 2 yet
+    assert 0 <= records[0][1] < records[0][2]  # frame 0 started before frame 1 arrived
     # A queue that hands out frame 3 after frame 2 arrived would be stale:
     stats.on_slot_put(frames[3])
     stats.on_slot_take(frames[2])
     assert stats.stale_starts() == 1
+    index, age, period = stats.start_records()[-1]
+    assert index == 2 and period <= age
