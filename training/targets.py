@@ -39,17 +39,14 @@ from functools import lru_cache
 import numpy as np
 
 from panoptic_ros.labels import IGNORE_INDEX, LabelSpace
+# Strides and map sizes come from the models, so targets and outputs cannot drift apart.
+from panoptic_ros.models.ciae import EMBED_STRIDE, HEAD_STRIDES
+from panoptic_ros.models.common import strided_size
+from panoptic_ros.models.icnet import GUIDANCE_STRIDES
 from panoptic_ros.types import LABEL_DIVISOR, VOID, PanopticResult
 
-PANONET_STRIDES = (4, 8, 16)
-FCOS_STRIDES = (8, 16, 32, 64, 128)
 FCOS_SIZE_RANGES = ((0.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf))
-CIAE_EMBED_STRIDE = 4
-
-
-def grid_shape(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Cells of a stride-``stride`` map over an ``height`` x ``width`` input."""
-    return -(-height // stride), -(-width // stride)
+"""Object sizes (max(l, t, r, b), input pixels) each FCOS level P3..P7 is responsible for."""
 
 
 def sample_grid(panoptic: np.ndarray, stride: int) -> np.ndarray:
@@ -62,7 +59,7 @@ def sample_grid(panoptic: np.ndarray, stride: int) -> np.ndarray:
         (ceil(H/stride), ceil(W/stride)) int32; VOID where the centre lies outside.
     """
     height, width = panoptic.shape
-    gh, gw = grid_shape(height, width, stride)
+    gh, gw = strided_size(height, width, stride)
     half = stride // 2
     sampled = panoptic[half::stride, half::stride]
     if sampled.shape == (gh, gw):
@@ -81,8 +78,8 @@ def fcos_locations(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         read-only (cached per size).
     """
     points, levels = [], []
-    for level, stride in enumerate(FCOS_STRIDES):
-        gh, gw = grid_shape(height, width, stride)
+    for level, stride in enumerate(HEAD_STRIDES):
+        gh, gw = strided_size(height, width, stride)
         ys, xs = np.meshgrid(stride // 2 + stride * np.arange(gh), stride // 2 + stride * np.arange(gw),
                              indexing="ij")
         points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
@@ -103,7 +100,7 @@ def panonet_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str
         int64 (see the module docstring for the values).
     """
     out = {}
-    for stride in PANONET_STRIDES:
+    for stride in GUIDANCE_STRIDES:
         # Same segments on the sampled map: semantic_map/instance_map then number instances
         # identically at every stride.
         coarse = PanopticResult(sample_grid(target.panoptic, stride), target.segments)
@@ -148,7 +145,7 @@ def fcos_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str, n
     """FCOS targets with mask-based positives; see :func:`ciae_targets`."""
     height, width = target.panoptic.shape
     points, levels = fcos_locations(height, width)
-    sampled = np.concatenate([sample_grid(target.panoptic, s).ravel() for s in FCOS_STRIDES])
+    sampled = np.concatenate([sample_grid(target.panoptic, s).ravel() for s in HEAD_STRIDES])
     ids, categories, boxes = _thing_instances(target)
     instance = _positions(ids, sampled)
     inside = instance >= 0
@@ -174,7 +171,7 @@ def fcos_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str, n
 def embedding_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str, np.ndarray]:
     """CIAE's 1/4-scale segment and merged-category maps; see :func:`ciae_targets`."""
     height, width = target.panoptic.shape
-    sampled = sample_grid(target.panoptic, CIAE_EMBED_STRIDE)
+    sampled = sample_grid(target.panoptic, EMBED_STRIDE)
     merged = _merged_category_lookup(label_space)
     num_stuff = len(label_space.stuff_ids)
     category_map = merged[sampled // LABEL_DIVISOR]   # VOID: id 0 -> category 0 -> 255

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoptic_ros.labels import get_label_space
+from panoptic_ros.models.common import with_coordinate_channels
 from panoptic_ros.models.fcos_head import FCOSHead, level_locations
 from panoptic_ros.models.resnet_fpn import ResNetFPN, make_norm
 
@@ -96,15 +97,6 @@ class CIAEConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
 
 
-def coord_channels(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (B, C, h, w) with two more channels: x and y positions normalised to [-1, 1]."""
-    b, _, h, w = x.shape
-    # arange rather than linspace: the ONNX exporter turns linspace into float64 ops
-    ys = (torch.arange(h, device=x.device, dtype=x.dtype) * (2.0 / max(h - 1, 1)) - 1.0).view(1, 1, h, 1)
-    xs = (torch.arange(w, device=x.device, dtype=x.dtype) * (2.0 / max(w - 1, 1)) - 1.0).view(1, 1, 1, w)
-    return torch.cat([x, xs.expand(b, 1, h, w), ys.expand(b, 1, h, w)], dim=1)
-
-
 class _ConvUp(nn.Module):
     """3x3 conv + GN + ReLU, optionally CoordConv input, then bilinear resize to a size."""
 
@@ -115,7 +107,7 @@ class _ConvUp(nn.Module):
         self.norm = make_norm("gn", cout)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-        x = F.relu(self.norm(self.conv(coord_channels(x) if self.coord else x)))
+        x = F.relu(self.norm(self.conv(with_coordinate_channels(x) if self.coord else x)))
         return x if size is None else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from panoptic_ros.models.common import strided_size
+
 # Released ICNet channel counts at width 1.0 (stem 32/32/64, then stage outputs).
 _STEM = (32, 32, 64)
 _SUB1 = (32, 32, 64)
@@ -45,6 +47,8 @@ _PSP_OUT = 256
 _CFF_OUT = 128
 GUIDANCE_STRIDES = (4, 8, 16)
 """Output strides of the cascade label guidance, finest first (main output at 1/4)."""
+OUTPUT_STRIDE = GUIDANCE_STRIDES[0]
+"""Stride of the main output (the classifier's, upsampled to 1/4)."""
 
 
 def scaled(channels: int, width: float) -> int:
@@ -52,13 +56,9 @@ def scaled(channels: int, width: float) -> int:
     return max(8, int(channels * width / 8 + 0.5) * 8)
 
 
-def guidance_size(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Spatial size of the output at ``stride`` for an (height, width) input (ceil).
-
-    Written without negative operands: traced to ONNX, integer division truncates,
-    which equals floor division only for non-negative numbers.
-    """
-    return (height + stride - 1) // stride, (width + stride - 1) // stride
+guidance_size = strided_size
+"""Spatial size ``(ceil(H / s), ceil(W / s))`` of the output at stride ``s`` (see
+:func:`panoptic_ros.models.common.strided_size`)."""
 
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -272,7 +272,7 @@ class ICNet(nn.Module):
 
     def forward(self, x: Tensor, *, with_guidance: bool = False) -> tuple[Tensor, ...]:
         """(B, C_in, H, W) normalised input -> outputs at 1/4 [, 1/8, 1/16] (see ICNetHead)."""
-        size_4 = guidance_size(x.shape[-2], x.shape[-1], 4)
+        size_4 = guidance_size(x.shape[-2], x.shape[-1], OUTPUT_STRIDE)
         return self.head(self.trunk(x), size_4=size_4, with_guidance=with_guidance)
 
 

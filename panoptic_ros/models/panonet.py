@@ -39,7 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from panoptic_ros.labels import get_label_space
-from panoptic_ros.models.icnet import GUIDANCE_STRIDES, ICNet, ICNetHead, ICNetTrunk, guidance_size, init_weights, resize
+from panoptic_ros.models.common import with_coordinate_channels
+from panoptic_ros.models.icnet import (GUIDANCE_STRIDES, OUTPUT_STRIDE, ICNet, ICNetHead, ICNetTrunk, guidance_size,
+                                       init_weights, resize)
 
 TRAIN_OUTPUT_NAMES = tuple(f"{name}_{s}" for name in ("semantic_logits", "embedding") for s in GUIDANCE_STRIDES)
 """Train-mode output keys, one per branch and guidance stride (4, 8, 16)."""
@@ -100,21 +102,6 @@ class PanoNetConfig:
         return 5 if self.use_coords else 3
 
 
-def coordinate_channels(batch: int, height: int, width: int, *, like: Tensor) -> Tensor:
-    """(B, 2, H, W) x and y coordinates normalised to [-1, 1] over the pixel centres.
-
-    Built from ``arange`` (``linspace`` exports to ONNX as float64 ops).
-    """
-    def axis(n: int) -> Tensor:
-        step = 2.0 / (n - 1) if n > 1 else 0.0
-        return torch.arange(n, device=like.device, dtype=like.dtype) * step - 1.0
-
-    xs, ys = axis(width), axis(height)
-    grid = torch.stack([xs.view(1, width).expand(height, width),
-                        ys.view(height, 1).expand(height, width)])            # (2, H, W)
-    return grid.unsqueeze(0).expand(batch, 2, height, width)
-
-
 class PanoNet(nn.Module):
     """PanoNet (see the module docstring for inputs and outputs)."""
 
@@ -151,10 +138,10 @@ class PanoNet(nn.Module):
         """
         b, _, h, w = images.shape
         x = (images - self.pixel_mean) / self.pixel_std
-        xi = torch.cat([x, coordinate_channels(b, h, w, like=x)], 1) if self.config.use_coords else x
+        xi = with_coordinate_channels(x) if self.config.use_coords else x
         if self.config.share_weights:
             feats = self.trunk(xi)
-            size_4 = guidance_size(h, w, 4)
+            size_4 = guidance_size(h, w, OUTPUT_STRIDE)
             semantic = self.semantic_head(feats, size_4=size_4, with_guidance=with_guidance)
             embedding = self.instance_head(feats, size_4=size_4, with_guidance=with_guidance)
         else:

@@ -38,13 +38,9 @@ import torch
 from torch import Tensor
 
 from panoptic_ros.labels import LabelSpace
-from panoptic_ros.models.icnet import guidance_size
+from panoptic_ros.models.icnet import OUTPUT_STRIDE, guidance_size
 from panoptic_ros.postprocess.meanshift import assign_to_modes, mean_shift
 from panoptic_ros.types import LABEL_DIVISOR, PanopticResult
-
-STRIDE = 4
-"""Output stride of ``semantic_logits`` and ``embedding``."""
-
 
 @dataclass(frozen=True)
 class PanoNetPostprocessConfig:
@@ -87,7 +83,7 @@ def _check_outputs(outputs: Mapping[str, Tensor], label_space: LabelSpace) -> tu
             not semantic.shape[0] == logits.shape[0] == embedding.shape[0] == 1:
         raise ValueError(f"expected semantic (1, H, W), semantic_logits (1, C, h, w), embedding (1, E, h, w); "
                          f"got {tuple(semantic.shape)}, {tuple(logits.shape)}, {tuple(embedding.shape)}")
-    size = guidance_size(semantic.shape[1], semantic.shape[2], STRIDE)
+    size = guidance_size(semantic.shape[1], semantic.shape[2], OUTPUT_STRIDE)
     if tuple(logits.shape[2:]) != size or tuple(embedding.shape[2:]) != size:
         raise ValueError(f"semantic_logits {tuple(logits.shape)} and embedding {tuple(embedding.shape)} must be "
                          f"(1, *, {size[0]}, {size[1]}) for a {tuple(semantic.shape[1:])} semantic map")
@@ -194,8 +190,8 @@ def postprocess_panonet(
     present = torch.bincount(flat, minlength=label_space.num_classes).nonzero().squeeze(1)  # (P,) classes
     compact = torch.full((label_space.num_classes,), -1, dtype=torch.int64, device=device)
     compact[present] = torch.arange(len(present), device=device)
-    rows = torch.arange(height, device=device) // STRIDE
-    cols = torch.arange(width, device=device) // STRIDE
+    rows = torch.arange(height, device=device) // OUTPUT_STRIDE
+    cols = torch.arange(width, device=device) // OUTPUT_STRIDE
     cell_class = ((rows.unsqueeze(1) * w + cols.unsqueeze(0)).reshape(-1) * len(present)
                   + compact[flat])                                                        # (H*W,)
     hist = torch.bincount(cell_class, minlength=h * w * len(present)).view(h * w, len(present))

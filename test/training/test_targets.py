@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from panoptic_ros.labels import CITYSCAPES, COCO_PANOPTIC
-from panoptic_ros.training.targets import (
-    FCOS_STRIDES, ciae_targets, fcos_locations, grid_shape, panonet_targets, sample_grid)
+from panoptic_ros.models.ciae import HEAD_STRIDES
+from panoptic_ros.models.common import strided_size
+from panoptic_ros.training.targets import ciae_targets, fcos_locations, panonet_targets, sample_grid
 from panoptic_ros.types import PanopticResult
 
 ROAD, SKY, PERSON, CAR = 7000, 23000, 24000, 26000   # Cityscapes label id * 1000
@@ -27,10 +28,10 @@ def scene() -> PanopticResult:
 
 
 def location_index(height: int, width: int, level: int, x: int, y: int) -> int:
-    stride = FCOS_STRIDES[level]
-    offset = sum(np.prod(grid_shape(height, width, s)) for s in FCOS_STRIDES[:level])
+    stride = HEAD_STRIDES[level]
+    offset = sum(np.prod(strided_size(height, width, s)) for s in HEAD_STRIDES[:level])
     assert (x - stride // 2) % stride == 0 and (y - stride // 2) % stride == 0
-    return int(offset + (y // stride) * grid_shape(height, width, stride)[1] + x // stride)
+    return int(offset + (y // stride) * strided_size(height, width, stride)[1] + x // stride)
 
 
 def test_fcos_positive_needs_the_mask_not_just_the_box():
@@ -62,7 +63,7 @@ def test_fcos_level_size_ranges():
     assert t["fcos_labels"][p5] == PERSON_CLASS
     np.testing.assert_array_equal(t["fcos_boxes"][p5], [12, 12, 128, 128])
     # Nothing is big enough for P6 and P7.
-    n_p3_p5 = sum(np.prod(grid_shape(256, 256, s)) for s in FCOS_STRIDES[:3])
+    n_p3_p5 = sum(np.prod(strided_size(256, 256, s)) for s in HEAD_STRIDES[:3])
     assert np.all(t["fcos_labels"][n_p3_p5:] == -1)
 
 

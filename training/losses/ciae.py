@@ -37,11 +37,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from panoptic_ros.labels import IGNORE_INDEX
 from panoptic_ros.models.ciae import EMBED_STRIDE
 from panoptic_ros.postprocess.ciae import inside_boxes
 from panoptic_ros.training.losses.fcos import IoUKind, all_reduce_sum, fcos_losses
-
-IGNORE = 255
 
 
 @dataclass(frozen=True)
@@ -148,9 +147,9 @@ def ciae_losses(outputs: dict[str, torch.Tensor], targets: dict, *, config: CIAE
     for b in range(raw.shape[0]):
         emb = raw[b].flatten(1).t()  # (h*w, E)
         cats = category_map[b].flatten()
-        valid = cats != IGNORE
+        valid = cats != IGNORE_INDEX
         if cats[valid].numel() and (cats[valid].min() < 0 or cats[valid].max() > num_stuff):
-            raise ValueError(f"targets['category_map'][{b}]: values must lie in 0..{num_stuff} or {IGNORE}")
+            raise ValueError(f"targets['category_map'][{b}]: values must lie in 0..{num_stuff} or {IGNORE_INDEX}")
         pixels = F.normalize(emb[valid], dim=1)
         cae_sum = cae_sum + embedding_loss(pixels, snapshot, cats[valid], margin=config.margin,
                                            top_k=config.top_k).sum()
