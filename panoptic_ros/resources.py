@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from panoptic_ros.models.build import MODEL_KINDS
+
 PACKAGE = "panoptic_ros"
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-MODEL_KINDS = ("panonet", "ciae")
 DEMO_DATASET = "synthstreet"
 
 

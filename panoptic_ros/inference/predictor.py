@@ -31,6 +31,7 @@ from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
                                              resolve_device)
 from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class PredictorConfig:
     """
 
     weights: Path
-    model: Literal["panonet", "ciae"] | None = None
+    model: Literal[MODEL_KINDS] | None = None
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: str = "auto"
     fp16: bool = False

@@ -11,17 +11,19 @@ The modules are imported lazily so each model stands on its own.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from panoptic_ros.config import ConfigError, from_dict
+
+if TYPE_CHECKING:  # torch only for the annotation: MODEL_KINDS is imported by light modules (launch, CLIs)
+    from torch import nn
 
 _REGISTRY = {
     "panonet": ("panoptic_ros.models.panonet", "PanoNetConfig", "PanoNet"),
     "ciae": ("panoptic_ros.models.ciae", "CIAEConfig", "CIAE"),
 }
 MODEL_KINDS = tuple(_REGISTRY)
+"""Every model kind, in one place; other lists of kinds derive from it."""
 
 
 def _lookup(kind: str) -> tuple[type, type]:

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.training.synth_cli import _int_at_least, _positive_float
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--live", action="store_true", help="through the real node over DDS")
     mode.add_argument("--offline", action="store_true", help="the node's Predictor directly, as fast as possible")
-    p.add_argument("--model", choices=("panonet", "ciae"), help="model (required unless --connect)")
+    p.add_argument("--model", choices=MODEL_KINDS, help="model (required unless --connect)")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped demo weights of --model)")
     p.add_argument("--out", type=Path, help="output folder (default replay_<bag>_<model>_<mode>)")
     p.add_argument("--force", action="store_true", help="replace the results of an earlier replay in --out")
