@@ -1,11 +1,8 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from panoptic_ros.labels import CITYSCAPES, COCO_PANOPTIC
-from panoptic_ros.types import (
-    PanopticFormatError, PanopticResult, Segment, encode_id, id2rgb, rgb2id, segment_stats)
+from panoptic_ros.types import PanopticFormatError, PanopticResult, Segment, encode_id, id2rgb, rgb2id
 
 
 def _scene() -> np.ndarray:
@@ -121,17 +118,3 @@ def test_resize_keeps_scores_and_drops_vanished():
     assert big.panoptic.shape == (12, 16)
     assert big.segment(26002).score == 0.3 and big.segment(26002).area == 4 * res.segment(26002).area
     big.validate()
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1))
-def test_segment_stats_equal_brute_force(h, w, seed):
-    rng = np.random.default_rng(seed)
-    pan = rng.choice(np.array([0, 7000, 26001, 26002, 24000]), size=(h, w)).astype(np.int32)
-    ids, areas, bboxes = segment_stats(pan)
-    expected = [i for i in np.unique(pan).tolist() if i != 0]
-    assert ids.tolist() == expected
-    for i, area, bbox in zip(ids, areas, bboxes):
-        ys, xs = np.nonzero(pan == i)
-        assert area == len(ys)
-        assert bbox.tolist() == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
