@@ -210,12 +210,18 @@ class PanopticResult:
         return self
 
     def resize(self, width: int, height: int) -> "PanopticResult":
-        """Nearest-neighbour resize; segments that vanish are dropped, scores kept."""
+        """Nearest-neighbour resize; segments that vanish are dropped, scores kept.
+
+        Centre-aligned (``INTER_NEAREST_EXACT``): output pixel x takes source pixel
+        floor((x + 0.5) * W / width), the one under its centre, so the labels line up with
+        a bilinearly resized image. Plain ``INTER_NEAREST`` (floor(x * W / width)) shifts
+        them by up to half a source pixel towards the top left for non-integer ratios.
+        """
         import cv2
 
         if (width, height) == (self.width, self.height):
             return self
-        return self.with_panoptic(cv2.resize(self.panoptic, (width, height), interpolation=cv2.INTER_NEAREST))
+        return self.with_panoptic(cv2.resize(self.panoptic, (width, height), interpolation=cv2.INTER_NEAREST_EXACT))
 
     def with_panoptic(self, panoptic: np.ndarray) -> "PanopticResult":
         """These segments on a new id map (after a resize, crop, flip, pad ...).

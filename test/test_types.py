@@ -112,6 +112,22 @@ def test_rgb_id_round_trip():
         id2rgb(np.array([[1 << 24]]))
 
 
+def test_resize_is_centre_aligned():
+    """Each output pixel takes the source pixel under its centre (as the training transforms
+    resize targets), so non-integer ratios do not shift labels towards the top left."""
+    columns = np.array([[7000, 8000, 11000, 21000, 23000]], np.int32)       # 5 stuff columns
+    res = PanopticResult.from_panoptic_map(np.repeat(columns, 2, axis=0), CITYSCAPES)
+    # 5 -> 3: centres 0.83, 2.5, 4.17 fall in columns 0, 2, 4 (top-left mapping: 0, 1, 3)
+    assert res.resize(3, 2).panoptic[0].tolist() == [7000, 11000, 23000]
+    # 5 -> 8: symmetric, like the map itself (top-left mapping: 0 0 1 1 2 3 3 4)
+    assert res.resize(8, 2).panoptic[0].tolist() == [7000, 7000, 8000, 11000, 11000, 21000, 23000, 23000]
+    small = PanopticResult.from_panoptic_map(np.array([[7000, 8000], [11000, 21000]], np.int32), CITYSCAPES)
+    big = small.resize(6, 6).panoptic  # integer ratio: exact 3 x 3 blocks
+    np.testing.assert_array_equal(big, np.kron(small.panoptic, np.ones((3, 3), np.int32)))
+    # 3 -> 5: the middle output pixel takes the middle source pixel (top-left mapping: 0 0 1 1 2)
+    assert res.resize(3, 2).resize(5, 2).panoptic[0].tolist() == [7000, 7000, 11000, 23000, 23000]
+
+
 def test_resize_keeps_scores_and_drops_vanished():
     res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
     big = res.resize(16, 12)

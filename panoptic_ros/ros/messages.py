@@ -51,7 +51,7 @@ def _source(result: PanopticResult, low_res: PanopticResult | None) -> PanopticR
 def _upsample(image: np.ndarray, result: PanopticResult) -> np.ndarray:
     if image.shape[:2] == result.panoptic.shape:
         return image
-    return cv2.resize(image, (result.width, result.height), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(image, (result.width, result.height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def semantic_image(result: PanopticResult, label_space: LabelSpace, header: Header,

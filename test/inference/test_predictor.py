@@ -62,7 +62,10 @@ def test_channels_last_gives_the_same_result(weights):
     rgb = _frame(seed=2)
     plain = Predictor.from_checkpoint(weights["ciae"], device="cpu", warmup=False).predict(rgb)
     nhwc = Predictor.from_checkpoint(weights["ciae"], device="cpu", channels_last=True).predict(rgb)
-    np.testing.assert_array_equal(nhwc.panoptic, plain.panoptic)
+    # NHWC convolutions round differently (~1e-6): a pixel whose best two queries tie to
+    # that precision, or that sits on a predicted box edge, may flip; nothing else may.
+    assert (nhwc.panoptic != plain.panoptic).mean() <= 1e-3
+    assert [s.id for s in nhwc.segments] == [s.id for s in plain.segments]
 
 
 @pytest.mark.parametrize("kind", KINDS)
