@@ -1,15 +1,24 @@
 """ICNet: image cascade network for real-time semantic segmentation (Zhao et al., ECCV 2018).
 
-Three inputs of one image are processed by three branches and fused coarse to fine:
+The paper feeds three resolutions of the image (full, 1/2, 1/4) to three branches and
+fuses them coarse to fine. This implementation, like the authors' released model, takes
+only two images; the third branch starts from features:
 
-- **sub4** (low resolution, 1/4 input): a dilated ResNet-50-style trunk ending in pyramid
-  pooling. As in the authors' implementation, the 1/4 branch does not start from a 1/4
-  image: it shares its first layers (stem, ``conv2_x``, ``conv3_1``) with the 1/2 branch
-  and continues from those features downsampled by 2, which is the same computation as
-  running the shared layers on the 1/4 image, only cheaper.
-  Output: 1/32 of the full image.
-- **sub2** (medium, 1/2 input): the shared first layers. Output ``conv3_1``: 1/16.
-- **sub1** (full resolution): three 3x3 stride-2 convolutions. Output: 1/8.
+- **sub1**, input: the full-resolution image. Three 3x3 stride-2 convolutions.
+  Output: 1/8.
+- **sub2**, input: the image bilinearly resized to 1/2. The stem, ``conv2_x`` and
+  ``conv3_1``. Output (``conv3_1``): 1/16.
+- **sub4**, input: *not* a 1/4 image but ``conv3_1``'s output bilinearly downsampled by 2
+  (the released ICNet's shortcut). It continues with the rest of ``conv3``, dilated
+  ``conv4``/``conv5`` and pyramid pooling. Output: 1/32.
+
+The shortcut is a deliberate choice, not an equivalence. Running the shared layers on a
+1/4 image would compute different features: those layers would see the scene at half
+the scale, with a receptive field twice as large relative to it and padding effects at
+another scale. Downsampling ``conv3_1`` saves running the stem, ``conv2_x`` and
+``conv3_1`` a second time (on a 1/4 image: a quarter of their cost in sub2), lets the
+low-resolution branch start from features computed at 1/2 scale, and keeps the released
+model's layer layout.
 
 Two cascade feature fusion (CFF) units merge them: the low-resolution feature is
 upsampled x2 and passed through a dilated 3x3 conv + BN, the high-resolution feature
