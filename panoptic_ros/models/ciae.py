@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoptic_ros.labels import get_label_space
-from panoptic_ros.models.common import with_coordinate_channels
+from panoptic_ros.models.common import IMAGENET_MEAN, IMAGENET_STD, check_image_fields, with_coordinate_channels
 from panoptic_ros.models.fcos_head import FCOSHead, level_locations
 from panoptic_ros.models.resnet_fpn import ResNetFPN, make_norm
 
@@ -73,8 +73,8 @@ class CIAEConfig:
     kind: Literal["ciae"] = "ciae"
     label_space: Literal["cityscapes", "coco"] = "cityscapes"
     input_size: tuple[int, int] = (512, 1024)
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
     depth: Literal[18, 34, 50, 101] = 50
     base_channels: int = 64
     norm: Literal["frozen_bn", "gn", "bn"] = "gn"
@@ -88,10 +88,7 @@ class CIAEConfig:
     fuse_box_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.input_size) != 2 or min(self.input_size) < 32:
-            raise ValueError(f"input_size: expected (H, W) of at least 32 pixels, got {self.input_size}")
-        if min(self.pixel_std) <= 0:
-            raise ValueError(f"pixel_std: must be positive, got {self.pixel_std}")
+        check_image_fields(self, kind="ciae", min_side=32)
         for name in ("base_channels", "fpn_channels", "head_convs", "box_embed_channels", "seg_channels", "embed_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")

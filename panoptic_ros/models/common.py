@@ -1,4 +1,4 @@
-"""Small pieces both networks share: strided map sizes and coordinate channels.
+"""Small pieces both networks share: config checks, strided map sizes, coordinate channels.
 
 Both are written for the legacy ONNX exporter: integer arithmetic without negative
 operands (ONNX integer division truncates, which equals floor division only for
@@ -7,8 +7,34 @@ ops).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
+
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+"""Default ``pixel_mean``: the ImageNet RGB mean on the 0..255 scale."""
+IMAGENET_STD = (58.395, 57.12, 57.375)
+"""Default ``pixel_std``: the ImageNet RGB standard deviation on the 0..255 scale."""
+
+
+def check_image_fields(config: Any, *, kind: str, min_side: int) -> None:
+    """Check the fields every model config has (``kind``, ``input_size``, ``pixel_std``).
+
+    Args:
+        config: a model config (called from its ``__post_init__``).
+        kind: the value ``config.kind`` must have.
+        min_side: smallest allowed height and width of ``input_size``.
+    Raises:
+        ValueError: naming the offending field.
+    """
+    if config.kind != kind:
+        raise ValueError(f"kind: expected {kind!r}, got {config.kind!r}")
+    if len(config.input_size) != 2 or min(config.input_size) < min_side:
+        raise ValueError(f"input_size: expected (H, W) of at least {min_side} pixels, got {config.input_size}")
+    if min(config.pixel_std) <= 0:
+        raise ValueError(f"pixel_std: must be > 0, got {config.pixel_std}")
 
 
 def strided_size(height: int, width: int, stride: int) -> tuple[int, int]:

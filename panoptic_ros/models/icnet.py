@@ -286,8 +286,9 @@ class ICNet(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """He init for convs, small normal init for the (biased) 1x1 classifiers, unit BN; the last BN of each bottleneck starts at zero so every
-    residual block starts as the identity (helps training from scratch)."""
+    """He init for convs, small normal init for the (biased) 1x1 classifiers, unit BN; the
+    last BN of each bottleneck starts at zero so every residual block starts as the
+    identity (helps training from scratch)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d) and m.bias is not None:  # a classifier: start near zero
             nn.init.normal_(m.weight, std=0.01)

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from panoptic_ros.labels import get_label_space
-from panoptic_ros.models.common import with_coordinate_channels
+from panoptic_ros.models.common import IMAGENET_MEAN, IMAGENET_STD, check_image_fields, with_coordinate_channels
 from panoptic_ros.models.icnet import (GUIDANCE_STRIDES, OUTPUT_STRIDE, ICNet, ICNetHead, ICNetTrunk, guidance_size,
                                        init_weights, resize)
 
@@ -68,8 +68,8 @@ class PanoNetConfig:
     kind: Literal["panonet"] = "panonet"
     label_space: Literal["cityscapes", "coco"] = "cityscapes"
     input_size: tuple[int, int] = (1024, 2048)
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
     width: float = 1.0
     blocks: tuple[int, int, int, int] = (3, 4, 6, 3)
     psp_bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -78,12 +78,7 @@ class PanoNetConfig:
     share_weights: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind != "panonet":
-            raise ValueError(f"kind: expected 'panonet', got {self.kind!r}")
-        if min(self.input_size) < 1:
-            raise ValueError(f"input_size: both sides must be >= 1, got {self.input_size}")
-        if min(self.pixel_std) <= 0:
-            raise ValueError(f"pixel_std: must be > 0, got {self.pixel_std}")
+        check_image_fields(self, kind="panonet", min_side=1)
         if not 0 < self.width <= 4:
             raise ValueError(f"width: must be in (0, 4], got {self.width}")
         if min(self.blocks) < 1:

@@ -80,6 +80,14 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
 
 
+def _shortcut(cin: int, cout: int, stride: int, norm: NormKind) -> nn.Module:
+    """A residual block's shortcut: identity, or a strided 1x1 projection + norm where the
+    shape changes."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(_conv(cin, cout, 1, stride), make_norm(norm, cout))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual (ResNet-18/34)."""
 
@@ -90,8 +98,7 @@ class BasicBlock(nn.Module):
         cout = width * self.expansion
         self.conv1, self.norm1 = _conv(cin, width, 3, stride), make_norm(norm, width)
         self.conv2, self.norm2 = _conv(width, cout, 3), make_norm(norm, cout)
-        self.shortcut = (nn.Sequential(_conv(cin, cout, 1, stride), make_norm(norm, cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+        self.shortcut = _shortcut(cin, cout, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
@@ -109,8 +116,7 @@ class Bottleneck(nn.Module):
         self.conv1, self.norm1 = _conv(cin, width, 1), make_norm(norm, width)
         self.conv2, self.norm2 = _conv(width, width, 3, stride), make_norm(norm, width)
         self.conv3, self.norm3 = _conv(width, cout, 1), make_norm(norm, cout)
-        self.shortcut = (nn.Sequential(_conv(cin, cout, 1, stride), make_norm(norm, cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+        self.shortcut = _shortcut(cin, cout, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))

@@ -10,7 +10,6 @@ import yaml
 from panoptic_ros.config import ConfigError
 from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.models.ciae import CIAE, HEAD_STRIDES
-from panoptic_ros.models.common import with_coordinate_channels
 from panoptic_ros.training.targets import fcos_locations
 
 TINY = {"kind": "ciae", "label_space": "cityscapes", "input_size": [64, 96], "depth": 18, "base_channels": 8,
@@ -83,9 +82,6 @@ def test_coordconv_and_box_fusion_options():
     assert [len(p) for p in model.embedding.paths] == [1, 1, 2, 3]
     plain = _tiny(coord_conv=False, fuse_box_embeddings=False)
     assert plain.embedding.paths[3][0].conv.in_channels == 16 and plain.embedding.box_fusion is None
-    coords = with_coordinate_channels(torch.zeros(1, 1, 3, 5))
-    assert coords[0, 1, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    assert coords[0, 2, :, 0].tolist() == [-1.0, 0.0, 1.0]
 
 
 def test_embeddings_depend_on_box_embeddings():

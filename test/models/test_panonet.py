@@ -5,7 +5,6 @@ import torch
 from panoptic_ros.checkpoint import load_checkpoint, save_checkpoint
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.models.build import build_model, model_config_from_dict
-from panoptic_ros.models.common import coordinate_channels
 from panoptic_ros.models.icnet import guidance_size, resize
 from panoptic_ros.models.panonet import TRAIN_OUTPUT_NAMES, PanoNet, PanoNetConfig
 
@@ -54,14 +53,6 @@ def test_eval_outputs(size, label_space, classes):
     clear = top2[:, 0] - top2[:, 1] > 1e-5       # rounding may flip exact near-ties only
     assert clear.float().mean() > 0.9
     assert torch.equal(out["semantic"].long()[clear], upsampled.argmax(1)[clear])
-
-
-def test_coordinate_channels():
-    grid = coordinate_channels(2, 3, 5, like=torch.zeros(1))
-    assert grid.shape == (2, 2, 3, 5)
-    torch.testing.assert_close(grid[0, 0, 0], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
-    torch.testing.assert_close(grid[1, 1, :, 0], torch.tensor([-1.0, 0.0, 1.0]))
-    assert coordinate_channels(1, 1, 1, like=torch.zeros(1)).abs().max() == 1.0
 
 
 def test_instance_branch_uses_the_coordinates():
