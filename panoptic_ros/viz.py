@@ -78,6 +78,8 @@ def panoptic_overlay(
     alpha: float = 0.5,
     boundaries: bool = True,
     colors: np.ndarray | None = None,
+    void: np.ndarray | None = None,
+    edges: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend segment colours over the image.
 
@@ -88,6 +90,8 @@ def panoptic_overlay(
         alpha: weight of the segment colours in [0, 1].
         boundaries: draw segment outlines in white.
         colors: (H, W, 3) uint8 :func:`colorize_panoptic` of ``result`` if already made.
+        void: (H, W) uint8 mask of the VOID pixels (nonzero) if already made.
+        edges: (H, W) uint8 mask (nonzero) of :func:`segment_boundaries` if already made.
     Returns:
         (H, W, 3) uint8 RGB; VOID pixels keep the image.
     """
@@ -100,11 +104,11 @@ def panoptic_overlay(
     colors = colorize_panoptic(result, label_space) if colors is None else colors
     out = cv2.addWeighted(image, 1.0 - alpha, colors, alpha, 0.0)
     # OpenCV masked copies: boolean-mask indexing in numpy is several times slower.
-    void = (result.panoptic == 0).view(np.uint8)
+    void = (result.panoptic == 0).view(np.uint8) if void is None else void
     cv2.copyTo(image, void, out)
     if boundaries:
-        edges = segment_boundaries(result.panoptic).view(np.uint8) * np.uint8(255)
-        cv2.bitwise_or(out, cv2.cvtColor(edges, cv2.COLOR_GRAY2RGB), dst=out)
+        edges = segment_boundaries(result.panoptic).view(np.uint8) if edges is None else edges
+        cv2.bitwise_or(out, (255, 255, 255, 0), dst=out, mask=edges)  # white outlines
     return out
 
 

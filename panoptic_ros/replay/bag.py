@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from panoptic_ros.ros.image_codec import PICTURE_ENCODINGS
+from panoptic_ros.serialized.image import PICTURE_ENCODINGS
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"

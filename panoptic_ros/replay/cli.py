@@ -50,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", metavar="NAMESPACE/NODE",
                    help="live: use this running node instead of starting one (e.g. /panoptic_node)")
     p.add_argument("--node-name", default="panoptic_node", help="name of the started node (default panoptic_node)")
+    p.add_argument("--qos", choices=("reliable", "best_effort"),
+                   help="live: input reliability of the started node. Default reliable (queue of 10): a replay "
+                        "must deliver every recorded frame, so frames are dropped only by the node's "
+                        "latest-frame-only slot. best_effort is the node's own default (sensor data, depth 1); "
+                        "Fast DDS then loses many large raw frames when the node is busy (each is sent in 64 KB "
+                        "fragments and one lost fragment loses the frame)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
-                   help="live: a parameter of the started node, e.g. qos.reliability:=reliable (repeatable)")
+                   help="live: a parameter of the started node, e.g. qos.output_depth:=5 (repeatable)")
     p.add_argument("--frame-timeout", type=_positive_float, default=30.0,
                    help="live: longest wait for one frame's output, and for the node to finish at the end "
                         "(default 30)")
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
             rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
             backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
-            node_name=args.node_name, node_params=tuple(args.param), frame_timeout=args.frame_timeout,
+            node_name=args.node_name, node_params=tuple(args.param), input_qos=args.qos,
+            frame_timeout=args.frame_timeout,
             startup_timeout=args.startup_timeout, samples=args.samples, force=args.force, progress=not args.no_progress)
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)

@@ -27,7 +27,7 @@ from panoptic_ros.eval.miou import SemanticConfusion
 from panoptic_ros.eval.pq import PanopticEvaluator
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, cdr_stamp, stamp_text
-from panoptic_ros.replay.rosmsg import decode_camera, decode_panoptic
+from panoptic_ros.replay.codec import decode_camera, decode_panoptic
 from panoptic_ros.types import PanopticFormatError, PanopticResult
 
 

@@ -15,10 +15,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from panoptic_ros.resources import default_params_file
 
 EXECUTABLE = "panoptic_node"
+# Reliable input queue of a started node: frames wait there (not in DDS) while the executor
+# is busy, and reach the node's slot, where a newer frame replaces them and is counted.
+RELIABLE_INPUT_DEPTH = 10
 
 
 class NodeError(RuntimeError):
@@ -37,7 +41,15 @@ class NodeSpec:
         compressed: subscribe to CompressedImage instead of Image.
         backend, device, num_threads: the node's parameters of those names.
         diagnostics_period: seconds between ``/diagnostics`` messages.
-        params: further ``name:=value`` parameters (e.g. ``qos.reliability:=reliable``).
+        input_qos: the camera subscription's reliability. ``reliable`` (the default here,
+            with a queue of :data:`RELIABLE_INPUT_DEPTH`): every frame the replay sends
+            reaches the node, so frames are dropped only by its one-frame slot. The
+            node's own default, ``best_effort`` depth 1 (sensor data), loses large raw
+            frames inside Fast DDS when the receiving process is busy: a frame bigger than
+            the 512 KB shared-memory segment travels as 64 KB fragments, and a fragment
+            lost is a frame lost, with nothing to repair it.
+        params: further ``name:=value`` parameters (e.g. ``qos.depth:=3``); they win over
+            the settings above (``qos.reliability`` is refused: that is ``input_qos``).
     """
 
     model: str
@@ -49,19 +61,26 @@ class NodeSpec:
     device: str = "auto"
     num_threads: int = 0
     diagnostics_period: float = 0.5
+    input_qos: Literal["reliable", "best_effort"] = "reliable"
     params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.input_qos not in ("reliable", "best_effort"):
+            raise NodeError(f"input QoS must be reliable or best_effort, got {self.input_qos!r}")
         bad = [p for p in self.params if ":=" not in p or not p.split(":=", 1)[0]]
         if bad:
             raise NodeError(f"node parameter {bad[0]!r} is not name:=value")
+        if any(p.split(":=", 1)[0].strip() == "qos.reliability" for p in self.params):
+            raise NodeError("qos.reliability: choose the started node's input reliability with --qos "
+                            "(input_qos), not as a parameter")
 
     def command(self) -> list[str]:
         """The node's command line."""
         params = {"model": self.model, "weights": str(self.weights), "backend": self.backend,
                   "device": self.device, "num_threads": str(self.num_threads),
                   "compressed": "true" if self.compressed else "false",
-                  "diagnostics_period": str(self.diagnostics_period)}
+                  "diagnostics_period": str(self.diagnostics_period), "qos.reliability": self.input_qos,
+                  "qos.depth": str(RELIABLE_INPUT_DEPTH if self.input_qos == "reliable" else 1)}
         args = [node_executable(), "--ros-args", "--params-file", str(default_params_file(self.model))]
         for item in [f"{k}:={v}" for k, v in params.items()] + list(self.params):
             args += ["-p", item]

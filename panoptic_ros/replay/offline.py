@@ -1,9 +1,10 @@
 """Offline replay: the node's Predictor on every frame of the bag, no DDS, as fast as the
 machine goes (the upper bound of the node's throughput on this hardware).
 
-Each frame is decoded, predicted and turned into the node's output messages with the
-node's own code (:mod:`panoptic_ros.replay.rosmsg`); the time from handing the decoded
-frame to the Predictor to the serialized outputs is the frame's latency.
+Each frame is decoded and predicted, and its outputs are built as the node builds them
+(:func:`panoptic_ros.ros.messages.output_messages`, serialized bytes, no rclpy); the time
+from handing the decoded frame to the Predictor to the serialized outputs is the frame's
+latency. Nothing here imports rclpy or a ROS message package.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from panoptic_ros.inference.predictor import Predictor, PredictorConfig
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
 from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.codec import RECORDED_OUTPUTS, decode_camera
 from panoptic_ros.replay.outbag import OutputBag
-from panoptic_ros.replay.rosmsg import decode_camera, label_info_message, output_messages
-from panoptic_ros.ros.image_codec import ImageDecodeError
+from panoptic_ros.ros.messages import label_info, output_messages
+from panoptic_ros.serialized.cdr import Header
+from panoptic_ros.serialized.image import ImageDecodeError
 
 
 class OfflineRunner:
@@ -54,10 +57,9 @@ class OfflineRunner:
             for message in frames:
                 stamp = cdr_stamp(message.data)
                 if first:
+                    threshold = getattr(predictor.postprocess_config, "score_threshold", 0.0)
                     bag.write(f"{self.node_topic}/label_info", message.log_ns,
-                              label_info_message(predictor.label_space, stamp,
-                                                 threshold=getattr(predictor.postprocess_config, "score_threshold",
-                                                                   0.0)))
+                              label_info(predictor.label_space, Header.from_stamp_ns(stamp), threshold=threshold))
                     first = False
                 self._one(message, msgtype, stamp, bag, log)
                 if progress is not None:
@@ -75,8 +77,9 @@ class OfflineRunner:
         record = log.add(stamp, message.log_ns, sent_s=sent)
         result = self.predictor.predict(rgb)
         model_ms = self.predictor.last_timings.model_ms
-        outputs = output_messages(rgb, result, self.predictor.label_space, header,
-                                  low_res=self.predictor.last_model_result, overlay_alpha=self.overlay_alpha)
+        outputs = dict(output_messages(result, rgb, header, which=RECORDED_OUTPUTS,
+                                       label_space=self.predictor.label_space,
+                                       low_res=self.predictor.last_model_result, overlay_alpha=self.overlay_alpha))
         log.output(log.primary, record.stamp_ns, time.perf_counter(), model_ms=model_ms)
         for name, data in outputs.items():
             if name != log.primary:

@@ -127,7 +127,10 @@ def drop_text(report: dict) -> str | None:
     drops, dropped = report["run"].get("drops"), report["figures"]["dropped"]
     if not drops or not dropped:
         return None
-    parts = [("lost in DDS before the node", drops["lost_before_node"]),
+    lost = "lost in DDS before the node"
+    if report["run"].get("input_reliability") == "best_effort":
+        lost += " (its input is best effort; a reliable input delivers every frame)"
+    parts = [(lost, drops["lost_before_node"]),
              ("replaced in the node's one-frame slot by newer frames", drops["replaced_in_node_slot"]),
              ("rejected or failed in the node", drops["rejected_by_node"] + drops["node_errors"]),
              ("answered, but the ~/panoptic output was lost on the way back", drops["outputs_lost_after_node"])]

@@ -24,7 +24,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from panoptic_ros.checkpoint import checkpoint_paths
 from panoptic_ros.config import ConfigError
@@ -33,7 +33,7 @@ from panoptic_ros.replay.evaluate import score_outputs
 from panoptic_ros.replay.metrics import RunLog, summarize
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.replay.report import write_report
-from panoptic_ros.replay.rosmsg import output_topics
+from panoptic_ros.replay.codec import output_topics
 from panoptic_ros.resources import default_weights
 
 OUTPUTS = ("bag", "coco", "samples", "node.log", "report.json", "report.html")
@@ -45,7 +45,12 @@ class ReplayError(ValueError):
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """What to replay and how (see ``panoptic-replay --help`` for each option)."""
+    """What to replay and how (see ``panoptic-replay --help`` for each option).
+
+    ``on_frame`` (for programs that run replays): called with the number of frames handed
+    over so far, after each one; a ``KeyboardInterrupt`` it raises stops the replay as
+    Ctrl-C does (results up to then are written).
+    """
 
     bag: Path
     mode: Literal["live", "offline"]
@@ -64,11 +69,13 @@ class ReplayOptions:
     connect: str | None = None
     node_name: str = "panoptic_node"
     node_params: tuple[str, ...] = ()
+    input_qos: Literal["reliable", "best_effort"] | None = None
     frame_timeout: float = 30.0
     startup_timeout: float = 180.0
     samples: int = 4
     force: bool = False
     progress: bool = True
+    on_frame: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("live", "offline"):
@@ -77,8 +84,10 @@ class ReplayOptions:
             raise ConfigError("connect: only a live replay connects to a running node")
         if self.mode == "offline" and (self.rate != 1.0 or self.as_fast_as_possible):
             raise ConfigError("rate, as_fast_as_possible: pace a live replay; offline runs as fast as it can")
-        if self.node_params and (self.mode != "live" or self.connect is not None):
-            raise ConfigError("node_params: only for a node the live replay starts")
+        if (self.node_params or self.input_qos) and (self.mode != "live" or self.connect is not None):
+            raise ConfigError("node_params, input_qos: only for a node the live replay starts")
+        if self.input_qos not in (None, "reliable", "best_effort"):
+            raise ConfigError(f"input_qos: must be reliable or best_effort, got {self.input_qos!r}")
         if self.model is None and self.connect is None:
             raise ConfigError("model: name the model (panonet or ciae)")
         if not self.rate > 0:
@@ -129,8 +138,8 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
         config = PredictorConfig(weights=resolve_weights(options), model=options.model, backend=options.backend,
                                  device=options.device, num_threads=options.num_threads)
         return OfflineRunner(config, node_topic=f"/{options.node_name}")
-    from panoptic_ros.replay.live import LiveRunner
     from panoptic_ros.replay.nodeproc import NodeSpec
+    from panoptic_ros.ros.replay_client import LiveRunner  # the only part of a replay that needs ROS
 
     common = dict(log_dir=out, rate=options.rate, as_fast_as_possible=options.as_fast_as_possible,
                   frame_timeout=options.frame_timeout, startup_timeout=options.startup_timeout)
@@ -139,7 +148,7 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
     spec = NodeSpec(model=options.model, weights=resolve_weights(options).resolve(), name=options.node_name,
                     input_topic=topics.image.name, compressed=topics.image.msgtype.endswith("CompressedImage"),
                     backend=options.backend, device=options.device, num_threads=options.num_threads,
-                    params=tuple(options.node_params))
+                    input_qos=options.input_qos or "reliable", params=tuple(options.node_params))
     return LiveRunner(spec=spec, **common)
 
 
@@ -156,13 +165,30 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def _progress(options: ReplayOptions, total: int | None):
-    from tqdm import tqdm
+class _Progress:
+    """What the runners tick once per frame handed over: the progress bar and ``on_frame``."""
 
-    if options.max_frames is not None:
-        total = min(total, options.max_frames) if total else options.max_frames
-    return tqdm(total=total, unit="frame", desc=f"{options.mode} replay",
-                disable=not (options.progress and sys.stderr.isatty()))
+    def __init__(self, options: ReplayOptions, total: int | None):
+        from tqdm import tqdm
+
+        if options.max_frames is not None:
+            total = min(total, options.max_frames) if total else options.max_frames
+        self._bar = tqdm(total=total, unit="frame", desc=f"{options.mode} replay",
+                         disable=not (options.progress and sys.stderr.isatty()))
+        self._on_frame = options.on_frame
+        self.count = 0
+
+    def update(self, frames: int = 1) -> None:
+        self._bar.update(frames)
+        self.count += frames
+        if self._on_frame is not None:
+            self._on_frame(self.count)
+
+    def set_postfix(self, **values) -> None:
+        self._bar.set_postfix(**values)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _run(options: ReplayOptions, source: BagSource, topics: ReplayTopics, out: Path) -> dict:
@@ -171,7 +197,7 @@ def _run(options: ReplayOptions, source: BagSource, topics: ReplayTopics, out: P
     runner = _make_runner(options, topics, out)
     interrupted = False
     bag = None
-    progress = _progress(options, topics.image.count)
+    progress = _Progress(options, topics.image.count)
     try:
         if options.mode == "live":
             runner.start(topics.image.name, topics.image.msgtype)

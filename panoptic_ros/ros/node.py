@@ -20,9 +20,10 @@ import argparse
 import sys
 import threading
 import time
+from typing import Mapping
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -39,12 +40,11 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
-from panoptic_ros.ros.image_codec import ImageDecodeError, from_serialized, to_rgb8
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
+from panoptic_ros.serialized.image import ImageDecodeError, from_serialized, to_rgb8
 
 LOG_PERIOD_S = 10.0
-_IMAGE_OUTPUTS = ("panoptic", "semantic", "instances", "overlay")
-_OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+_MESSAGE_CLASSES = {messages.IMAGE_TYPE: Image, messages.DETECTIONS_TYPE: Detection2DArray}
 _LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -82,6 +82,11 @@ class PanopticNode(LifecycleNode):
         """The camera subscription while active, else None."""
         return self._subscription
 
+    @property
+    def output_publishers(self) -> dict:
+        """``~/<name>`` -> publisher while configured (empty otherwise)."""
+        return dict(self._pubs)
+
     # ---- lifecycle ------------------------------------------------------------------
 
     def autostart(self) -> bool:
@@ -103,9 +108,12 @@ class PanopticNode(LifecycleNode):
         p = self.predictor
         self.get_logger().info(f"loaded {p.kind} from {config.weights}: {p.backend_name} on {p.provider}, "
                                f"input {p.input_size[1]}x{p.input_size[0]}")
-        for name in _IMAGE_OUTPUTS:
-            self._pubs[name] = self.create_lifecycle_publisher(Image, f"~/{name}", _OUTPUT_QOS)
-        self._pubs["detections"] = self.create_lifecycle_publisher(Detection2DArray, "~/detections", _OUTPUT_QOS)
+        # Reliable with a few samples of history: a reliable subscriber that has not yet
+        # acknowledged one output can still get it repaired after the next is published.
+        output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._io.output_depth,
+                                reliability=ReliabilityPolicy.RELIABLE)
+        for name, msgtype in messages.OUTPUT_TYPES.items():
+            self._pubs[name] = self.create_lifecycle_publisher(_MESSAGE_CLASSES[msgtype], f"~/{name}", output_qos)
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
@@ -215,25 +223,16 @@ class PanopticNode(LifecycleNode):
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
 
-    def _publish(self, header: Header, rgb, result) -> None:
-        io, pubs, space = self._io, self._pubs, self.predictor.label_space
-        low_res = self.predictor.last_model_result
-
-        def wanted(name: str, enabled: bool) -> bool:
-            return enabled and pubs[name].get_subscription_count() > 0
-
-        if wanted("panoptic", io.publish_panoptic):
-            pubs["panoptic"].publish(messages.panoptic_image(result, header))
-        if wanted("semantic", io.publish_semantic):
-            pubs["semantic"].publish(messages.semantic_image(result, space, header, low_res=low_res))
-        if wanted("instances", io.publish_instances):
-            pubs["instances"].publish(messages.instance_image(result, header, low_res=low_res))
-        if wanted("overlay", io.publish_overlay):
-            pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, alpha=io.overlay_alpha,
-                                                           low_res=low_res))
-        if wanted("detections", io.publish_detections):
-            pubs["detections"].publish(messages.detections(result, space, header,
-                                                           include_stuff=io.stuff_detections))
+    def _publish(self, header, rgb, result) -> None:
+        """Publish every enabled output that has a subscriber, each as soon as it is built."""
+        io, pubs = self._io, self._pubs
+        wanted = [name for name in messages.OUTPUT_TYPES
+                  if getattr(io, f"publish_{name}") and pubs[name].get_subscription_count() > 0]
+        outputs = messages.output_messages(result, rgb, header, which=wanted, label_space=self.predictor.label_space,
+                                           low_res=self.predictor.last_model_result,
+                                           overlay_alpha=io.overlay_alpha, stuff_detections=io.stuff_detections)
+        for name, data in outputs:
+            pubs[name].publish(data)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.stats.on_error()
@@ -299,7 +298,7 @@ class PanopticNode(LifecycleNode):
             values.update(model=p.kind, backend=p.backend_name, device=str(p.device), provider=p.provider)
         level, message = self._health(values)
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._diag_pub.publish(messages.diagnostic_array(
+        self._diag_pub.publish(diagnostic_array(
             header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=values.get("device", "none"),
             level=level, message=message, values=values))
 
@@ -313,6 +312,14 @@ class PanopticNode(LifecycleNode):
         if values["inference_errors"]:
             return DiagnosticStatus.WARN, f"{values['inference_errors']} inference errors"
         return DiagnosticStatus.OK, f"active, {values['output_rate_hz']:.1f} Hz out"
+
+
+def diagnostic_array(header: Header, *, name: str, hardware_id: str, level: bytes, message: str,
+                     values: Mapping[str, object]) -> DiagnosticArray:
+    """One ``DiagnosticStatus`` with ``values`` as key/value strings (floats to 3 decimals)."""
+    pairs = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)
+    return DiagnosticArray(header=header, status=[status])
 
 
 def _parse_command_line(argv: list[str]) -> None:

@@ -95,6 +95,9 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
     Spec("qos.reliability", T.STRING, "best_effort", "input subscription reliability",
          choices=("best_effort", "reliable")),
     Spec("qos.depth", T.INTEGER, 1, "input subscription queue depth", range=(1, 1000)),
+    Spec("qos.output_depth", T.INTEGER, 3, "history depth of the output publishers (reliable): more than 1 lets a "
+                                           "reliable subscriber get an output repaired after the next one is out; "
+                                           "each sample of history holds one output message", range=(1, 100)),
     Spec("max_image_side", T.INTEGER, 8192, "input images wider or taller than this are rejected",
          runtime=True, range=(16, 65535)),
     Spec("publish.panoptic", T.BOOL, True, "publish ~/panoptic (32SC1 panoptic ids)", runtime=True),
@@ -119,6 +122,7 @@ class IOSettings:
     compressed: bool
     reliability: Literal["best_effort", "reliable"]
     depth: int
+    output_depth: int
     max_image_side: int
     publish_panoptic: bool
     publish_semantic: bool
@@ -135,6 +139,7 @@ _IO_PARAMETERS = {
     "compressed": "compressed",
     "reliability": "qos.reliability",
     "depth": "qos.depth",
+    "output_depth": "qos.output_depth",
     "max_image_side": "max_image_side",
     "publish_panoptic": "publish.panoptic",
     "publish_semantic": "publish.semantic",

@@ -2,11 +2,6 @@
 it connects to, frame accounting, scores, and Ctrl-C."""
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-
 import pytest
 import rclpy
 from replay_helpers import read_bag, read_mcap, scenes, write_recorded_bag
@@ -24,7 +19,7 @@ TARGET = "replay_test_node"
 def running_node(tmp_path_factory, tiny):
     """A node started the way a user starts one, listening on /replay_test/image."""
     spec = NodeSpec(model="ciae", weights=tiny["ciae"], name=TARGET, input_topic="/replay_test/image",
-                    device="cpu", num_threads=1)
+                    device="cpu", num_threads=1, input_qos="best_effort")  # the node's default QoS
     node = NodeProcess(spec, tmp_path_factory.mktemp("running_node") / "node.log")
     yield node
     assert node.stop() == 0, node.log_tail()
@@ -38,6 +33,7 @@ def test_connected_as_fast_as_possible_every_frame_is_answered_and_scored(runnin
     report = replay(_options(scored_bag, tmp_path / "r", connect=f"/{TARGET}", as_fast_as_possible=True))
     f, run = report["figures"], report["run"]
     assert run["input_topic"] == "/replay_test/image" and run["model"] == "ciae"
+    assert run["input_reliability"] == "best_effort"  # a running node keeps its own (default) QoS
     assert f["frames_sent"] == 6 and f["frames_out"] + f["dropped"] == 6 and f["frames_out"] >= 1
     node = run["node_figures"]
     assert node["frames_processed"] == f["frames_out"] and node["frames_received"] <= 6
@@ -65,6 +61,8 @@ def test_started_node_at_the_recorded_rate_counts_drops_honestly(tmp_path, tiny)
     assert node["frames_received"] == node["frames_processed"] + node["frames_dropped"] + node["frames_rejected"]
     assert node["frames_processed"] == f["frames_out"]
     assert sum(run["drops"].values()) == f["dropped"]  # every dropped frame accounted for
+    # the started node listens reliably: frames are only ever replaced in its slot, never lost before it
+    assert run["input_reliability"] == "reliable" and run["drops"]["lost_before_node"] == 0
     outputs = read_bag(tmp_path / "r" / "bag")["/replay_spawned/panoptic"]
     assert {s for _, s, _ in outputs} <= set(stamps) and len(outputs) == f["frames_out"]
     assert report["evaluation"] is None and "loaded ciae" in (tmp_path / "r" / "node.log").read_text()
@@ -72,24 +70,16 @@ def test_started_node_at_the_recorded_rate_counts_drops_honestly(tmp_path, tiny)
 
 def test_ctrl_c_closes_the_bag_and_writes_the_report(running_node, scored_bag, tmp_path):
     out = tmp_path / "r"
-    finished = threading.Event()
 
-    def interrupt_after_the_first_frame():
-        deadline = time.monotonic() + 120
-        while not (out / "bag").exists() and time.monotonic() < deadline and not finished.is_set():
-            time.sleep(0.05)
-        time.sleep(1.0)  # frames are 10 s apart at --rate 0.01: this lands between frames 1 and 2
-        if (out / "bag").exists() and not finished.is_set():  # never interrupt pytest itself
-            os.kill(os.getpid(), signal.SIGINT)
+    def ctrl_c_after_the_first_frame(frames: int) -> None:
+        if frames == 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the replay's main thread
 
-    threading.Thread(target=interrupt_after_the_first_frame, daemon=True).start()
-    try:
-        report = replay(_options(scored_bag, out, connect=f"/{TARGET}", rate=0.01))
-    finally:
-        finished.set()
+    report = replay(_options(scored_bag, out, connect=f"/{TARGET}", on_frame=ctrl_c_after_the_first_frame))
     assert report["interrupted"] and report["figures"]["frames_sent"] == 1
     assert (out / "bag" / "metadata.yaml").is_file() and (out / "report.html").is_file()
     assert "interrupted" in (out / "report.html").read_text()
+    assert read_bag(out / "bag")["/replay_test_node/label_info"]  # the bag was closed and reads back
 
 
 def _enable(enabled: bool) -> None:

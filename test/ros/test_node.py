@@ -9,11 +9,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 from vision_msgs.msg import LabelInfo
 
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.ros.image_codec import image_to_numpy
+from panoptic_ros.ros.node import diagnostic_array
 from panoptic_ros.types import PanopticResult
 from ros_helpers import NAME, Probe, camera_image, make_node, running
 
@@ -154,41 +156,67 @@ def test_a_post_processing_change_runs_the_post_processing_once(node, probe):
         node.set_parameters([Parameter("ciae.max_instances", value=4)])
 
 
-def test_latest_frame_only_under_overload(node, probe, spinner):
-    received, dropped, done = node.stats.received, node.stats.dropped, node.stats.processed
-    burst = [camera_image(1000 + i) for i in range(40)]
-    for msg in burst:  # far faster than the node's frame rate
-        probe.pub.publish(msg)
-        spinner.executor.spin_once(timeout_sec=0.005)
-    last = burst[-1].header.stamp.nanosec
-    spinner.until(lambda: last in probe.got["panoptic"], what="the newest frame's output")
+def _diagnostics(probe_node, name: str) -> list:
+    seen = []
+    probe_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda m: seen.extend(s for s in m.status if s.name.startswith(f"{name}:")), 10)
+    return seen
 
-    def counts():
-        s = node.stats
-        return s.received - received, s.processed - done, s.dropped - dropped
 
-    # every frame that reached the node was processed or replaced by a newer one
-    spinner.until(lambda: counts()[0] == counts()[1] + counts()[2], what="the counters to settle")
-    arrived, processed, replaced = counts()
-    assert 0 < processed < arrived <= len(burst) and replaced > 0
-    assert node.stats.stale_starts() == 0  # and each was the newest when its processing began
-    outputs = sorted(s for s in probe.got["panoptic"] if s >= 1000)
-    assert outputs[-1] == last and len(outputs) <= processed
+def _values(status) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_latest_frame_only_each_processed_frame_is_the_newest_at_its_start(ros_context, spinner, tiny_weights):
+    # A node of its own, slowed down by a larger model input; a reliable deep input queue
+    # brings every frame into the node, so frames can only be dropped in its one-frame slot.
+    name, topic = "latest_frame_node", "/latest_frame_test/image"
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, input_size=[256, 384],
+                     diagnostics_period=0.1, **{"qos.reliability": "reliable", "qos.depth": 100})
+    probe = Probe(ros_context, spinner, name=name, topic=topic)
+    with running(spinner, node, probe.node):
+        probe.connect(node)
+        seen = _diagnostics(probe.node, name)
+        stats, sent = node.stats, 0
+        while (stats.dropped < 5 or stats.processed < 3) and sent < 300:  # the camera outpaces the model
+            probe.pub.publish(camera_image(2000 + sent))
+            sent += 1
+            spinner.until(lambda: stats.received == sent, what=f"frame {sent} to reach the node")
+        last = 2000 + sent - 1
+        spinner.until(lambda: last in probe.got["panoptic"], what="the newest frame's output")
+        # every frame that reached the node was processed or replaced by a newer one (a frame
+        # counts as processed once all its outputs are out)
+        spinner.until(lambda: stats.processed + stats.dropped == sent, what="the counters to settle")
+        assert stats.received == sent
+        assert 3 <= stats.processed < sent and stats.dropped >= 5
+        # the node's own record: each frame started while no newer one had arrived, i.e. its
+        # age at the start of processing was below the input period at that moment
+        records = stats.start_records()
+        assert len(records) == stats.processed and records[-1][0] == sent - 1 and records[-1][2] is None
+        for index, age, period in records[:-1]:
+            assert age < period, f"frame {index} started {age * 1e3:.2f} ms after arriving, a newer one came " \
+                                 f"{period * 1e3:.2f} ms after it"
+        assert stats.stale_starts() == 0
+        assert sorted(s - 2000 for s in probe.got["panoptic"]) == [r[0] for r in records]
+        # /diagnostics reports the same counts
+        spinner.until(lambda: seen and _values(seen[-1])["frames_processed"] == str(stats.processed),
+                      what="diagnostics counting every frame")
+        values = _values(seen[-1])
+        assert (values["frames_received"], values["frames_dropped"]) == (str(sent), str(stats.dropped))
+        assert float(values["age_at_start_max_ms"]) == pytest.approx(max(r[1] for r in records) * 1e3, abs=1e-3)
 
 
 def test_diagnostics_report_rates_latency_drops_and_the_device(node, probe, spinner):
-    seen = []
-    probe.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                   lambda m: seen.extend(s for s in m.status if s.name.startswith(NAME)), 10)
-    spinner.until(lambda: any(int(dict((kv.key, kv.value) for kv in s.values).get("frames_dropped", 0)) > 0
-                              for s in seen), what="a diagnostics message with the dropped count")
+    seen = _diagnostics(probe.node, NAME)
+    spinner.until(lambda: seen, what="a diagnostics message")
     status = seen[-1]
-    values = {kv.key: kv.value for kv in status.values}
+    values = _values(status)
     assert status.level == DiagnosticStatus.OK and status.hardware_id == "cpu"
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p99_ms", "model_p90_ms",
-                "frames_dropped", "frames_rejected", "device", "backend", "model"):
+                "frames_dropped", "frames_rejected", "age_at_start_p99_ms", "device", "backend", "model"):
         assert key in values, key
     assert (values["backend"], values["model"]) == ("torch", "ciae")
+    assert int(values["frames_processed"]) == node.stats.processed > 0
 
 
 def test_vision_msgs_types_carry_the_official_hashes(node, probe):
@@ -204,3 +232,25 @@ def test_input_qos_defaults_to_sensor_data(ros_context, spinner, tiny_weights):
         assert len(infos) == 1
         assert infos[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT  # as seen over DDS
         assert n.input_subscription.qos_profile.depth == 1  # history depth is not advertised
+
+
+def test_output_publishers_are_reliable_with_a_configurable_history(node, ros_context, spinner, tiny_weights):
+    assert {n: p.qos_profile.depth for n, p in node.output_publishers.items() if n != "label_info"} == \
+        {"panoptic": 3, "semantic": 3, "instances": 3, "overlay": 3, "detections": 3}
+    with running(spinner, make_node(ros_context, tiny_weights["ciae"], name="deep_output_node",
+                                    topic="/deep_output/image", **{"qos.output_depth": 8})) as (n,):
+        assert n.output_publishers["panoptic"].qos_profile.depth == 8
+        infos = n.get_publishers_info_by_topic("/deep_output_node/panoptic")
+        assert [i.qos_profile.reliability for i in infos] == [ReliabilityPolicy.RELIABLE]
+        refused = n.set_parameters([Parameter("qos.output_depth", value=2)])[0]
+        assert not refused.successful and "read at configure" in refused.reason
+
+
+def test_diagnostics_format_values_as_strings():
+    header = Header(frame_id="camera")
+    msg = diagnostic_array(header, name="n", hardware_id="cpu", level=DiagnosticStatus.WARN, message="m",
+                           values={"rate": 2.5, "dropped": 3, "device": "cpu"})
+    status = msg.status[0]
+    assert msg.header == header
+    assert (status.level, status.name, status.hardware_id, status.message) == (DiagnosticStatus.WARN, "n", "cpu", "m")
+    assert {kv.key: kv.value for kv in status.values} == {"rate": "2.500", "dropped": "3", "device": "cpu"}

@@ -1,5 +1,5 @@
-"""Live replay: the bag's frames go to the real node over DDS, its outputs come back and
-are recorded.
+"""Live replay over DDS (the replay's ROS shell): the bag's frames go to the real node, its
+outputs come back and are recorded.
 
 The node is started as a process (:mod:`panoptic_ros.replay.nodeproc`) or an already
 running one is used (``connect``). A replay node publishes each frame's bytes from the
@@ -11,12 +11,16 @@ deserialization on the receive path, so arrival times are not delayed by it), st
 arrival, matched to their frame by header stamp and written to the output bag by a
 writer thread.
 
-The node's input is best effort with a one-frame slot, so frames can be lost in DDS or
-replaced in the slot; every frame whose ``~/panoptic`` never arrives counts as dropped. The
-node's ``/diagnostics`` give its own counters (received, dropped in the slot, rejected)
-and model time percentiles, and tell when it has finished everything it received.
+A node the replay starts listens reliably (see :class:`~panoptic_ros.replay.nodeproc.NodeSpec`),
+so frames are dropped only in its one-frame slot; a connected node keeps its own QoS (by
+default best effort, where large frames can be lost in DDS). Every frame whose
+``~/panoptic`` never arrives counts as dropped. The node's ``/diagnostics`` give its own
+counters (received, dropped in the slot, rejected) and model time percentiles, and tell
+when it has finished everything it received.
 
-This module and :mod:`panoptic_ros.replay.rosmsg` are the replay's ROS shell.
+Everything else of the replay (bags, scoring, report, the offline runner) is pure and
+lives in :mod:`panoptic_ros.replay`; :mod:`panoptic_ros.replay.run` imports this module
+only for a live replay.
 """
 from __future__ import annotations
 
@@ -30,22 +34,27 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from panoptic_ros.labels import LABEL_SPACES, LabelSpace
-from panoptic_ros.replay.bag import RawMessage, cdr_stamp
+from panoptic_ros.replay.bag import COMPRESSED_TYPE, IMAGE_TYPE, RawMessage, cdr_stamp
+from panoptic_ros.replay.codec import RECORDED_OUTPUTS, convert_camera
 from panoptic_ros.replay.metrics import RunLog
 from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
 from panoptic_ros.replay.outbag import OutputBag
-from panoptic_ros.replay.rosmsg import (CAMERA_TYPES, LABEL_INFO_TYPE, OUTPUT_TYPES, convert_camera,
-                                        label_info_names)
-from panoptic_ros.ros.image_codec import ImageDecodeError
+from panoptic_ros.ros.messages import DETECTIONS_TYPE, OUTPUT_TYPES, VOID_CLASS_NAME
+from panoptic_ros.serialized.image import ImageDecodeError
 
 _RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUT_GRACE_S = 3.0
+CAMERA_TYPES = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage}
+_OUTPUT_CLASSES = {IMAGE_TYPE: Image, DETECTIONS_TYPE: Detection2DArray}
 _COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_paused",
              "inference_errors")
 
@@ -57,6 +66,12 @@ def label_space_of(names: list[str]) -> LabelSpace:
             return space
     raise NodeError(f"the node's ~/label_info lists {len(names)} classes that match no known label space "
                     f"({', '.join(LABEL_SPACES)})")
+
+
+def label_info_names(data: bytes) -> list[str]:
+    """Class names of a serialized ``LabelInfo`` in class-id order, without ``void``."""
+    msg = deserialize_message(bytes(data), LabelInfo)
+    return [c.class_name for c in sorted(msg.class_map, key=lambda c: c.class_id) if c.class_name != VOID_CLASS_NAME]
 
 
 def _diagnostic_value(text: str):
@@ -99,7 +114,7 @@ class LiveRunner:
         self.frame_timeout, self.startup_timeout = frame_timeout, startup_timeout
         self.process: NodeProcess | None = None
         self.label_space: LabelSpace | None = None
-        self.input_topic = self.input_type = None
+        self.input_topic = self.input_type = self.input_reliability = None
         self.wall_s = 0.0
         self.exit_code: int | None = None
         self._label_info: bytes | None = None
@@ -127,11 +142,11 @@ class LiveRunner:
         """
         node = self._node
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, _RELIABLE)
-        for name in OUTPUT_TYPES:
-            node.create_subscription(self._msg_class(OUTPUT_TYPES[name]), f"{self.node_topic}/{name}",
+        for name in RECORDED_OUTPUTS:
+            node.create_subscription(_OUTPUT_CLASSES[OUTPUT_TYPES[name]], f"{self.node_topic}/{name}",
                                      lambda data, name=name: self._on_output(name, data), _RECORD, raw=True)
-        node.create_subscription(self._msg_class(LABEL_INFO_TYPE), f"{self.node_topic}/label_info",
-                                 self._on_label_info, _LATCHED, raw=True)
+        node.create_subscription(LabelInfo, f"{self.node_topic}/label_info", self._on_label_info, _LATCHED,
+                                 raw=True)
         deadline = time.monotonic() + self.startup_timeout
         if self.spec is not None:
             self.process = NodeProcess(self.spec, self.log_dir / "node.log")
@@ -144,12 +159,15 @@ class LiveRunner:
         self._until(lambda: self._diag_count > seen, deadline, "the node's diagnostics")
         self._baseline = {k: self._diag.get(k, 0) for k in _COUNTERS}
         self.label_space = label_space_of(label_info_names(self._label_info))
+        self.input_reliability = self._node_input_reliability()
 
-    @staticmethod
-    def _msg_class(msgtype: str):
-        package, _, name = msgtype.split("/")
-        module = __import__(f"{package}.msg", fromlist=[name])
-        return getattr(module, name)
+    def _node_input_reliability(self) -> str | None:
+        """The node's camera subscription reliability as DDS advertises it."""
+        name = self.node_topic.rsplit("/", 1)[-1]
+        for info in self._node.get_subscriptions_info_by_topic(self.input_topic):
+            if info.node_name == name:
+                return "best_effort" if info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT else "reliable"
+        return None
 
     def _find_input(self, bag_type: str, deadline: float) -> tuple[str, str]:
         """The camera topic and type the running node subscribes to."""
@@ -337,7 +355,7 @@ class LiveRunner:
     def info(self) -> dict:
         d = self._diag
         out = {"mode": self.mode, "node": self.node_topic, "input_topic": self.input_topic,
-               "input_type": self.input_type, "rate": "as fast as possible" if self.afap else self.rate,
+               "input_type": self.input_type, "input_reliability": self.input_reliability, "rate": "as fast as possible" if self.afap else self.rate,
                "model": d.get("model"), "backend": d.get("backend"), "device": d.get("device"),
                "provider": d.get("provider"), "node_figures": self.node_figures(),
                "model_time_source": "node /diagnostics (last 200 frames)", "wall_s": self.wall_s}

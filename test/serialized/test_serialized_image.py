@@ -1,0 +1,89 @@
+"""Serialized Image/CompressedImage and the CDR writer, checked against rclpy's own
+serialisation (the reference) and read back by the zero-copy reader."""
+import numpy as np
+import pytest
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header as RosHeader
+
+from panoptic_ros.ros.image_codec import numpy_to_compressed, numpy_to_image
+from panoptic_ros.serialized import image
+from panoptic_ros.serialized.cdr import CdrError, CdrReader, CdrWriter, Header, Time
+
+
+def _ros_header(frame_id: str = "camera") -> RosHeader:
+    header = RosHeader(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_000, 123_456_789
+    return header
+
+
+@pytest.mark.parametrize("encoding", sorted(image.ENCODINGS))
+@pytest.mark.parametrize("frame_id", ["", "cam", "a_longer_frame"])  # every string padding
+def test_image_bytes_equal_what_rclpy_reads_from_its_own_serialisation(encoding, frame_id):
+    dtype, channels = image.ENCODINGS[encoding]
+    shape = (3, 5) if channels == 1 else (3, 5, channels)
+    pixels = (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
+    header = _ros_header(frame_id)
+    ours = image.image_bytes(pixels, encoding, header)
+    reference = numpy_to_image(pixels, encoding, header)
+    assert deserialize_message(ours, Image) == reference
+    assert len(ours) == len(serialize_message(reference))  # same layout, no trailing bytes
+    view = image.from_serialized(ours)
+    np.testing.assert_array_equal(image.image_to_numpy(view), pixels)
+    assert (view.header.stamp.sec, view.header.stamp.nanosec, view.header.frame_id) == \
+        (1_700_000_000, 123_456_789, frame_id)
+
+
+def test_image_bytes_hold_their_own_copy_of_any_array():
+    pixels = np.zeros((4, 6), np.int32)
+    data = image.image_bytes(pixels, "32SC1", Header())
+    pixels[:] = 7  # the message holds its own copy
+    assert not image.image_to_numpy(image.from_serialized(data)).any()
+    strided = np.arange(48, dtype=np.int32).reshape(4, 12)[:, ::2]  # a non-contiguous view
+    np.testing.assert_array_equal(image.image_to_numpy(image.from_serialized(image.image_bytes(
+        strided, "32SC1", Header()))), strided)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_compressed_bytes_equal_the_rclpy_message(fmt):
+    rgb = np.random.default_rng(3).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    header = _ros_header()
+    ours = deserialize_message(image.compressed_bytes(rgb, header, fmt), CompressedImage)
+    assert ours == numpy_to_compressed(rgb, fmt, header=header)
+    decoded = image.to_rgb8(image.from_serialized(image.compressed_bytes(rgb, header, fmt), compressed=True))
+    assert decoded.shape == rgb.shape
+
+
+def test_encoding_errors_name_the_problem():
+    with pytest.raises(image.ImageEncodeError, match="rgb8 needs 3 channel"):
+        image.image_bytes(np.zeros((4, 4), np.uint8), "rgb8", Header())
+    with pytest.raises(image.ImageEncodeError, match="cannot encode 'nv12'"):
+        image.image_bytes(np.zeros((4, 4), np.uint8), "nv12", Header())
+    with pytest.raises(image.ImageEncodeError, match="'jpeg' or 'png'"):
+        image.compressed_bytes(np.zeros((4, 4, 3), np.uint8), Header(), "webp")
+
+
+def test_writer_aligns_each_field_to_its_size_after_the_encapsulation_header():
+    w = CdrWriter()
+    w.u8(1)
+    w.u16(2)        # pad 1
+    w.f64(3.0)      # pad 4: offset 8
+    w.string("ab")  # length 3 + "ab\0"
+    w.f32(4.0)      # pad 1 to offset 24
+    w.octets(b"xyz")
+    w.u32(5)        # pad 1 after the octets: offset 36
+    data = w.to_bytes()
+    assert data[:4] == b"\x00\x01\x00\x00" and len(data) == 4 + 40
+    r = CdrReader(data)
+    assert r.u8() == 1 and r._take(2, 2).tobytes() == b"\x02\x00" and r._take(8, 8).tobytes() == \
+        np.float64(3.0).tobytes()
+    assert r.string() == "ab" and r._take(4, 4).tobytes() == np.float32(4.0).tobytes()
+    assert r.octets().tobytes() == b"xyz" and r.u32() == 5 and r.pos == len(data)
+
+
+def test_reader_errors_and_header_helpers():
+    with pytest.raises(CdrError, match="encapsulation"):
+        CdrReader(b"\x07\x07")
+    with pytest.raises(CdrError, match="ends at byte"):
+        CdrReader(b"\x00\x01\x00\x00\x01").u32()
+    assert Header.from_stamp_ns(3_000_000_005, "x") == Header(Time(3, 5), "x")
