@@ -3,7 +3,8 @@
 1. Writes a SynthStreet bag into ``out/demo/synthstreet_bag``: 100 frames of 512x1024 at
    10 Hz (raw rgb8 camera, camera info, 32SC1 panoptic ground truth), seed 1000 (scenes the
    shipped weights never trained on). An existing bag with the same settings is reused.
-2. Replays it live through ``panoptic_node`` with the shipped PanoNet weights, then CIAE:
+2. Replays it live through ``panoptic_node`` (reliable input, so every frame reaches the
+   node and drops come only from its latest-frame-only slot) with the shipped PanoNet weights, then CIAE:
    frames published at the recorded rate, the node's outputs recorded, scored against the
    ground truth; ``out/demo/<model>/`` gets the output bag, ``report.html``, ``report.json``,
    COCO exports and overlay PNGs.
