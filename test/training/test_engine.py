@@ -12,14 +12,7 @@ from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig
 from panoptic_ros.types import PanopticResult
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine extra threads mostly spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from test_checkpoint_safety import one_thread  # noqa: F401 (autouse fixture)
 
 
 def tiny_panonet():

@@ -15,17 +15,8 @@ from panoptic_ros.training import export as export_cli
 from panoptic_ros.training import train as train_cli
 from panoptic_ros.training.config import load_train_config
 
-from test_checkpoint_safety import write_evil_files
+from test_checkpoint_safety import one_thread, write_evil_files  # noqa: F401 (autouse fixture)
 from test_resume import TINY_CIAE
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine extra threads mostly spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_config(tmp_path, **sections):
