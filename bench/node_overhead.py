@@ -11,6 +11,12 @@
    Once with a subscriber on ``~/panoptic`` only, once on every output.
 3. Throughput: a camera publishing at ``--rate`` Hz (latest-frame-only drops what the
    node cannot process) vs the bare predictor's frame rate.
+4. Before/after of the node's steps on one frame, timed alternately in the same rounds
+   (the machine is shared: alternating keeps both sides under the same load):
+   *before* = an rclpy message object (``numpy_to_image``) published as such, and the
+   overlay with full-size outline/VOID masks; *now* = the node's path, serialized bytes
+   from :mod:`panoptic_ros.ros.messages` (outline/VOID masks from the model resolution)
+   published as bytes.
 
 Target: node overhead (decode + encode + publish of ``~/panoptic``) under 2 ms per frame.
 
@@ -33,6 +39,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="node_overhead_ros_home_"))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 import torch  # noqa: E402
@@ -47,9 +54,11 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 from panoptic_ros.checkpoint import save_checkpoint  # noqa: E402
 from panoptic_ros.inference.predictor import Predictor  # noqa: E402
 from panoptic_ros.models.build import build_model, model_config_from_dict  # noqa: E402
+from panoptic_ros.replay.bag import cdr_stamp  # noqa: E402
 from panoptic_ros.ros import messages  # noqa: E402
 from panoptic_ros.ros.image_codec import from_serialized, numpy_to_image, to_rgb8  # noqa: E402
 from panoptic_ros.ros.node import PanopticNode  # noqa: E402
+from panoptic_ros.viz import colorize_panoptic, panoptic_overlay  # noqa: E402
 
 TINY = {
     "ciae": {"kind": "ciae", "label_space": "cityscapes", "input_size": [256, 512], "depth": 18,
@@ -127,15 +136,17 @@ class Harness:
                 self.probe.destroy_subscription(self.subs.pop(name))
         for name in names:
             if name not in self.subs:
+                # raw: deserialising 8 MB in this process would compete with the node for the GIL
                 self.subs[name] = self.probe.create_subscription(OUTPUTS[name], f"/bench_node/{name}",
-                                                                 self._recorder(name), QOS)
+                                                                 self._recorder(name), QOS, raw=True)
         self._wait(lambda: self.pub.get_subscription_count() > 0 and all(
             self.node.count_subscribers(f"/bench_node/{n}") == (1 if n in names else 0) for n in OUTPUTS))
 
     def _recorder(self, name):
-        def record(msg):
+        def record(data: bytes):
+            arrived = time.perf_counter()
             with self.cond:
-                self.arrived[name][msg.header.stamp.nanosec] = time.perf_counter()
+                self.arrived[name][cdr_stamp(data) % 1_000_000_000] = arrived
                 self.cond.notify_all()
         return record
 
@@ -180,40 +191,57 @@ class Harness:
         elapsed = time.perf_counter() - start
         return (stats.received - received) / elapsed, (stats.processed - processed) / elapsed
 
-    def breakdown(self, frames, repeats: int = 10) -> dict[str, float]:
-        """p50 ms of the node's steps for one frame, timed one by one in this process:
-        reading the serialised input, building each output, publishing it to a subscriber."""
+    def before_after(self, frames, rounds: int) -> list[tuple[str, float, float | None]]:
+        """p50 ms of each step for one frame: (label, now, before or None), both sides timed
+        alternately in every round; publishing goes to a subscriber in this process."""
         predictor = self.node.predictor
         header = Header(frame_id="camera")
         raw = serialize_message(numpy_to_image(frames[0], "rgb8", header))
         rgb = to_rgb8(from_serialized(raw))
         result = predictor.predict(rgb)
         low, space = predictor.last_model_result, predictor.label_space
-        builders = {
-            "panoptic": lambda: messages.panoptic_image(result, header),
-            "semantic": lambda: messages.semantic_image(result, space, header, low_res=low),
-            "instances": lambda: messages.instance_image(result, header, low_res=low),
-            "overlay": lambda: messages.overlay_image(rgb, result, space, header, low_res=low),
-            "detections": lambda: messages.detections(result, space, header),
+        pubs = {name: self._breakdown_publisher(name) for name in ("panoptic", "overlay")}
+
+        def overlay_before():  # colours from the model resolution, masks at full size
+            colors = cv2.resize(colorize_panoptic(low, space), (result.width, result.height),
+                                interpolation=cv2.INTER_NEAREST_EXACT)
+            return numpy_to_image(panoptic_overlay(rgb, result, space, colors=colors), "rgb8", header)
+
+        steps = {  # label -> (now, before)
+            "read input (from_serialized + to_rgb8)": (lambda: to_rgb8(from_serialized(raw)), None),
+            "build ~/panoptic": (lambda: messages.panoptic_image(result, header),
+                                 lambda: numpy_to_image(result.panoptic, "32SC1", header)),
+            "build + publish ~/panoptic": (
+                lambda: pubs["panoptic"].publish(messages.panoptic_image(result, header)),
+                lambda: pubs["panoptic"].publish(numpy_to_image(result.panoptic, "32SC1", header))),
+            "build ~/overlay": (lambda: messages.overlay_image(rgb, result, space, header, low_res=low), overlay_before),
+            "build + publish ~/overlay": (
+                lambda: pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, low_res=low)),
+                lambda: pubs["overlay"].publish(overlay_before())),
+            "build ~/semantic": (lambda: messages.semantic_image(result, space, header, low_res=low), None),
+            "build ~/instances": (lambda: messages.instance_image(result, header, low_res=low), None),
+            "build ~/detections": (lambda: messages.detections(result, space, header), None),
         }
-        steps = {"read input (from_serialized + to_rgb8)": lambda: to_rgb8(from_serialized(raw))}
-        for name, build in builders.items():
-            steps[f"build {name}"] = build
-            pub = self.probe.create_publisher(OUTPUTS[name], f"/bench_breakdown/{name}", QOS)
-            self.probe.create_subscription(OUTPUTS[name], f"/bench_breakdown/{name}", lambda m: None, QOS)
-            self._wait(lambda: pub.get_subscription_count() > 0)
-            msg = build()
-            steps[f"publish {name}"] = lambda pub=pub, msg=msg: pub.publish(msg)
-        out = {}
-        for label, step in steps.items():
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                step()
-                times.append((time.perf_counter() - start) * 1e3)
-                time.sleep(0.01)
-            out[label] = statistics.median(times)
-        return out
+        rows = []
+        for label, (now, before) in steps.items():
+            times: dict[str, list[float]] = {"now": [], "before": []}
+            for _ in range(rounds):
+                for side, step in (("before", before), ("now", now)):
+                    if step is None:
+                        continue
+                    start = time.perf_counter()
+                    step()
+                    times[side].append((time.perf_counter() - start) * 1e3)
+                    time.sleep(0.005)
+            rows.append((label, statistics.median(times["now"]),
+                         statistics.median(times["before"]) if times["before"] else None))
+        return rows
+
+    def _breakdown_publisher(self, name: str):
+        pub = self.probe.create_publisher(OUTPUTS[name], f"/bench_breakdown/{name}", QOS)
+        self.probe.create_subscription(OUTPUTS[name], f"/bench_breakdown/{name}", lambda m: None, QOS, raw=True)
+        self._wait(lambda: pub.get_subscription_count() > 0)
+        return pub
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)
@@ -240,6 +268,7 @@ def main() -> int:
     parser.add_argument("--stream-seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the throughput run (Hz)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a busy box)")
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds of the before/after steps")
     args = parser.parse_args()
     if not 1 <= args.frames <= 200:
         parser.error("--frames must be 1..200 (the node keeps the last 200 timings)")
@@ -267,7 +296,7 @@ def main() -> int:
         for label, names, seq in (("~/panoptic only", ["panoptic"], 100), ("all outputs", list(OUTPUTS), 300)):
             rows.append((label, *harness.one_by_one(frames, names, seq)))
         in_fps, out_fps = harness.stream(frames, 1000, args.stream_seconds, args.rate)
-        steps = harness.breakdown(frames)
+        steps = harness.before_after(frames, args.rounds)
         snapshot = harness.node.stats.snapshot()
         stale = harness.node.stats.stale_starts()
     finally:
@@ -284,9 +313,12 @@ def main() -> int:
     print(f"\nthroughput at {args.rate:.0f} Hz input: in {in_fps:.2f} frames/s, out {out_fps:.2f} frames/s vs bare "
           f"predictor {bare_fps:.2f} frames/s (ratio {out_fps / bare_fps:.2f}); dropped (latest-frame-only) "
           f"{snapshot['frames_dropped']}, stale starts {stale}")
-    print("\nsteps for one frame (p50 ms; publish = to one subscriber in this process over DDS):")
-    for label, ms in steps.items():
-        print(f"  {label:40s} {ms:7.2f}")
+    print(f"\nsteps for one frame, p50 ms over {args.rounds} alternating rounds (publish = to one subscriber in "
+          f"this process over DDS):")
+    print(f"  {'':40s} {'before':>8s} {'now':>8s}  now/before")
+    for label, now, before in steps:
+        ratio = f"{now / before:10.2f}" if before else ""
+        print(f"  {label:40s} {before if before else float('nan'):8.2f} {now:8.2f}  {ratio}")
     target = percentile(rows[0][3], 50)
     print(f"\ntarget: node overhead for ~/panoptic (decode + encode + publish) < 2 ms per frame: "
           f"{target:.2f} ms -> {'MET' if target < 2.0 else 'MISSED'}")

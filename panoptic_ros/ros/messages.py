@@ -95,9 +95,14 @@ def _source(result: PanopticResult, low_res: PanopticResult | None) -> PanopticR
 
 
 def _upsample(image: np.ndarray, result: PanopticResult) -> np.ndarray:
+    """(h, w[, 3]) -> ``result``'s (H, W[, 3]) with the nearest mapping of ``PanopticResult.resize``."""
     if image.shape[:2] == result.panoptic.shape:
         return image
-    return cv2.resize(image, (result.width, result.height), interpolation=_NEAREST)
+    size = (result.width, result.height)
+    if image.ndim == 3 and image.shape[2] == 3:  # OpenCV moves 4-byte pixels ~2.5x faster than 3-byte ones
+        rgba = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA), size, interpolation=_NEAREST)
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+    return cv2.resize(image, size, interpolation=_NEAREST)
 
 
 def semantic_image(result: PanopticResult, label_space: LabelSpace, header: Any,

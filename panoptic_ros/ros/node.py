@@ -40,6 +40,7 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
+from panoptic_ros.ros.memory import keep_freed_buffers_mapped
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 from panoptic_ros.serialized.image import ImageDecodeError, from_serialized, to_rgb8
 
@@ -55,6 +56,8 @@ class PanopticNode(LifecycleNode):
     def __init__(self, node_name: str = "panoptic_node", **kwargs):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
+        if self.get_parameter("memory.keep_freed_buffers").value and not keep_freed_buffers_mapped():
+            self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
         self._io = params.io_settings(params.parameter_values(self))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)

@@ -111,6 +111,10 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
     Spec("diagnostics_period", T.DOUBLE, 1.0, "seconds between /diagnostics messages", read_only=True,
          range=(0.05, 60.0)),
     Spec("autostart", T.BOOL, True, "configure and activate on start-up", read_only=True),
+    Spec("memory.keep_freed_buffers", T.BOOL, True, "keep freed multi-megabyte buffers mapped for the next "
+                                                    "frame (glibc malloc thresholds; process-wide): no page "
+                                                    "faults on the per-frame images, the process keeps its peak "
+                                                    "heap", read_only=True),
 )
 _BY_NAME = {s.name: s for s in NODE_PARAMETERS}
 
