@@ -1,6 +1,7 @@
 """``panoptic_node`` as ``ros2 run`` starts it: a separate process talked to over DDS."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -77,3 +78,15 @@ def test_console_node_answers_help_and_refuses_stray_arguments():
     assert out.returncode == 2 and "unrecognized arguments: --frobnicate" in out.stderr
     out = subprocess.run([str(EXECUTABLE), "--ros-args", "-p"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "panoptic_node:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("environment, expected", [({}, "ASYNCHRONOUS"), ({"RMW_FASTRTPS_PUBLICATION_MODE": "SYNCHRONOUS"},
+                                                                        "SYNCHRONOUS")])
+def test_the_node_publishes_asynchronously_unless_the_environment_says_otherwise(environment, expected):
+    script = ("import os\nfrom panoptic_ros.ros.node import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+              "    pass\nprint(os.environ['RMW_FASTRTPS_PUBLICATION_MODE'])")
+    env = {k: v for k, v in os.environ.items() if k != "RMW_FASTRTPS_PUBLICATION_MODE"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**env, **environment})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == expected
