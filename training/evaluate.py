@@ -115,7 +115,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, help="dataset root (Cityscapes / COCO)")
     p.add_argument("--split", default="val", help="split of Cityscapes / COCO (default val)")
     p.add_argument("--seed", type=int, default=1000, help="SynthStreet stream seed (default 1000)")
-    p.add_argument("--count", type=int, default=50, help="SynthStreet scenes; for the others: first N images (0 = all)")
+    p.add_argument("--count", type=int, help="SynthStreet scenes (default 50); Cityscapes / COCO: the first N "
+                   "images (default all)")
     p.add_argument("--size", type=parse_size, default=(512, 1024), help="SynthStreet scene size HxW (default 512x1024)")
     p.add_argument("--mirror", action="store_true", help="SynthStreet mirrored scenes (twin test)")
     p.add_argument("--json-out", type=Path, help="write the results dict (fractions) here")
@@ -136,14 +137,14 @@ def _samples(args: argparse.Namespace, label_space: LabelSpace):
         if label_space.name != "cityscapes":
             raise ConfigError(f"{args.checkpoint}: SynthStreet uses the Cityscapes label space, the model "
                               f"predicts {label_space.name!r}")
-        dataset = synthstreet(args.seed, args.count, args.size, mirror=args.mirror)
+        dataset = synthstreet(args.seed, 50 if args.count is None else args.count, args.size, mirror=args.mirror)
         return len(dataset), (dataset[i] for i in range(len(dataset)))
     if args.root is None:
         raise ConfigError(f"--root: required for --dataset {args.dataset}")
     from panoptic_ros.training.data import real_dataset
 
     dataset = real_dataset(args.dataset, args.root, args.split)
-    count = min(args.count or len(dataset), len(dataset))
+    count = len(dataset) if args.count is None else min(args.count, len(dataset))
     return count, (dataset[i] for i in range(count))
 
 
