@@ -131,6 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _samples(args: argparse.Namespace, label_space: LabelSpace):
     """(number of images, iterator of samples) for the CLI's dataset arguments."""
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count: must be >= 1, got {args.count}")
     if args.dataset == "synthstreet":
         from panoptic_ros.training.data import synthstreet
 
