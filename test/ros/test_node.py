@@ -2,6 +2,8 @@
 parameters, latest-frame-only behaviour, diagnostics and type hashes."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rclpy
@@ -178,10 +180,13 @@ def test_latest_frame_only_each_processed_frame_is_the_newest_at_its_start(ros_c
         probe.connect(node)
         seen = _diagnostics(probe.node, name)
         stats, sent = node.stats, 0
-        while (stats.dropped < 5 or stats.processed < 3) and sent < 300:  # the camera outpaces the model
+        # the camera outpaces the model: a frame every 10 ms; on a loaded machine the model can
+        # take a second per frame, so the cap on frames is a cap of about 30 s
+        while (stats.dropped < 5 or stats.processed < 3) and sent < 3000:
             probe.pub.publish(camera_image(2000 + sent))
             sent += 1
             spinner.until(lambda: stats.received == sent, what=f"frame {sent} to reach the node")
+            time.sleep(0.01)
         last = 2000 + sent - 1
         spinner.until(lambda: last in probe.got["panoptic"], what="the newest frame's output")
         # every frame that reached the node was processed or replaced by a newer one (a frame
