@@ -3,7 +3,8 @@
 :func:`train_one_epoch` runs optimizer steps over a stream of batches (mixed precision,
 gradient accumulation, clipping, DDP) and stops the run with :class:`NonFiniteLossError`
 on a NaN/inf loss term. :func:`evaluate` runs a predictor over a dataset and scores it with
-the project's PQ evaluator (PQ/SQ/RQ for All/Things/Stuff) and mIoU.
+the project's PQ evaluator (PQ/SQ/RQ for All/Things/Stuff) and mIoU
+(:class:`~panoptic_ros.eval.scores.PanopticScores`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.training.distributed import mean_across_ranks
 from panoptic_ros.training.optim import clip_gradients
 
@@ -141,37 +143,7 @@ def move_to(value, device: torch.device):
     return value
 
 
-class Scores:
-    """PQ statistics (the project's official-rules evaluator) and the semantic confusion
-    for mIoU (Cityscapes pixel-level rules), accumulated image by image.
-
-    Args:
-        label_space: the evaluated categories.
-    """
-
-    def __init__(self, label_space):
-        from panoptic_ros.eval.miou import SemanticConfusion
-        from panoptic_ros.eval.pq import PanopticEvaluator
-
-        self.label_space = label_space
-        self.panoptic = PanopticEvaluator(label_space)
-        self.semantic = SemanticConfusion(label_space.num_classes)
-
-    def add(self, gt, pred) -> None:
-        self.panoptic.add(gt, pred)
-        self.semantic.add_results(gt, pred, self.label_space)
-
-    def summary(self) -> dict:
-        """The evaluator's dict (All/Things/Stuff pq, sq, rq, n; per_class) plus ``miou``,
-        ``semantic`` (mIoU, pixel accuracy, per-class IoU) and ``images``."""
-        result = self.panoptic.summarize()
-        result["semantic"] = self.semantic.summarize(self.label_space)
-        result["miou"] = result["semantic"]["miou"]
-        result["images"] = self.panoptic.num_images
-        return result
-
-
-def predictions(predict: Callable, samples: Iterable, scores: Scores,
+def predictions(predict: Callable, samples: Iterable, scores: PanopticScores,
                 on_image: Callable | None = None) -> Iterator[tuple[str, str, object]]:
     """Predict every sample, score it, and yield ``(image_id, png_name, result)`` (the
     rows ``eval.coco_format.write_coco_panoptic`` takes, so writing can stream)."""
@@ -187,9 +159,9 @@ def evaluate(predict: Callable, samples: Iterable, *, label_space, on_image: Cal
     """Score ``predict(rgb) -> PanopticResult`` on ``samples`` (each a ``Sample``).
 
     Returns:
-        :meth:`Scores.summary` (PQ/SQ/RQ for All/Things/Stuff as fractions, mIoU).
+        :meth:`PanopticScores.summary` (PQ/SQ/RQ for All/Things/Stuff as fractions, mIoU).
     """
-    scores = Scores(label_space)
+    scores = PanopticScores(label_space)
     for _ in predictions(predict, samples, scores, on_image):
         pass
     return scores.summary()

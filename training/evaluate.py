@@ -29,10 +29,11 @@ from torch import nn
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes
 from panoptic_ros.config import ConfigError
 from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
+from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.inference.backends import BackendError, TorchBackend
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.labels import LabelSpace, get_label_space
-from panoptic_ros.training.engine import Scores, evaluate, predictions
+from panoptic_ros.training.engine import evaluate, predictions
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.state import preserved_rng
 from panoptic_ros.training.synth_cli import parse_size
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
                                           num_threads=args.threads, postprocess=overrides)
     label_space = predictor.label_space
     count, samples = _samples(args, label_space)
-    scores, truth = Scores(label_space), []
+    scores, truth = PanopticScores(label_space), []
     keep_truth = args.predictions_dir is not None and args.dataset == "synthstreet"
     on_image = (lambda i, sample, result: truth.append((sample.image_id, sample.target))) if keep_truth else None
     rows = _progress(predictions(predictor.predict, samples, scores, on_image), count)

@@ -3,9 +3,9 @@
 Predictions (``~/panoptic`` of the output bag) and ground truth (the input bag's 32SC1
 topic) are paired by header stamp in one streaming pass over both bags, merged by log
 time; only frames that have an output are kept waiting for their partner, so memory does
-not grow with the bag. Scores use the project's evaluator (official PQ rules,
-:class:`~panoptic_ros.eval.pq.PanopticEvaluator`; Cityscapes mIoU,
-:class:`~panoptic_ros.eval.miou.SemanticConfusion`), and both sides are exported in COCO
+not grow with the bag. Scores use the project's accumulator
+(:class:`~panoptic_ros.eval.scores.PanopticScores`: official PQ rules, Cityscapes mIoU),
+the one training-time evaluation uses, and both sides are exported in COCO
 panoptic format so ``panoptic-eval`` or the official scripts can re-score them.
 
 The same pass collects a few *sample frames* (input image, prediction, ground truth) for
@@ -23,8 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from panoptic_ros.eval.coco_format import write_coco_panoptic
-from panoptic_ros.eval.miou import SemanticConfusion
-from panoptic_ros.eval.pq import PanopticEvaluator
+from panoptic_ros.eval.scores import GROUPS, PanopticScores, finite_or_none
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, cdr_stamp, stamp_text
 from panoptic_ros.replay.codec import decode_camera, decode_panoptic
@@ -74,44 +73,17 @@ def coco_image_id(stamp_ns: int) -> str:
     return stamp_text(stamp_ns).replace(".", "_")
 
 
-class Scorer:
-    """PQ and mIoU of (ground truth, prediction) pairs."""
-
-    def __init__(self, label_space: LabelSpace):
-        self.label_space = label_space
-        self.evaluator = PanopticEvaluator(label_space)
-        self.confusion = SemanticConfusion(len(label_space))
-
-    def add(self, stamp_ns: int, gt: PanopticResult, pred: PanopticResult) -> None:
-        if gt.panoptic.shape != pred.panoptic.shape:
-            raise BagError(f"ground truth at stamp {stamp_text(stamp_ns)} is {gt.width}x{gt.height}, the "
-                           f"prediction {pred.width}x{pred.height}: they must have the camera image's size")
-        self.evaluator.add(gt, pred)
-        self.confusion.add_results(gt, pred, self.label_space)
-
-    def summary(self) -> dict:
-        """JSON-ready scores: PQ/SQ/RQ All/Things/Stuff, per class (with TP/FP/FN), mIoU."""
-        pq = self.evaluator.summarize()
-        ev, space = self.evaluator, self.label_space
-        per_class = []
-        for i, category_id in enumerate(ev.category_ids):
-            scores = pq["per_class"][category_id]
-            per_class.append({"id": category_id, "name": ev.names[i], "is_thing": bool(ev.is_thing[i]),
-                              "pq": float(scores["pq"]), "sq": float(scores["sq"]), "rq": float(scores["rq"]),
-                              "tp": int(ev.tp[i]), "fp": int(ev.fp[i]), "fn": int(ev.fn[i]),
-                              "color": list(space.category(category_id).color)})
-        semantic = self.confusion.summarize(space)
-        out = {group: {k: float(v) if k != "n" else int(v) for k, v in pq[group].items()}
-               for group in ("All", "Things", "Stuff")}
-        iou = {int(k): (None if np.isnan(v) else float(v)) for k, v in semantic["per_class"].items()}
-        for row in per_class:
-            row["iou"] = iou[row["id"]]
-        return {"pq": out, "per_class": per_class, "miou": _finite(semantic["miou"]),
-                "pixel_accuracy": _finite(semantic["pixel_accuracy"]), "frames_evaluated": ev.num_images}
-
-
-def _finite(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+def replay_summary(scores: PanopticScores) -> dict:
+    """The replay report's JSON-ready scores: ``pq`` (PQ/SQ/RQ, ``n`` of All/Things/Stuff),
+    ``per_class`` rows (with TP/FP/FN, IoU and the category's colour), ``miou``,
+    ``pixel_accuracy`` (None instead of NaN) and ``frames_evaluated``."""
+    summary = scores.summary()
+    groups = {group: {k: float(v) if k != "n" else int(v) for k, v in summary[group].items()} for group in GROUPS}
+    per_class = [{**row, "color": list(scores.label_space.category(row["id"]).color)}
+                 for row in scores.per_class_rows()]
+    return {"pq": groups, "per_class": per_class, "miou": finite_or_none(summary["semantic"]["miou"]),
+            "pixel_accuracy": finite_or_none(summary["semantic"]["pixel_accuracy"]),
+            "frames_evaluated": scores.num_images}
 
 
 def _tagged(messages: Iterator, tags: dict[str, str]) -> Iterator[tuple[int, str, int, bytes]]:
@@ -166,10 +138,10 @@ class _Pairing:
         self.label_space = label_space
         self.processed = processed
         self.samples = {s: SampleFrame(s) for s in sample_stamps}
-        self.scorer = Scorer(label_space) if topics.gt is not None else None
+        self.scores = PanopticScores(label_space) if topics.gt is not None else None
         self.sinks: dict[str, _CocoSink] = {}
         if coco_dir is not None:
-            for tag in ("pred", "gt") if self.scorer is not None else ("pred",):
+            for tag in ("pred", "gt") if self.scores is not None else ("pred",):
                 self.sinks[tag] = _CocoSink(coco_dir / f"{tag}.json", coco_dir / tag, label_space)
         self.pending: dict[str, dict[int, PanopticResult]] = {"pred": {}, "gt": {}}
 
@@ -186,12 +158,16 @@ class _Pairing:
             setattr(sample, tag, result)
         if tag in self.sinks:
             self.sinks[tag].put(coco_image_id(stamp), result)
-        if self.scorer is None:
+        if self.scores is None:
             return
         other = "gt" if tag == "pred" else "pred"
         if stamp in self.pending[other]:
             pair = {tag: result, other: self.pending[other].pop(stamp)}
-            self.scorer.add(stamp, pair["gt"], pair["pred"])
+            try:
+                self.scores.add(pair["gt"], pair["pred"])
+            except PanopticFormatError as exc:
+                raise BagError(f"{self.topics['pred']} and {self.topics['gt']} at stamp {stamp_text(stamp)}: "
+                               f"{exc}") from None
         else:
             self.pending[tag][stamp] = result
 
@@ -207,6 +183,6 @@ class _Pairing:
             sink.close()
 
     def summary(self) -> dict | None:
-        if self.scorer is None:
+        if self.scores is None:
             return None
-        return {**self.scorer.summary(), "frames_without_gt": len(self.pending["pred"])}
+        return {**replay_summary(self.scores), "frames_without_gt": len(self.pending["pred"])}
