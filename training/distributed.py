@@ -15,6 +15,8 @@ from typing import Mapping
 import torch
 import torch.distributed as dist
 
+from panoptic_ros.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -48,15 +50,19 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+        raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this node's ``local_rank``-th GPU) when available, else CPU."""
+    """``auto`` -> CUDA (this node's ``local_rank``-th GPU) when available, else CPU.
+
+    Raises:
+        ConfigError: ``cuda`` asked for where there is none.
+    """
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError("runtime.device is 'cuda' but CUDA is not available on this machine")
+        raise ConfigError("runtime.device: 'cuda' asked for, but CUDA is not available on this machine")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 

@@ -1,7 +1,19 @@
 """``panoptic-evaluate``: score a checkpoint on SynthStreet, Cityscapes or COCO panoptic.
 
+Examples::
+
     panoptic-evaluate --checkpoint weights/panonet_synthstreet --dataset synthstreet \\
         --seed 1000 --count 50 --size 512x1024 --json-out pq.json --predictions-dir preds/
+    panoptic-evaluate --checkpoint weights/panonet_synthstreet --dataset synthstreet \\
+        --count 2 --size 256x512 --set default_bandwidth=0.6 --set min_area=200
+
+``--set KEY=VALUE`` overrides a post-processing setting stored with the checkpoint; the
+keys are the fields of ``PanoNetPostprocessConfig`` (``default_bandwidth``,
+``bandwidths``, ``cluster_stride``, ``min_bin_freq``, ``min_area``, ``min_stuff_area``)
+or ``CIAEPostprocessConfig`` (``score_threshold``, ``nms_threshold``, ``max_instances``,
+``stuff_min_area``, ...). Values are YAML; a dict such as ``--set "bandwidths={car: 0.6}"``
+replaces the stored dict as a whole. An unknown key or bad value ends with one line naming
+it and exit code 2, as do a missing checkpoint or dataset.
 
 Runs the real inference path (:class:`panoptic_ros.inference.predictor.Predictor`: resize
 to the model's input size, network, post-processing, resize back) on every image and
@@ -28,6 +40,7 @@ from torch import nn
 
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes
 from panoptic_ros.config import ConfigError
+from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
 from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.inference.backends import BackendError, TorchBackend
@@ -110,7 +123,9 @@ def _log_images(logger, step: int, index: int, model: nn.Module, sample, result,
 # ---- CLI ---------------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="panoptic-evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="panoptic-evaluate", description=__doc__.split("\n\n")[0],
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:4]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint (x, x.safetensors or x.json)")
     p.add_argument("--dataset", required=True, choices=["synthstreet", "cityscapes", "coco"])
     p.add_argument("--root", type=Path, help="dataset root (Cityscapes / COCO)")
@@ -122,11 +137,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--mirror", action="store_true", help="SynthStreet mirrored scenes (twin test)")
     p.add_argument("--json-out", type=Path, help="write the results dict (fractions) here")
     p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when available)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     p.add_argument("--set", dest="postprocess", action="append", default=[], metavar="KEY=VALUE",
-                   help="post-processing override, e.g. --set bandwidth=0.6 (repeatable)")
+                   help="post-processing override, e.g. --set default_bandwidth=0.6 (PanoNet) or "
+                        "--set score_threshold=0.4 (CIAE); repeatable")
     return p.parse_args(argv)
 
 
@@ -205,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run(args)
     except USER_ERRORS as exc:
         print(f"panoptic-evaluate: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     print(format_summary(summary))
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.json_out is not None:

@@ -9,6 +9,9 @@ checkpoint lands in ``<out>/checkpoints/step_<N>/``; ``--resume`` continues the 
 one (``--resume-from``: a given one) with the same subsequent losses. At the end
 ``<out>/model.{safetensors,json}`` holds the trained model and ``<out>/eval.json`` its
 validation scores.
+
+Exit codes: 0 done; 1 the run stopped on a non-finite loss; 2 bad input (config key or
+value, missing file, unusable checkpoint), reported in one line naming the file or key.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from torch import nn
 
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
 from panoptic_ros.config import ConfigError, to_dict
+from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
 from panoptic_ros.training import distributed
 from panoptic_ros.training.config import TrainConfig, load_train_config
@@ -37,7 +41,9 @@ from panoptic_ros.training.optim import build_optimizer, set_learning_rate
 from panoptic_ros.training.state import (Progress, list_checkpoints, load_training_checkpoint,
                                          remove_partial_checkpoints, resolve_resume, save_training_checkpoint)
 
+# Bad input (config, checkpoint, path) exits 2 as panoptic-eval does; a run that diverged, 1.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, NonFiniteLossError)
+EXIT_FAILED = 1
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -49,6 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint of the run folder")
     parser.add_argument("--resume-from", type=Path, metavar="PATH",
                         help="continue the checkpoint at PATH (a run folder or checkpoints/step_N)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help="sets runtime.device (default: the recipe's, auto unless it says otherwise: CUDA "
+                             "when available; under torchrun each process takes the GPU of its LOCAL_RANK)")
     return parser.parse_args(argv)
 
 
@@ -198,15 +207,16 @@ def _check_same_recipe(stored: dict, config: TrainConfig, folder: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    overrides = [*args.overrides, *([f"runtime.device={args.device}"] if args.device else [])]
     try:
-        config = load_train_config(args.config, args.overrides)
+        config = load_train_config(args.config, overrides)
         out_dir = args.out or Path("runs") / args.config.stem
         command = " ".join(["panoptic-train", *(argv if argv is not None else sys.argv[1:])])
         resume = str(args.resume_from) if args.resume_from else ("" if args.resume else None)
         train(config, out_dir, resume, command)
     except USER_ERRORS as exc:
         print(f"panoptic-train: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED if isinstance(exc, NonFiniteLossError) else EXIT_BAD_INPUT
     return 0
 
 

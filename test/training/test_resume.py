@@ -101,7 +101,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     # Resuming with another recipe would silently train something else: refused.
     result = subprocess.run(train_command(config, killed, "optimizer.lr=0.5", "--resume"), env=env,
                             capture_output=True, text=True, timeout=200)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("panoptic-train: error:") and "'optimizer' section" in result.stderr
     assert "Traceback" not in result.stderr
 

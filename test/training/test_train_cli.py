@@ -52,14 +52,14 @@ def tiny_checkpoint(tmp_path):
 ])
 def test_config_errors_name_the_key(tmp_path, capsys, override, message):
     code, _, err = run_cli(train_cli.main, ["--config", write_config(tmp_path), override], capsys)
-    assert code == 1
+    assert code == 2
     assert err.startswith(f"panoptic-train: error: {tmp_path / 'tiny.yaml'}: ") and message in err
     assert err.count("\n") == 1
 
 
 def test_missing_config_file_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(train_cli.main, ["--config", tmp_path / "nope.yaml"], capsys)
-    assert code == 1 and "nope.yaml: cannot read config" in err and err.count("\n") == 1
+    assert code == 2 and "nope.yaml: cannot read config" in err and err.count("\n") == 1
 
 
 def test_committed_recipes_validate():
@@ -88,16 +88,16 @@ def test_malicious_pickles_are_refused_everywhere(tmp_path, capsys):
     for evil in files:
         code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", evil, "--dataset", "synthstreet", "--count", "1"],
                                capsys)
-        assert code == 1 and err.startswith("panoptic-evaluate: error:")
+        assert code == 2 and err.startswith("panoptic-evaluate: error:")
         code, _, err = run_cli(export_cli.main, ["--checkpoint", evil, "--out", tmp_path / "x.onnx"], capsys)
-        assert code == 1 and err.startswith("panoptic-export: error:")
+        assert code == 2 and err.startswith("panoptic-export: error:")
         config = write_config(tmp_path)
         code, _, err = run_cli(train_cli.main, ["--config", config, "--out", tmp_path / "r", "--resume-from", evil],
                                capsys)
-        assert code == 1 and "never unpickled" in err
+        assert code == 2 and "never unpickled" in err
         code, _, err = run_cli(train_cli.main, ["--config", config, "--out", tmp_path / "r",
                                                 f"init.checkpoint={evil}"], capsys)
-        assert code == 1 and "refused" in err or "not a readable safetensors" in err
+        assert code == 2 and ("refused" in err or "not a readable safetensors" in err)
     assert not marker.exists()
 
 
@@ -122,13 +122,13 @@ def test_evaluate_writes_scores_and_rescorable_predictions(tmp_path, capsys, tin
 
 def test_evaluate_user_errors(tmp_path, capsys, tiny_checkpoint):
     code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tmp_path / "none", "--dataset", "synthstreet"], capsys)
-    assert code == 1 and "not found" in err and err.count("\n") == 1
+    assert code == 2 and "not found" in err and err.count("\n") == 1
     code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tiny_checkpoint, "--dataset", "coco"], capsys)
-    assert code == 1 and "--root: required" in err
+    assert code == 2 and "--root: required" in err
     weights = tiny_checkpoint.with_name("tiny.safetensors")
     weights.write_bytes(weights.read_bytes()[:1000])
     code, _, err = run_cli(evaluate_cli.main, ["--checkpoint", tiny_checkpoint, "--dataset", "synthstreet"], capsys)
-    assert code == 1 and "tiny.safetensors: sha256 differs" in err and err.count("\n") == 1
+    assert code == 2 and "tiny.safetensors: sha256 differs" in err and err.count("\n") == 1
 
 
 def test_export_writes_an_onnx_model_with_parity(tmp_path, capsys, tiny_checkpoint):
@@ -139,3 +139,31 @@ def test_export_writes_an_onnx_model_with_parity(tmp_path, capsys, tiny_checkpoi
     diffs = {line.split(":")[0].strip(): float(line.rsplit("=", 1)[1]) for line in stdout.splitlines()[1:]}
     assert set(diffs) == set(CIAE.OUTPUT_NAMES)
     assert max(diffs.values()) < 1e-2
+
+
+def test_unknown_post_processing_key_is_named(tiny_checkpoint, capsys):
+    argv = ["--checkpoint", tiny_checkpoint, "--dataset", "synthstreet", "--count", 1, "--size", "64x128",
+            "--set", "bandwidth=0.6"]
+    code, _, err = run_cli(evaluate_cli.main, argv, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("panoptic-evaluate: error: postprocess.bandwidth: unknown key (known: ")
+
+
+def test_export_bad_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_checkpoint):
+    code, _, err = run_cli(export_cli.main, ["--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx",
+                                             "--opset", 12], capsys)
+    assert (code, err) == (2, "panoptic-export: error: opset: must be >= 17, got 12\n")
+    (tmp_path / "file").write_text("")
+    code, _, err = run_cli(export_cli.main, ["--checkpoint", tiny_checkpoint, "--out", tmp_path / "file" / "m.onnx"],
+                           capsys)
+    assert code == 2 and err.startswith(f"panoptic-export: error: cannot write {tmp_path / 'file' / 'm.onnx'}: ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_train_device_flag_sets_runtime_device(tmp_path, capsys):
+    argv = ["--config", write_config(tmp_path), "--out", tmp_path / "run", "--device", "cuda"]
+    code, _, err = run_cli(train_cli.main, argv, capsys)
+    assert (code, err) == (2, "panoptic-train: error: runtime.device: 'cuda' asked for, but CUDA is not "
+                              "available on this machine\n")
+    assert not (tmp_path / "run").exists()
