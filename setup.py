@@ -37,6 +37,7 @@ setup(
             "panoptic-train = panoptic_ros.training.train:main",
             "panoptic-evaluate = panoptic_ros.training.evaluate:main",
             "panoptic-export = panoptic_ros.training.export:main",
+            "panoptic-release = panoptic_ros.training.release:main",
             "panoptic-bandwidth-search = panoptic_ros.training.bandwidth_search:main",
             "panoptic-replay = panoptic_ros.replay.cli:main",
         ],
