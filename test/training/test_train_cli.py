@@ -167,3 +167,24 @@ def test_train_device_flag_sets_runtime_device(tmp_path, capsys):
     assert (code, err) == (2, "panoptic-train: error: runtime.device: 'cuda' asked for, but CUDA is not "
                               "available on this machine\n")
     assert not (tmp_path / "run").exists()
+
+
+def test_help_examples_use_real_post_processing_keys(capsys):
+    import dataclasses
+    import re
+
+    from panoptic_ros.config import from_dict
+    from panoptic_ros.postprocess.ciae import CIAEPostprocessConfig
+    from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig
+
+    with pytest.raises(SystemExit):
+        evaluate_cli.parse_args(["--help"])
+    help_text = capsys.readouterr().out
+    items = [a or b for a, b in re.findall(r'--set\s+"([^"]+)"|--set\s+([a-z_]+=\S+)', help_text)]
+    settings = evaluate_cli.parse_settings(items)
+    assert {"default_bandwidth", "min_area", "bandwidths", "score_threshold"} <= set(settings)
+    for cls in (PanoNetPostprocessConfig, CIAEPostprocessConfig):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        from_dict(cls, {k: v for k, v in settings.items() if k in fields}, "postprocess")  # values accepted
+        settings = {k: v for k, v in settings.items() if k not in fields}
+    assert settings == {}   # every example key is a field of one of the two configs
