@@ -75,10 +75,15 @@ def log_evaluation(logger, step: int, summary: dict) -> None:
     logger.message(f"step {step}: {groups} | mIoU {100 * summary['miou']:.1f} ({summary['images']} images)")
 
 
-def in_memory_predictor(model: nn.Module, model_config, postprocess_config, device: torch.device) -> Predictor:
-    """A :class:`Predictor` over a model being trained (same path as inference)."""
-    return Predictor(backend=TorchBackend(model, device=device), model_config=model_config,
-                     postprocess_config=postprocess_config, input_size=model_config.input_size)
+class _KeepingBackend(TorchBackend):
+    """The torch backend that also keeps the last frame's raw outputs (batch 1), so the
+    logged embedding image comes from the forward pass the evaluation already ran."""
+
+    last_outputs: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        self.last_outputs = super().__call__(image)
+        return self.last_outputs
 
 
 def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, step: int = 0) -> dict:
@@ -95,12 +100,17 @@ def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, ste
     dataset = build_dataset(config.data, "val")
     count = min(count or len(dataset), len(dataset))
     images = config.eval.images if logger is not None else 0
+    embedding_output = kind_spec(config.model.kind).embedding_output
     with preserved_rng():
-        predictor = in_memory_predictor(model, config.model, config.postprocess, device)
+        # The same path as inference (Predictor: resize, network, post-processing).
+        backend = _KeepingBackend(model, device=device)
+        predictor = Predictor(backend=backend, model_config=config.model, postprocess_config=config.postprocess,
+                              input_size=config.model.input_size)
 
         def on_image(index, sample, result) -> None:
             if index < images:
-                _log_images(logger, step, index, model, sample, result, label_space)
+                embedding = backend.last_outputs[embedding_output][0]
+                _log_images(logger, step, index, sample, result, embedding, label_space)
 
         summary = evaluate(predictor.predict, (dataset[i] for i in range(count)), label_space=label_space,
                            on_image=on_image)
@@ -108,16 +118,18 @@ def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, ste
     return summary
 
 
-@torch.no_grad()
-def _log_images(logger, step: int, index: int, model: nn.Module, sample, result, label_space: LabelSpace) -> None:
-    """Panoptic overlay and embedding PCA image of one validation image to TensorBoard."""
+def _log_images(logger, step: int, index: int, sample, result, embedding: torch.Tensor,
+                label_space: LabelSpace) -> None:
+    """Panoptic overlay and embedding PCA image of one validation image to TensorBoard.
+
+    Args:
+        embedding: (E, h, w) pixel embedding of the evaluated forward pass (at the model's
+            input size / its stride).
+    """
     from panoptic_ros.viz import embedding_pca_image, panoptic_overlay
 
     logger.image(step, f"val/overlay_{index}", panoptic_overlay(sample.image, result, label_space))
-    device = next(model.parameters()).device
-    x = torch.from_numpy(sample.image).permute(2, 0, 1).unsqueeze(0).float().to(device)
-    embedding = model.eval()(x)[kind_spec(model.config.kind).embedding_output][0].float().cpu().numpy()
-    logger.image(step, f"val/embedding_pca_{index}", embedding_pca_image(embedding))
+    logger.image(step, f"val/embedding_pca_{index}", embedding_pca_image(embedding.float().cpu().numpy()))
 
 
 # ---- CLI ---------------------------------------------------------------------------------

@@ -104,7 +104,10 @@ def test_validation_logs_scalars_and_images_to_tensorboard(tmp_path):
     torch.manual_seed(3)
     expected = torch.rand(1)
     torch.manual_seed(3)
+    forwards = []
+    model.register_forward_hook(lambda module, args, output: forwards.append(args[0].shape))
     summary = evaluate_model(model, config, count=1, logger=logger, step=5)
+    assert len(forwards) == 1   # the embedding image reuses the evaluated forward pass
     log_evaluation(logger, 5, summary)
     logger.close()
     assert torch.equal(torch.rand(1), expected)  # evaluation left the training RNG stream alone
