@@ -31,7 +31,7 @@ from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
 from panoptic_ros.training import distributed
 from panoptic_ros.training.config import TrainConfig, load_train_config
-from panoptic_ros.training.data import build_dataset, build_train_loader, seed_everything
+from panoptic_ros.training.data import build_train_loader, seed_everything
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, train_one_epoch
 from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
 from panoptic_ros.training.init import initialise_model
