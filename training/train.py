@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
+from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_checkpoint_meta, save_checkpoint
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
@@ -93,12 +93,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     optimizer = build_optimizer(model, config.optimizer)
     amp_dtype = _AMP[config.runtime.amp] if dist.device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    progress = Progress()
+    progress, sessions = Progress(), [command]
     # ``--resume`` on a run without checkpoints starts it, so one command serves torchrun restarts.
     if resume or (resume == "" and list_checkpoints(out_dir)):
         folder = resolve_resume(resume or out_dir)
         progress, stored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler)
         _check_same_recipe(stored, config, folder)
+        sessions = _earlier_sessions(folder) + sessions
     if dist.is_main:
         remove_partial_checkpoints(out_dir)
         _write_config(out_dir, config)
@@ -110,8 +111,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
                    f"{dist.world_size} process(es) on {dist.device}; {start}")
     try:
-        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command)
-        summary = _finish(config, model, out_dir, logger, dist, progress, command)
+        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions)
+        summary = _finish(config, model, out_dir, logger, dist, progress, sessions)
     finally:
         logger.close()
     return summary
@@ -132,7 +133,7 @@ def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> 
         log_every=config.runtime.log_every)
 
 
-def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, command) -> Progress:
+def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions) -> Progress:
     """Train in chunks that end at checkpoint / evaluation boundaries."""
     total, rt = config.schedule.total_steps, config.runtime
     started, elapsed_before = time.monotonic(), progress.elapsed_s
@@ -151,7 +152,7 @@ def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, o
                 save_training_checkpoint(
                     out_dir, model=model, model_config=config.model, optimizer=ctx.optimizer, progress=progress,
                     scaler=ctx.scaler, postprocess=to_dict(config.postprocess), config=config.to_dict(),
-                    metadata={"command": command}, keep=rt.keep_checkpoints)
+                    metadata=_provenance(sessions), keep=rt.keep_checkpoints)
             distributed.barrier()
         if config.eval.every and step % config.eval.every == 0 and step < total and dist.is_main:
             log_evaluation(logger, step, evaluate_model(model, config, count=config.eval.count, logger=logger,
@@ -165,7 +166,7 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def _finish(config, model, out_dir, logger, dist, progress, command) -> dict:
+def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
     """Final model checkpoint and evaluation (rank 0)."""
     if not dist.is_main:
         return {}
@@ -173,13 +174,28 @@ def _finish(config, model, out_dir, logger, dist, progress, command) -> dict:
     log_evaluation(logger, progress.step, summary)
     scores = {group: summary[group] for group in ("All", "Things", "Stuff")}
     save_checkpoint(out_dir / "model", model, config.model, postprocess=to_dict(config.postprocess),
-                    metadata={"step": progress.step, "seed": config.runtime.seed, "command": command,
+                    metadata={"step": progress.step, "seed": config.runtime.seed, **_provenance(sessions),
                               "train_seconds": round(progress.elapsed_s), "world_size": dist.world_size,
                               "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
     atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
     logger.message(f"PQ {100 * summary['All']['pq']:.1f}  SQ {100 * summary['All']['sq']:.1f}  "
                    f"RQ {100 * summary['All']['rq']:.1f}  -> {out_dir / 'model.safetensors'}")
     return summary
+
+
+def _provenance(sessions: list[str]) -> dict:
+    """``command``: the one that started the run (what reproduces it); ``sessions``: the
+    command of every session, resumes included."""
+    return {"command": sessions[0], "sessions": list(sessions)}
+
+
+def _earlier_sessions(folder: Path) -> list[str]:
+    """Commands of the sessions that made the checkpoint ``folder`` (older checkpoints
+    stored only ``command``, their latest session's)."""
+    meta = read_checkpoint_meta(folder / "model").get("metadata", {})
+    if meta.get("sessions"):
+        return list(meta["sessions"])
+    return [meta["command"]] if meta.get("command") else []
 
 
 def _write_config(out_dir: Path, config: TrainConfig) -> None:

@@ -120,6 +120,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
             assert resumed[step][term] == pytest.approx(value, rel=0, abs=1e-6), (step, term)
     final_a = load_checkpoint(reference / "model").model.state_dict()
     final_b = load_checkpoint(killed / "model").model.state_dict()
+    # provenance: the command that started the run, then one entry per session
+    meta = load_checkpoint(killed / "model").metadata
+    assert meta["command"].startswith("panoptic-train --config") and meta["sessions"] == [meta["command"]] * 2
+    assert load_checkpoint(reference / "model").metadata["sessions"] == [
+        load_checkpoint(reference / "model").metadata["command"]]
     for key, value in final_a.items():
         assert torch.allclose(value, final_b[key], rtol=0, atol=1e-6), key
 
