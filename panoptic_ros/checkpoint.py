@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from panoptic_ros.config import ConfigError, to_dict
+from panoptic_ros.jsonfile import read_json
 from panoptic_ros.models.build import build_model, model_config_from_dict
 
 FORMAT = "panoptic_ros.checkpoint/1"
@@ -132,12 +133,8 @@ def save_checkpoint(
 def read_tagged_json(path: Path, fmt: str, what: str) -> dict:
     """A JSON object whose ``format`` is ``fmt``; errors name ``path`` and say ``what`` it
     should have been (e.g. ``checkpoint metadata``)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a panoptic_ros {what} file ({exc})") from None
+    data = read_json(path, CheckpointError, missing=f"{what} file not found",
+                     malformed=f"not a panoptic_ros {what} file")
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise CheckpointError(f"{path}: unknown {what} format (expected {fmt!r})")
     return data

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pyspng
 
+from panoptic_ros.jsonfile import read_json
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
 
@@ -45,12 +46,7 @@ def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dic
             files in the COCO results format may lack it).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CocoFormatError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CocoFormatError(f"{path}: malformed JSON ({exc})") from None
+    data = read_json(path, CocoFormatError)
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object at the top level")
     for key in ("annotations", "categories") if require_categories else ("annotations",):
