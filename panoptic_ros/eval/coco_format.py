@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pyspng
 
+from panoptic_ros.eval.png_ids import png_to_ids
 from panoptic_ros.jsonfile import read_json
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
@@ -84,9 +85,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
 def read_panoptic_png(path: str | Path) -> np.ndarray:
     """(H, W) int32 segment ids of a COCO panoptic PNG.
 
-    Decoded with libspng (``pyspng``) rather than OpenCV's libpng: evaluation reads two
-    2-megapixel PNGs per image and decoding is most of its time; libspng takes about half
-    the CPU time on these files (``bench/eval_speed.py`` prints the split).
+    Evaluation reads two 2-megapixel PNGs per image and decoding is most of its time:
+    8-bit RGB/RGBA files take the fast path of :mod:`panoptic_ros.eval.png_ids` (libdeflate
+    + a compiled unfilter that packs ids in the same pass); anything else, and any file
+    that path does not accept, is decoded by libspng (``pyspng``), which also words the
+    error for damaged files. ``bench/eval_speed.py`` prints the decoding share.
     """
     path = Path(path)
     try:
@@ -95,6 +98,9 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
         raise CocoFormatError(f"{path}: file not found") from None
     except OSError as exc:
         raise CocoFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    ids = png_to_ids(data)
+    if ids is not None:
+        return ids
     try:
         rgba = pyspng.load(data, format="RGBA")
     except Exception:  # pyspng raises plain RuntimeError/ValueError for any bad data
