@@ -4,7 +4,7 @@ write ``report.json`` and ``report.html``.
 Everything the replay produces lands in one folder::
 
     <out>/bag/            the node's outputs (rosbag2, mcap)
-    <out>/coco/           gt.json, gt/, pred.json, pred/ (only with ground truth)
+    <out>/coco/           pred.json, pred/; gt.json, gt/ too when the bag has ground truth
     <out>/samples/        full-size overlay PNGs of the sample frames
     <out>/node.log        the started node's log (live)
     <out>/report.json     every figure
