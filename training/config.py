@@ -21,10 +21,13 @@ Dataset = Literal["synthstreet", "cityscapes", "coco"]
 
 @dataclass(frozen=True)
 class SynthSplit:
-    """A generated SynthStreet split: scenes ``0 .. count - 1`` of the stream ``seed``."""
+    """A generated SynthStreet split: scenes ``0 .. count - 1`` of the stream ``seed``;
+    with ``mirror`` every scene has its left half mirrored onto the right (each thing on
+    the right is a mirrored twin of one on the left)."""
 
     seed: int = 0
     count: int = 100
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.seed < 0 or self.count < 1:

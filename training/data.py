@@ -105,7 +105,7 @@ def build_dataset(data: DataConfig, split: Split) -> Dataset:
     """The (untransformed) train or validation dataset of ``data``."""
     if data.dataset == "synthstreet":
         part = data.synth_train if split == "train" else data.synth_val
-        return synthstreet(part.seed, part.count, data.scene_size, cache_dir=data.cache_dir)
+        return synthstreet(part.seed, part.count, data.scene_size, mirror=part.mirror, cache_dir=data.cache_dir)
     return real_dataset(data.dataset, data.root, data.train_split if split == "train" else data.val_split)
 
 

@@ -201,3 +201,19 @@ def test_synthstreet_through_transforms_collate_and_workers():
             assert torch.all(t["segment_category"][b][things] == 11) and torch.all(t["segment_category"][b][~things] < 11)
             assert torch.all((t["fcos_labels"][b] >= -1) & (t["fcos_labels"][b] < 8))
         batch.samples[0].target.validate()
+
+
+def test_synthstreet_splits_can_be_mirrored(tmp_path):
+    from panoptic_ros.training.config import DataConfig, SynthSplit
+    from panoptic_ros.training.data import build_dataset
+    from panoptic_ros.training.datasets.synthstreet import generate_scene
+
+    data = DataConfig(synth_train=SynthSplit(5, 2, mirror=True), synth_val=SynthSplit(6, 1),
+                      scene_size=(128, 256), cache_dir=tmp_path)
+    train, val = build_dataset(data, "train"), build_dataset(data, "val")
+    mirrored, plain = generate_scene(5, 1, height=128, width=256, mirror=True), generate_scene(6, 0, height=128, width=256)
+    assert np.array_equal(train[1].target.panoptic, mirrored.target.panoptic)
+    assert np.array_equal(train[1].image, mirrored.image)
+    assert np.array_equal(val[0].target.panoptic, plain.target.panoptic)
+    assert any(p.name.endswith("_mirror") for p in tmp_path.iterdir())
+    assert any(not p.name.endswith("_mirror") for p in tmp_path.iterdir())
