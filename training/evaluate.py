@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes
-from panoptic_ros.config import ConfigError
+from panoptic_ros.config import ConfigError, apply_overrides
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
 from panoptic_ros.eval.scores import PanopticScores
@@ -180,19 +180,13 @@ def _samples(args: argparse.Namespace, label_space: LabelSpace):
 
 
 def parse_settings(items: Sequence[str]) -> dict:
-    """``KEY=VALUE`` post-processing settings (values parsed as YAML: ``0.5``, ``{car: 0.6}``)."""
-    import yaml
-
-    settings = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            settings[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
-    return settings
+    """``KEY=VALUE`` post-processing settings, values parsed as YAML (``0.5``,
+    ``{car: 0.6}``) the same way as ``panoptic-train``'s overrides; unknown keys and wrong
+    types are caught when the settings are applied to the post-processing config."""
+    try:
+        return apply_overrides({}, items)
+    except ConfigError as exc:
+        raise ConfigError(f"--set: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> dict:
