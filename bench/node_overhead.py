@@ -15,10 +15,13 @@
    node cannot process) vs the bare predictor's frame rate.
 4. Before/after of the node's steps on one frame, timed alternately in the same rounds
    (the machine is shared: alternating keeps both sides under the same load):
-   *before* = an rclpy message object (``numpy_to_image``) published as such, and the
-   overlay with full-size outline/VOID masks; *now* = the node's path, serialized bytes
-   from :mod:`panoptic_ros.ros.messages` (outline/VOID masks from the model resolution)
-   published as bytes.
+   *before* = an rclpy message object (``numpy_to_image``) published with rclpy's
+   ``Publisher.publish``, and the overlay with full-size outline/VOID masks; *now* = the
+   node's path: ``~/panoptic`` resized by the predictor straight into its serialized
+   message (:class:`~panoptic_ros.serialized.image.ImageMessage`), the other outputs as
+   serialized bytes from :mod:`panoptic_ros.ros.messages` (outline/VOID masks from the
+   model resolution), published with :class:`~panoptic_ros.ros.raw_publish.RawPublisher`
+   (no copy of the bytes on the way into rcl).
 
 Target: node overhead (decode + encode + publish of ``~/panoptic``) under 2 ms per frame.
 
@@ -63,6 +66,8 @@ from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec  # noqa: E402
 from panoptic_ros.ros import messages  # noqa: E402
 from panoptic_ros.ros.image_codec import from_serialized, numpy_to_image, to_rgb8  # noqa: E402
 from panoptic_ros.ros.node import PanopticNode  # noqa: E402
+from panoptic_ros.ros.raw_publish import RawPublisher  # noqa: E402
+from panoptic_ros.serialized.image import ImageMessage  # noqa: E402
 from panoptic_ros.viz import colorize_panoptic, panoptic_overlay  # noqa: E402
 
 TINY = {
@@ -212,16 +217,27 @@ class Harness:
                                 interpolation=cv2.INTER_NEAREST_EXACT)
             return numpy_to_image(panoptic_overlay(rgb, result, space, colors=colors), "rgb8", header)
 
+        raw_pubs = {name: RawPublisher(pub) for name, pub in pubs.items()}
+
+        size = (result.width, result.height)
+
+        def panoptic_now():  # the predictor's upsampling writes into the message's pixels
+            message = ImageMessage(result.height, result.width, "32SC1", header)
+            cv2.resize(low.panoptic, size, dst=message.pixels, interpolation=cv2.INTER_NEAREST_EXACT)
+            return message.data
+
+        def panoptic_before():
+            upsampled = cv2.resize(low.panoptic, size, interpolation=cv2.INTER_NEAREST_EXACT)
+            return numpy_to_image(upsampled, "32SC1", header)
+
         steps = {  # label -> (now, before)
             "read input (from_serialized + to_rgb8)": (lambda: to_rgb8(from_serialized(raw)), None),
-            "build ~/panoptic": (lambda: messages.panoptic_image(result, header),
-                                 lambda: numpy_to_image(result.panoptic, "32SC1", header)),
-            "build + publish ~/panoptic": (
-                lambda: pubs["panoptic"].publish(messages.panoptic_image(result, header)),
-                lambda: pubs["panoptic"].publish(numpy_to_image(result.panoptic, "32SC1", header))),
+            "upsample + build ~/panoptic": (panoptic_now, panoptic_before),
+            "upsample + build + publish ~/panoptic": (lambda: raw_pubs["panoptic"].publish(panoptic_now()),
+                                                    lambda: pubs["panoptic"].publish(panoptic_before())),
             "build ~/overlay": (lambda: messages.overlay_image(rgb, result, space, header, low_res=low), overlay_before),
             "build + publish ~/overlay": (
-                lambda: pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, low_res=low)),
+                lambda: raw_pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, low_res=low)),
                 lambda: pubs["overlay"].publish(overlay_before())),
             "build ~/semantic": (lambda: messages.semantic_image(result, space, header, low_res=low), None),
             "build ~/instances": (lambda: messages.instance_image(result, header, low_res=low), None),

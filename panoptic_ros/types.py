@@ -209,19 +209,32 @@ class PanopticResult:
             raise PanopticFormatError(f"area or bbox disagrees with the map for segment ids {wrong[:10]}")
         return self
 
-    def resize(self, width: int, height: int) -> "PanopticResult":
+    def resize(self, width: int, height: int, *, out: np.ndarray | None = None) -> "PanopticResult":
         """Nearest-neighbour resize; segments that vanish are dropped, scores kept.
 
         Centre-aligned (``INTER_NEAREST_EXACT``): output pixel x takes source pixel
         floor((x + 0.5) * W / width), the one under its centre, so the labels line up with
         a bilinearly resized image. Plain ``INTER_NEAREST`` (floor(x * W / width)) shifts
         them by up to half a source pixel towards the top left for non-integer ratios.
+
+        Args:
+            out: (height, width) int32 array to write the id map into (it becomes the
+                result's ``panoptic``), e.g. the pixels of a message being built.
         """
         import cv2
 
+        if out is not None and (out.shape != (height, width) or out.dtype != np.int32):
+            raise ValueError(f"out must be a ({height}, {width}) int32 array, got {out.dtype} {out.shape}")
         if (width, height) == (self.width, self.height):
-            return self
-        return self.with_panoptic(cv2.resize(self.panoptic, (width, height), interpolation=cv2.INTER_NEAREST_EXACT))
+            if out is None:
+                return self
+            np.copyto(out, self.panoptic)
+            return self.with_panoptic(out)
+        resized = cv2.resize(self.panoptic, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT)
+        if out is not None and resized is not out:  # OpenCV allocated anew (it writes in place when it can)
+            np.copyto(out, resized)
+            resized = out
+        return self.with_panoptic(resized)
 
     def with_panoptic(self, panoptic: np.ndarray) -> "PanopticResult":
         """These segments on a new id map (after a resize, crop, flip, pad ...).

@@ -128,6 +128,20 @@ def test_resize_is_centre_aligned():
     assert res.resize(3, 2).resize(5, 2).panoptic[0].tolist() == [7000, 7000, 11000, 23000, 23000]
 
 
+def test_resize_into_a_given_array_writes_the_same_map_there():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
+    for width, height in ((16, 12), (res.width, res.height), (5, 3)):  # up, same size, down
+        out = np.full((height, width), -1, np.int32)
+        into = res.resize(width, height, out=out)
+        assert into.panoptic is out
+        np.testing.assert_array_equal(out, res.resize(width, height).panoptic)
+        assert into.segments == res.resize(width, height).segments
+    with pytest.raises(ValueError, match=r"\(12, 16\) int32"):
+        res.resize(16, 12, out=np.zeros((12, 16), np.int64))
+    with pytest.raises(ValueError, match=r"\(12, 16\) int32"):
+        res.resize(16, 12, out=np.zeros((16, 12), np.int32))
+
+
 def test_resize_keeps_scores_and_drops_vanished():
     res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
     big = res.resize(16, 12)

@@ -266,11 +266,13 @@ class Predictor:
         self._postprocess = config  # one reference swap: a frame in flight keeps the old one
         return config
 
-    def predict(self, rgb: np.ndarray) -> PanopticResult:
+    def predict(self, rgb: np.ndarray, *, panoptic_out: np.ndarray | None = None) -> PanopticResult:
         """Panoptic segmentation of one image.
 
         Args:
             rgb: (H, W, 3) uint8 RGB, any size.
+            panoptic_out: (H, W) int32 array the result's id map is written into (the node
+                passes the pixels of its ``~/panoptic`` message: no copy to publish it).
         Returns:
             the result at (H, W); timings of the call in :attr:`last_timings`.
         """
@@ -284,7 +286,7 @@ class Predictor:
         outputs = self._run_backend(image)
         t2 = time.perf_counter()
         self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
-        result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0])
+        result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0], out=panoptic_out)
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result

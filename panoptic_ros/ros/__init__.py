@@ -8,6 +8,7 @@ packages.
   messages as serialized bytes. It imports no rclpy and no ``*_msgs`` (it builds the CDR
   with :mod:`panoptic_ros.serialized`), so the offline replay writes exactly what the node
   publishes without ROS.
+- :mod:`.raw_publish`: publishes those bytes through rcl without rclpy's extra copy.
 - :mod:`.image_codec`: numpy -> rclpy ``Image``/``CompressedImage`` objects, plus the
   byte-level codec of :mod:`panoptic_ros.serialized.image`.
 - :mod:`.replay_client`: the live replay's DDS side (publishes a bag's frames to the node,

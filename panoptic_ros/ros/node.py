@@ -43,7 +43,8 @@ from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
 from panoptic_ros.ros.memory import keep_freed_buffers_mapped
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
-from panoptic_ros.serialized.image import ImageDecodeError, from_serialized, to_rgb8
+from panoptic_ros.ros.raw_publish import RawPublisher
+from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, from_serialized, to_rgb8
 
 LOG_PERIOD_S = 10.0
 _MESSAGE_CLASSES = {messages.IMAGE_TYPE: Image, messages.DETECTIONS_TYPE: Detection2DArray}
@@ -221,22 +222,33 @@ class PanopticNode(LifecycleNode):
                 count = self.stats.on_rejected(exc.cause)
                 self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
                 return
-            result = self.predictor.predict(rgb)
+            wanted = self._wanted_outputs()
+            # ~/panoptic is written by the predictor straight into its message's pixels.
+            panoptic = (ImageMessage(rgb.shape[0], rgb.shape[1], "32SC1", msg.header)
+                        if "panoptic" in wanted else None)
+            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels)
             timings = self.predictor.last_timings
-            self._publish(msg.header, rgb, result)
+            self._publish(msg.header, rgb, result, wanted, panoptic)
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
 
-    def _publish(self, header, rgb, result) -> None:
-        """Publish every enabled output that has a subscriber, each as soon as it is built."""
+    def _wanted_outputs(self) -> list[str]:
+        """The enabled outputs that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""
+        return [name for name in messages.OUTPUT_TYPES
+                if getattr(self._io, f"publish_{name}") and self._pubs[name].get_subscription_count() > 0]
+
+    def _publish(self, header, rgb, result, wanted: list[str], panoptic: ImageMessage | None) -> None:
+        """Publish the ``wanted`` outputs, each as soon as it is built (``~/panoptic`` is
+        ``panoptic``, already holding ``result``'s id map)."""
         io, pubs = self._io, self._pubs
-        wanted = [name for name in messages.OUTPUT_TYPES
-                  if getattr(io, f"publish_{name}") and pubs[name].get_subscription_count() > 0]
-        outputs = messages.output_messages(result, rgb, header, which=wanted, label_space=self.predictor.label_space,
+        if panoptic is not None:
+            RawPublisher(pubs["panoptic"]).publish(panoptic.data)
+        outputs = messages.output_messages(result, rgb, header, which=[n for n in wanted if n != "panoptic"],
+                                           label_space=self.predictor.label_space,
                                            low_res=self.predictor.last_model_result,
                                            overlay_alpha=io.overlay_alpha, stuff_detections=io.stuff_detections)
         for name, data in outputs:
-            pubs[name].publish(data)
+            RawPublisher(pubs[name]).publish(data)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.stats.on_error()

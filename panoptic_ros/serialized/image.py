@@ -158,6 +158,20 @@ def check_pixels(pixels: np.ndarray, encoding: str) -> tuple[np.ndarray, int, in
     return array, is_bigendian, pixels.shape[1] * channels * dtype.itemsize
 
 
+def _image_prefix(header: Any, height: int, width: int, encoding: str, is_bigendian: int, step: int,
+                  data_size: int) -> bytes:
+    """The serialised ``Image`` up to and including the pixel data's byte count."""
+    writer = CdrWriter()
+    writer.header(header)
+    writer.u32(height)
+    writer.u32(width)
+    writer.string(encoding)
+    writer.u8(is_bigendian)
+    writer.u32(step)
+    writer.u32(data_size)
+    return writer.to_bytes()
+
+
 def image_bytes(pixels: np.ndarray, encoding: str, header: Any) -> bytes:
     """A serialised ``sensor_msgs/Image`` holding ``pixels`` (copied once).
 
@@ -169,15 +183,44 @@ def image_bytes(pixels: np.ndarray, encoding: str, header: Any) -> bytes:
         ImageEncodeError: unknown encoding, or shape/dtype that do not fit it.
     """
     array, is_bigendian, step = check_pixels(pixels, encoding)
-    writer = CdrWriter()
-    writer.header(header)
-    writer.u32(array.shape[0])
-    writer.u32(array.shape[1])
-    writer.string(encoding)
-    writer.u8(is_bigendian)
-    writer.u32(step)
-    writer.octets(array.data)
-    return writer.to_bytes()
+    prefix = _image_prefix(header, array.shape[0], array.shape[1], encoding, is_bigendian, step, array.nbytes)
+    return b"".join([prefix, memoryview(array).cast("B")])
+
+
+class ImageMessage:
+    """A serialised ``sensor_msgs/Image`` whose pixels are written in place.
+
+    For an image computed straight into its message (e.g. ``Predictor.predict``'s
+    ``panoptic_out``): :attr:`pixels` is a writable (H, W[, C]) view into :attr:`data`, so
+    the message needs no copy of the pixels to be serialised. :attr:`data` equals
+    :func:`image_bytes` of the same pixels. The pixels start 64-byte aligned.
+
+    Args:
+        height, width: the image size.
+        encoding: one of :data:`ENCODINGS`.
+        header: a ``std_msgs/Header``.
+    Raises:
+        ImageEncodeError: unknown encoding.
+    """
+
+    ALIGNMENT = 64
+
+    def __init__(self, height: int, width: int, encoding: str, header: Any):
+        if encoding not in ENCODINGS:
+            raise ImageEncodeError(f"cannot encode {encoding!r}; supported: {', '.join(ENCODINGS)}")
+        dtype, channels = ENCODINGS[encoding]
+        step = width * channels * dtype.itemsize
+        is_bigendian = int(sys.byteorder == "big" and dtype.itemsize > 1)
+        prefix = _image_prefix(header, height, width, encoding, is_bigendian, step, step * height)
+        size = len(prefix) + step * height
+        raw = np.empty(size + self.ALIGNMENT, np.uint8)
+        start = -(raw.ctypes.data + len(prefix)) % self.ALIGNMENT
+        self.data = raw[start:start + size]
+        """(N,) uint8: the whole serialised message (CDR, encapsulation header included)."""
+        self.data[:len(prefix)] = np.frombuffer(prefix, np.uint8)
+        shape = (height, width, channels) if channels > 1 else (height, width)
+        self.pixels = self.data[len(prefix):].view(dtype.newbyteorder("=")).reshape(shape)
+        """(H, W[, C]) writable view of the pixel data, in native byte order."""
 
 
 def compress(rgb: np.ndarray, fmt: str = "jpeg", *, quality: int = 90) -> np.ndarray:

@@ -57,6 +57,11 @@ def test_predict_is_resize_model_postprocess_resize(weights, kind):
     np.testing.assert_array_equal(result.panoptic, expected.panoptic)
     assert result.segments == expected.segments
 
+    out = np.zeros((90, 150), np.int32)  # e.g. the pixels of the node's ~/panoptic message
+    into = predictor.predict(rgb, panoptic_out=out)
+    assert into.panoptic is out and into.segments == expected.segments
+    np.testing.assert_array_equal(out, expected.panoptic)
+
 
 def test_channels_last_gives_the_same_result(weights):
     rgb = _frame(seed=2)

@@ -44,6 +44,26 @@ def test_image_bytes_hold_their_own_copy_of_any_array():
         strided, "32SC1", Header()))), strided)
 
 
+@pytest.mark.parametrize("encoding", sorted(image.ENCODINGS))
+@pytest.mark.parametrize("frame_id", ["", "cam", "a_longer_frame"])
+def test_an_image_message_filled_in_place_equals_image_bytes_of_its_pixels(encoding, frame_id):
+    dtype, channels = image.ENCODINGS[encoding]
+    shape = (3, 5) if channels == 1 else (3, 5, channels)
+    pixels = (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
+    message = image.ImageMessage(3, 5, encoding, _ros_header(frame_id))
+    assert message.pixels.shape == shape and message.pixels.flags.writeable
+    assert message.pixels.ctypes.data % image.ImageMessage.ALIGNMENT == 0
+    message.pixels[...] = pixels
+    assert message.data.dtype == np.uint8 and message.data.ndim == 1
+    assert message.data.tobytes() == image.image_bytes(pixels, encoding, _ros_header(frame_id))
+    assert deserialize_message(message.data.tobytes(), Image) == numpy_to_image(pixels, encoding, _ros_header(frame_id))
+
+
+def test_an_image_message_refuses_an_unknown_encoding():
+    with pytest.raises(image.ImageEncodeError, match="'rgb16'"):
+        image.ImageMessage(2, 2, "rgb16", Header())
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 def test_compressed_bytes_equal_the_rclpy_message(fmt):
     rgb = np.random.default_rng(3).integers(0, 256, (16, 24, 3), dtype=np.uint8)
