@@ -7,7 +7,8 @@ trained the same way, one with coordinates and one without (``use_coords: false`
 
 * SynthStreet scenes that contain identical twins (the first ``--count`` such scenes of
   stream ``--seed``; a scene qualifies when ``twin_ids`` finds a pair), and
-* ``--count`` mirrored scenes of the same stream (left half mirrored onto the right),
+* ``--count`` mirrored scenes of the same stream (left half mirrored onto the right), and
+* for reference, the first ``--count`` plain scenes of the stream (every thing instance),
 
 and prints PQ_things and the share of twin instances (every thing instance for mirrored
 scenes) that come out as their own segment: matched by a predicted segment of the same
@@ -62,10 +63,12 @@ def twin_scenes(seed: int, count: int, size: tuple[int, int]) -> Iterator[tuple[
     raise RuntimeError(f"only {found} scenes with twins among the first {MAX_SCANNED} of seed {seed}")
 
 
-def mirrored_scenes(seed: int, count: int, size: tuple[int, int]) -> Iterator[tuple[Sample, set[int]]]:
-    """Mirrored scenes and the ids of all their (non-crowd) thing instances."""
+def whole_scenes(seed: int, count: int, size: tuple[int, int], *,
+                 mirror: bool) -> Iterator[tuple[Sample, set[int]]]:
+    """The first ``count`` scenes (mirrored or not) and the ids of all their (non-crowd)
+    thing instances."""
     for index in range(count):
-        sample = generate_scene(seed, index, height=size[0], width=size[1], mirror=True)
+        sample = generate_scene(seed, index, height=size[0], width=size[1], mirror=mirror)
         yield sample, {s.id for s in sample.target.segments if s.is_thing and not s.iscrowd}
 
 
@@ -148,7 +151,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = {"twin scenes": lambda: twin_scenes(args.seed, args.count, args.size),
-            "mirrored scenes": lambda: mirrored_scenes(args.seed, args.count, args.size)}
+            "mirrored scenes": lambda: whole_scenes(args.seed, args.count, args.size, mirror=True),
+            "plain scenes": lambda: whole_scenes(args.seed, args.count, args.size, mirror=False)}
     table: dict[str, dict[str, tuple[float, int, int]]] = {}
     started = time.perf_counter()
     for label, path in (("with coords", args.with_coords), ("without coords", args.without_coords)):
