@@ -43,9 +43,9 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="dds_image_loss_ros_home_"))
+from panoptic_ros.ros.environment import private_dds_environment  # noqa: E402 (imports no rclpy)
+
+private_dds_environment("dds_image_loss_ros_home_")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402

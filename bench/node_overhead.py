@@ -40,9 +40,9 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="node_overhead_ros_home_"))
+from panoptic_ros.ros.environment import private_dds_environment  # noqa: E402 (imports no rclpy)
+
+private_dds_environment("node_overhead_ros_home_")
 os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")  # as panoptic_node's main() sets it
 
 import cv2  # noqa: E402

@@ -101,8 +101,9 @@ def _demo() -> int:
               f"They are part of the repository (weights/); restore them with `git checkout -- weights` or "
               f"train them with the recipes in training/configs/ (see the README).", file=sys.stderr)
         return 1
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    from panoptic_ros.ros.environment import private_dds_environment
+
+    private_dds_environment()
     from panoptic_ros.replay.cli import summary_lines
     from panoptic_ros.replay.run import ReplayOptions, replay
 

@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bandwidths", type=parse_bandwidths, default=DEFAULT_BANDWIDTHS,
                    help="candidate bandwidths, comma-separated (default 0.25,...,1.0)")
     p.add_argument("--write", action="store_true", help="store the best bandwidths in the checkpoint")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
     return p.parse_args(argv)
 
 
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote postprocess.bandwidths to {write_bandwidths(args.checkpoint, best)}")
     except USER_ERRORS as exc:
         print(f"panoptic-bandwidth-search: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

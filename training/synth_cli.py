@@ -142,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.format == "bag" and args.out.exists():
-        parser.exit(1, f"panoptic-synth: error: {args.out} already exists; a bag is written to a new folder\n")
+        parser.exit(2, f"panoptic-synth: error: {args.out} already exists; a bag is written to a new folder\n")
     try:
         print(run(args))
     except (WriterError, BagWriteError, ValueError, OSError) as exc:
-        parser.exit(1, f"panoptic-synth: error: {exc}\n")
+        parser.exit(2, f"panoptic-synth: error: {exc}\n")
     return 0
 
 

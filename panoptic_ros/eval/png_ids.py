@@ -19,7 +19,8 @@ import zlib
 
 import numpy as np
 
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from panoptic_ros.serialized.image import PNG_SIGNATURE
+
 CHANNELS = {2: 3, 6: 4}   # PNG colour type -> channels (truecolour, truecolour + alpha)
 
 
@@ -28,9 +29,9 @@ def parse_png(data: bytes) -> tuple[int, int, int, bytes] | None:
 
     Chunk CRCs are checked for IHDR and IDAT; a mismatch returns None.
     """
-    if not data.startswith(SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         return None
-    pos, header, parts = len(SIGNATURE), None, []
+    pos, header, parts = len(PNG_SIGNATURE), None, []
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length

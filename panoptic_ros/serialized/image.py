@@ -76,7 +76,7 @@ DECODE_CAUSES = (UNSUPPORTED_ENCODING, ZERO_SIZE, TOO_LARGE, STEP_TOO_SMALL, STE
                  TRUNCATED, SIZE_MISMATCH, EMPTY_DATA, UNSUPPORTED_FORMAT, FORMAT_MISMATCH,
                  CORRUPT_DATA)
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -260,7 +260,7 @@ def compressed_to_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndar
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageDecodeError(EMPTY_DATA, "compressed image has no data")
-    actual = "png" if data[:8].tobytes() == _PNG_MAGIC else "jpeg" if data[:3].tobytes() == _JPEG_MAGIC else None
+    actual = "png" if data[:8].tobytes() == PNG_SIGNATURE else "jpeg" if data[:3].tobytes() == _JPEG_MAGIC else None
     if actual is None:
         raise ImageDecodeError(CORRUPT_DATA, f"compressed data is neither JPEG nor PNG "
                                              f"(starts with {data[:8].tobytes()!r})")

@@ -78,6 +78,6 @@ def test_cli_runs_the_real_sweep(tiny_checkpoint, capsys):
 
 
 def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
-    assert main(["--checkpoint", str(tmp_path / "missing"), "--count", "1", "--size", "64x128"]) == 1
+    assert main(["--checkpoint", str(tmp_path / "missing"), "--count", "1", "--size", "64x128"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("panoptic-bandwidth-search: error:") and "missing" in err and "Traceback" not in err

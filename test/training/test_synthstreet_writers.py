@@ -132,12 +132,12 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     assert message in err and "Traceback" not in err
 
 
-def test_cli_user_errors_exit_1_without_traceback(tmp_path, capsys):
+def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys):
     (tmp_path / "bag").mkdir()
     with pytest.raises(SystemExit) as exc:
         synth_cli.main(["--out", str(tmp_path / "bag"), "--format", "bag", "--count", "1"])
-    assert exc.value.code == 1 and "already exists" in capsys.readouterr().err
+    assert exc.value.code == 2 and "already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         synth_cli.main(["--out", str(tmp_path / "cs"), "--format", "cityscapes", "--count", "1",
                         "--size", "64x128", "--city", "a_b"])
-    assert exc.value.code == 1 and "--city 'a_b'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--city 'a_b'" in capsys.readouterr().err
