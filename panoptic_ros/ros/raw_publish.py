@@ -13,6 +13,7 @@ Where librcl's symbol cannot be found (another rclpy build), it falls back to rc
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,10 @@ class _ErrorString(ctypes.Structure):
     _fields_ = [("str", ctypes.c_char * 1024)]
 
 
-def _load_rcl() -> tuple[Any, Any, Any] | None:
-    """rcl's publish function and rcutils' error accessors, from the libraries rclpy loaded."""
+@functools.lru_cache(maxsize=1)
+def _rcl() -> tuple[Any, Any, Any] | None:
+    """rcl's publish function and rcutils' error accessors, from the libraries rclpy loaded
+    (None where they cannot be found)."""
     try:
         rcl, rcutils = ctypes.CDLL("librcl.so"), ctypes.CDLL("librcutils.so")
         publish = rcl.rcl_publish_serialized_message
@@ -50,17 +53,6 @@ def _load_rcl() -> tuple[Any, Any, Any] | None:
     get_error.argtypes, get_error.restype = [], _ErrorString
     reset_error.argtypes, reset_error.restype = [], None
     return publish, get_error, reset_error
-
-
-_RCL = None
-_RCL_LOADED = False
-
-
-def _rcl():
-    global _RCL, _RCL_LOADED
-    if not _RCL_LOADED:
-        _RCL, _RCL_LOADED = _load_rcl(), True
-    return _RCL
 
 
 class RawPublisher:
