@@ -128,7 +128,9 @@ class RuntimeConfig:
     Attributes:
         seed: seeds python, numpy, torch and the data order / augmentation.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        amp: autocast dtype on CUDA (``off`` on CPU regardless).
+        amp: autocast dtype of the forward pass: ``auto`` = bf16 on a CPU with native
+            bf16 (AVX512-BF16/AMX), the GPU's choice on CUDA, float32 elsewhere
+            (:mod:`panoptic_ros.precision`); ``off``, ``bf16`` or ``fp16`` force one.
         sync_bn: convert BatchNorm to SyncBatchNorm under DDP (CUDA only).
         log_every: log loss terms every this many steps.
         checkpoint_every: write a resumable checkpoint every this many steps.
@@ -139,7 +141,7 @@ class RuntimeConfig:
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     sync_bn: bool = False
     log_every: int = 10
     checkpoint_every: int = 500

@@ -37,7 +37,8 @@ class StepContext:
         set_lr: ``set_lr(step) -> lr`` sets the schedule's learning rate.
         total_steps: length of training (``progress = step / total_steps``).
         device: compute device.
-        amp_dtype: autocast dtype on CUDA (None = full precision).
+        amp_dtype: autocast dtype of the forward pass (None = full precision); the
+            losses always run in float32 on outputs cast back to it.
         scaler: gradient scaler for float16 autocast (None otherwise).
         grad_clip: max global gradient norm (0 = off).
         accumulate: micro-batches per optimizer step.
@@ -113,6 +114,8 @@ def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContex
         with sync:
             with _autocast(ctx):
                 outputs = model(images)
+            if ctx.amp_dtype is not None:
+                outputs = to_float32(outputs)
             losses = ctx.loss_fn(outputs, targets, progress)
             values = mean_across_ranks(losses)
             bad = [name for name, value in values.items() if not math.isfinite(value)]
@@ -127,9 +130,22 @@ def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContex
 
 
 def _autocast(ctx: StepContext):
-    if ctx.amp_dtype is None or ctx.device.type != "cuda":
+    if ctx.amp_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=ctx.amp_dtype)
+    return torch.autocast(device_type=ctx.device.type, dtype=ctx.amp_dtype)
+
+
+def to_float32(value):
+    """Floating tensors in nested dicts/lists/tuples cast to float32 (others unchanged):
+    losses on bf16/fp16 outputs would overflow (fp16 sums) or count inexactly (bf16
+    holds integers exactly only up to 256)."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, Mapping):
+        return {k: to_float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_float32(v) for v in value)
+    return value
 
 
 def move_to(value, device: torch.device):

@@ -29,6 +29,7 @@ from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_ch
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
+from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
 from panoptic_ros.training.config import TrainConfig, load_train_config
 from panoptic_ros.training.data import build_train_loader, seed_everything
@@ -44,7 +45,6 @@ from panoptic_ros.training.state import (Progress, list_checkpoints, load_traini
 # Bad input (config, checkpoint, path) exits 2 as panoptic-eval does; a run that diverged, 1.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, NonFiniteLossError)
 EXIT_FAILED = 1
-_AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,8 +91,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     seed_everything(config.runtime.seed)
     module, model, init_note = prepare_model(config, dist)
     optimizer = build_optimizer(model, config.optimizer)
-    amp_dtype = _AMP[config.runtime.amp] if dist.device.type == "cuda" else None
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    amp_dtype = autocast_dtype(config.runtime.amp, dist.device)
+    scaler = torch.amp.GradScaler(dist.device.type) if amp_dtype == torch.float16 else None
     progress, sessions = Progress(), [command]
     # ``--resume`` on a run without checkpoints starts it, so one command serves torchrun restarts.
     if resume or (resume == "" and list_checkpoints(out_dir)):
@@ -109,7 +109,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
     start = f"resumed at step {progress.step}" if progress.step else f"{init_note}, starting at step 0"
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
-                   f"{dist.world_size} process(es) on {dist.device}; {start}")
+                   f"{dist.world_size} process(es) on {dist.device}, {dtype_name(amp_dtype)}; {start}")
     try:
         progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions)
         summary = _finish(config, model, out_dir, logger, dist, progress, sessions)

@@ -57,6 +57,7 @@ def discriminative_loss(
     if instance.shape != (b, h, w):
         raise ValueError(f"embedding {tuple(embedding.shape)} and instance {tuple(instance.shape)} "
                          "do not match (expected (B, E, h, w) and (B, h, w))")
+    embedding = embedding.float()  # counts and sums in bf16 are exact only up to 256
     zero = embedding.sum() * 0.0
     ids = instance.reshape(-1)
     if bool((ids < 0).any()):

@@ -36,6 +36,7 @@ def semantic_cross_entropy(
     if logits.dim() != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match "
                          "(expected (B, C, h, w) and (B, h, w))")
+    logits = logits.float()  # a sum over ~1e5 pixels overflows float16; bf16 rounds it coarsely
     num_classes = logits.shape[1]
     labelled = target != ignore_index
     if bool(((target < 0) | (target >= num_classes))[labelled].any()):
