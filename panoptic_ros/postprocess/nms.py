@@ -3,8 +3,10 @@
 The IoU matrix of all candidates is computed in one tensor expression on the candidates'
 device; suppression across classes is masked out with a same-class matrix (exact, unlike
 shifting boxes by a class offset, which loses float precision on large coordinates). The
-greedy pass then walks the score-sorted boolean matrix once on the CPU: one cheap row OR
-per *kept* box, so its cost is bounded and independent of how suppressions chain.
+greedy pass (:func:`greedy_keep`) then runs on the same device as a fixed-point iteration
+of matrix-vector products, reading back one small tensor every few iterations; above
+``_DEVICE_GREEDY_MAX`` candidates it walks the matrix on the CPU instead (one row OR per
+*kept* box), where the (N, N) float matrix would cost more than the loop.
 
 Semantics (torchvision's): boxes are x0, y0, x1, y1 with area (x1 - x0) * (y1 - y0); a box
 is suppressed by a higher-scoring kept box of the same class whose IoU with it is strictly
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
+
+_DEVICE_GREEDY_MAX = 4096
+"""Most candidates whose greedy pass runs as matrix products (a (N, N) float32 matrix)."""
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -65,10 +71,58 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
     if classes is not None:
         sorted_classes = classes[order]
         suppress &= sorted_classes[:, None] == sorted_classes[None, :]
+    limit = n if max_output is None else max_output
+    if n <= _DEVICE_GREEDY_MAX:
+        kept, _ = greedy_keep(suppress)
+        return order[kept[:limit]]
+    return order[_greedy_on_host(suppress, limit)]
+
+
+def greedy_keep(suppress: Tensor, candidates: Tensor | None = None, *, extra_flags: Tensor | None = None,
+                check_every: int = 4) -> tuple[Tensor, list[bool]]:
+    """Greedy suppression of an ordered list on its device, without a host loop.
+
+    Entry j is kept iff it is a candidate and no kept entry i < j suppresses it. That
+    recursion has one solution (the greedy one), so it is the fixed point of
+    ``keep <- candidates & (keep @ suppress == 0)`` iterated from all candidates; after t
+    iterations the first t entries are final, and usually a few iterations settle all.
+    Convergence is read back every ``check_every`` iterations.
+
+    Args:
+        suppress: (K, K) bool; ``suppress[i, j]`` (i < j): i, if kept, removes j. Entries
+            on and below the diagonal are ignored.
+        candidates: (K,) bool, the entries that may be kept (default: all).
+        extra_flags: (F,) bool read back in the same host read (saves one).
+    Returns:
+        (k,) int64 indices of the kept entries, ascending, and the F flags as bools.
+    """
+    if candidates is None:
+        candidates = torch.ones(suppress.shape[0], dtype=torch.bool, device=suppress.device)
+    extra = (extra_flags if extra_flags is not None else candidates[:0]).to(torch.float32)
+    # Row j of ``weight``: the entries that suppress j; ``blocked`` is 1 where j may not be
+    # kept. 0/1 products summed in float32 are exact (K < 2**24), also under TF32.
+    weight = suppress.triu(1).t().to(torch.float32)
+    keep = candidates.to(torch.float32)
+    blocked = 1.0 - keep
+    while True:
+        for _ in range(check_every):
+            previous = keep
+            keep = torch.pow(0.0, torch.addmv(blocked, weight, keep))   # 0 ** 0 = 1 (kept), 0 ** n = 0 (n > 0)
+        # One read: the kept count, how many entries changed, the caller's flags.
+        info = torch.cat([keep.sum(0, True), (keep - previous).abs().sum(0, True), extra]).tolist()
+        if not info[1]:
+            break
+    # Kept entries first, in order (a stable sort needs no host read for their count).
+    kept = torch.argsort(keep, descending=True, stable=True)[:round(info[0])]
+    return kept, [bool(f) for f in info[2:]]
+
+
+def _greedy_on_host(suppress: Tensor, limit: int) -> Tensor:
+    """Greedy pass on the CPU: (k,) int64 kept positions (at most ``limit``)."""
+    n, device = len(suppress), suppress.device
     suppress = np.triu(suppress.cpu().numpy(), k=1)  # row j suppresses later columns only
     removed = np.zeros(n, dtype=bool)
     kept = []
-    limit = n if max_output is None else max_output
     for i in range(n):
         if removed[i]:
             continue
@@ -76,4 +130,4 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
         if len(kept) >= limit:
             break
         removed |= suppress[i]
-    return order[torch.as_tensor(kept, dtype=torch.int64, device=boxes.device)]
+    return torch.as_tensor(kept, dtype=torch.int64, device=device)
