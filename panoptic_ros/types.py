@@ -229,7 +229,7 @@ class PanopticResult:
             if out is None:
                 return self
             np.copyto(out, self.panoptic)
-            return self.with_panoptic(out)
+            return PanopticResult(out, self.segments)   # the same map: areas and boxes hold
         resized = cv2.resize(self.panoptic, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT)
         if out is not None and resized is not out:  # OpenCV allocated anew (it writes in place when it can)
             np.copyto(out, resized)

@@ -142,6 +142,14 @@ def test_resize_into_a_given_array_writes_the_same_map_there():
         res.resize(16, 12, out=np.zeros((16, 12), np.int32))
 
 
+def test_resize_into_an_array_of_the_same_size_keeps_the_segments_without_recounting():
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
+    out = np.zeros_like(res.panoptic)
+    into = res.resize(res.width, res.height, out=out)
+    assert into.panoptic is out and into.segments is res.segments   # reused, not recomputed
+    into.validate()                                                  # and still exact
+
+
 def test_resize_keeps_scores_and_drops_vanished():
     res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES, scores={26002: 0.3})
     big = res.resize(16, 12)
