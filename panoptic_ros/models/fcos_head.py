@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import math
+
 import torch
 from torch import nn
 
@@ -23,6 +25,14 @@ from panoptic_ros.models.resnet_fpn import make_norm
 
 MAX_LOG_SCALE = 10.0
 """Upper clamp of the regression exponent (exp(10) * 128 px is far beyond any image)."""
+FP16_SAFE_DISTANCE = 60000.0
+"""Largest predicted distance in pixels: below float16's 65504, so fp16 engines (TensorRT)
+cannot overflow ``exp(x) * stride`` to inf; still far beyond any image."""
+
+
+def max_log_distance(stride: int) -> float:
+    """Upper clamp of the exponent at ``stride``: exp(clamp) * stride <= FP16_SAFE_DISTANCE."""
+    return min(MAX_LOG_SCALE, math.log(FP16_SAFE_DISTANCE / stride))
 
 
 def level_locations(sizes: list[tuple[int, int]], strides: tuple[int, ...],
@@ -102,7 +112,7 @@ class FCOSHead(nn.Module):
             r = self.reg_tower(x)
             cls.append(self.cls_logits(c).flatten(2).transpose(1, 2))
             ctr.append(self.centerness(r).flatten(1))
-            log_dist = (self.scales[level] * self.bbox_pred(r)).clamp(max=MAX_LOG_SCALE)
+            log_dist = (self.scales[level] * self.bbox_pred(r)).clamp(max=max_log_distance(stride))
             reg.append((torch.exp(log_dist) * stride).flatten(2).transpose(1, 2))
             embeds.append(self.box_embed(r))
         outputs = {"cls_logits": torch.cat(cls, 1), "centerness_logits": torch.cat(ctr, 1),
