@@ -31,6 +31,42 @@ PROVIDER_ALIASES = {
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
+_ORT_TYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(double)": torch.float64,
+              "tensor(int64)": torch.int64, "tensor(int32)": torch.int32, "tensor(uint8)": torch.uint8,
+              "tensor(int8)": torch.int8, "tensor(bool)": torch.bool}
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
+                 torch.int64: np.int64, torch.int32: np.int32, torch.uint8: np.uint8, torch.int8: np.int8,
+                 torch.bool: np.bool_}
+
+
+def _ort_device(device: torch.device) -> tuple[str, int]:
+    """ONNX Runtime's (device type, id) for a torch device."""
+    return ("cuda", device.index or 0) if device.type == "cuda" else ("cpu", 0)
+
+
+def upload_image(image: np.ndarray, device: torch.device, staging: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(H, W, 3) uint8 -> a uint8 tensor on ``device``.
+
+    On CUDA the frame is copied into a pinned host buffer (kept in ``staging`` and reused
+    while the frame size stays) and uploaded asynchronously from there: from pageable
+    memory ``non_blocking`` would copy synchronously. The buffer is reused only after the
+    previous upload finished (its event is waited for).
+    """
+    host = torch.from_numpy(np.ascontiguousarray(image))
+    if device.type != "cuda":
+        return host
+    pinned, done = staging.get("buffer"), staging.get("event")
+    if pinned is None or pinned.shape != host.shape:
+        pinned = staging["buffer"] = torch.empty(host.shape, dtype=torch.uint8, pin_memory=True)
+    elif done is not None:
+        done.synchronize()
+    pinned.copy_(host)
+    uploaded = pinned.to(device, non_blocking=True)
+    staging["event"] = torch.cuda.Event()
+    staging["event"].record()
+    return uploaded
+
+
 class BackendError(RuntimeError):
     """A backend that cannot run here (no CUDA, no usable provider, bad model file)."""
 
@@ -146,6 +182,12 @@ def select_providers(requested: Sequence[str], available: Sequence[str], *, devi
     if not chosen:
         raise BackendError(f"none of the ONNX Runtime providers {list(requested)} is usable on {device} "
                            f"(available here: {list(available)})")
+    if device.type == "cuda" and chosen[0][0] not in _GPU_PROVIDERS:
+        # Running on the CPU provider would quietly ignore the device asked for.
+        raise BackendError(
+            f"device {device} asked for, but this onnxruntime has no GPU provider among {list(requested)} "
+            f"(available here: {list(available)}); install the GPU build: "
+            f"pip uninstall -y onnxruntime && pip install onnxruntime-gpu, or use device=cpu")
     return chosen
 
 
@@ -186,20 +228,57 @@ class OnnxRuntimeBackend:
         self.onnx_path = Path(onnx_path)
         self._output_names = list(output_names)
         self._input_name = self._session.get_inputs()[0].name
+        self._specs: dict[tuple[int, ...], dict[str, tuple[tuple[int, ...], torch.dtype]]] = {}
+        self._staging: dict[str, torch.Tensor] = {}
         log.info("ONNX Runtime provider %s (asked for %s)", self.provider, [canonical_provider(p) for p in providers])
 
     def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """(H, W, 3) uint8 RGB -> raw outputs (CPU tensors) with batch size 1."""
-        x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        values = self._session.run(self._output_names, {self._input_name: x})
-        outputs = {}
-        for name, value in zip(self._output_names, values):
-            tensor = torch.from_numpy(np.asarray(value))
-            outputs[name] = tensor.float() if tensor.is_floating_point() else tensor
-        return outputs
+        """(H, W, 3) uint8 RGB -> raw outputs with batch size 1, as tensors on ``device``."""
+        x = self._upload(image).permute(2, 0, 1).unsqueeze(0).float().contiguous()
+        return self.run_tensor(x)
+
+    def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run on an input tensor already on ``device``; outputs stay there.
+
+        ONNX Runtime reads ``x`` and writes the outputs in place through IO binding (no
+        numpy round trip; on CUDA nothing leaves the GPU), the same path on the CPU.
+
+        Args:
+            x: (1, 3, H, W) float32 contiguous, on ``device``.
+        Returns:
+            the model's outputs (floating ones as float32) on ``device``.
+        """
+        binding = self._session.io_binding()
+        kind, index = _ort_device(x.device)
+        binding.bind_input(self._input_name, kind, index, np.float32, list(x.shape), x.data_ptr())
+        outputs = {name: torch.empty(shape, dtype=dtype, device=x.device)
+                   for name, (shape, dtype) in self._output_specs(tuple(x.shape)).items()}
+        for name, tensor in outputs.items():
+            binding.bind_output(name, kind, index, _NUMPY_DTYPES[tensor.dtype], list(tensor.shape), tensor.data_ptr())
+        binding.synchronize_inputs()
+        self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+
+    def _output_specs(self, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Output shapes and dtypes for an input shape (learnt from one plain run when the
+        graph leaves dimensions symbolic; cached)."""
+        if input_shape not in self._specs:
+            declared = {o.name: o for o in self._session.get_outputs()}
+            shapes = {n: tuple(declared[n].shape) for n in self._output_names}
+            if not all(isinstance(d, int) for shape in shapes.values() for d in shape):
+                values = self._session.run(self._output_names,
+                                           {self._input_name: np.zeros(input_shape, np.float32)})
+                shapes = {n: tuple(v.shape) for n, v in zip(self._output_names, values)}
+            self._specs[input_shape] = {n: (shapes[n], _ORT_TYPES[declared[n].type]) for n in self._output_names}
+        return self._specs[input_shape]
+
+    def _upload(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> the same on ``device`` (through a pinned buffer on CUDA)."""
+        return upload_image(image, self.device, self._staging)
 
     def synchronize(self) -> None:
-        """ONNX Runtime's ``run`` returns host arrays: nothing is pending."""
+        """IO binding waits for the outputs before ``run_tensor`` returns: nothing is pending."""
 
     def release_cache(self) -> None:
         """ONNX Runtime keeps its arena until the session is closed."""

@@ -176,7 +176,10 @@ class Predictor:
             cache_dir = _cache_dir(config)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
                                          providers=config.onnx_providers, device=device, fp16=config.fp16,
-                                         num_threads=config.num_threads, cache_dir=cache_dir / "tensorrt")
+                                         num_threads=config.num_threads,
+                                         # one TensorRT engine cache per precision: fp16 and fp32
+                                         # engines of one model must not replace each other
+                                         cache_dir=cache_dir / "tensorrt" / ("fp16" if config.fp16 else "fp32"))
         log.info("%s predictor: backend %s on %s, input %dx%d", kind, backend.name, backend.provider,
                  input_size[1], input_size[0])
         predictor = cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,

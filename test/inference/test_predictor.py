@@ -159,6 +159,33 @@ def test_providers_are_chosen_in_order_among_the_available_ones():
         backends.select_providers(["cuda"], ["CPUExecutionProvider"], device=gpu)
 
 
+def test_cuda_with_a_cpu_only_onnxruntime_is_an_error_that_says_how_to_install_the_gpu_build():
+    # A CPU-only onnxruntime (this machine's) with device=cuda: no quiet CPU fallback.
+    import onnxruntime
+
+    with pytest.raises(backends.BackendError) as caught:
+        backends.select_providers(["tensorrt", "cuda", "cpu"], onnxruntime.get_available_providers(),
+                                  device=torch.device("cuda", 0))
+    message = str(caught.value)
+    assert "cuda:0" in message and "no GPU provider" in message and "pip install onnxruntime-gpu" in message
+    assert "CPUExecutionProvider" in message
+
+
+def test_onnxruntime_io_binding_reads_and_writes_torch_tensors_in_place(weights, tmp_path):
+    # The binding path against a plain numpy run of the same session, on the CPU.
+    predictor = Predictor.from_checkpoint(weights["panonet"], device="cpu", backend="onnxruntime",
+                                          onnx_cache_dir=tmp_path)
+    backend = predictor._backend
+    height, width = SIZES["panonet"]
+    x = torch.from_numpy(_frame(height, width, seed=5)).permute(2, 0, 1)[None].float().contiguous()
+    bound = backend.run_tensor(x)
+    plain = backend._session.run(backend._output_names, {backend._input_name: x.numpy()})
+    assert list(bound) == backend._output_names
+    for (name, tensor), value in zip(bound.items(), plain):
+        assert tensor.device.type == "cpu" and tuple(tensor.shape) == value.shape
+        np.testing.assert_array_equal(tensor.numpy(), value.astype(tensor.numpy().dtype))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_onnxruntime_gives_the_same_result_as_torch(weights, kind, tmp_path, caplog):
     rgb = _frame(seed=3)
