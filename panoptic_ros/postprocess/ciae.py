@@ -207,31 +207,61 @@ def postprocess_ciae(outputs: dict[str, torch.Tensor], *, config: CIAEPostproces
 
 def panoptic_from_assignment(labels: torch.Tensor, best: torch.Tensor, proposals: Proposals, *,
                              label_space: LabelSpace, config: CIAEPostprocessConfig) -> PanopticResult:
-    """Query indices per pixel -> PanopticResult (stuff queries first, then proposals)."""
+    """Query indices per pixel -> PanopticResult (stuff queries first, then proposals).
+
+    Per-query areas and score sums are scatter-added on the labels' device and read back
+    with the proposals' classes and scores in one small copy; the query -> panoptic id
+    table goes back to the device, where the (H, W) map is looked up as int32 and copied
+    to the host once.
+
+    Args:
+        labels: (H, W) int64 query index per pixel; best: (H, W) its similarity (-inf:
+            no query may claim the pixel).
+    """
     num_stuff = len(label_space.stuff_train_indices)
-    num_queries = num_stuff + len(proposals.scores)
+    num_queries = num_stuff + proposals.scores.shape[0]
     height, width = labels.shape
-    flat = labels.flatten()
-    finite = torch.isfinite(best.flatten())
-    areas = torch.bincount(flat[finite], minlength=num_queries).cpu().numpy()
-    sums = torch.bincount(flat[finite], weights=best.flatten()[finite].double(), minlength=num_queries).cpu().numpy()
+    index = torch.where(torch.isfinite(best), labels, num_queries).flatten()     # num_queries: VOID
+    stats = torch.zeros((2, num_queries + 1), dtype=torch.float64, device=labels.device)
+    stats[0].index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+    stats[1].index_add_(0, index, best.flatten().double().nan_to_num(neginf=0.0))
+    small = torch.cat([stats[:, :num_queries].flatten(), proposals.classes.double(),
+                       proposals.scores.double()]).cpu().numpy()
+    areas, sums = small[:num_queries], small[num_queries:2 * num_queries]
+    classes, proposal_scores = small[2 * num_queries:].reshape(2, -1)
+    lut, scores = _query_ids(areas, sums, classes.astype(np.int64), proposal_scores, (height, width),
+                             label_space=label_space, config=config)
+    table = torch.from_numpy(lut).to(labels.device, non_blocking=True)
+    panoptic = table[index].view(height, width).cpu().numpy()
+    return PanopticResult.from_panoptic_map(panoptic, label_space, scores)
+
+
+def _query_ids(areas: np.ndarray, sums: np.ndarray, classes: np.ndarray, proposal_scores: np.ndarray,
+               size: tuple[int, int], *, label_space: LabelSpace, config: CIAEPostprocessConfig
+               ) -> tuple[np.ndarray, dict[int, float]]:
+    """(Q + 1,) int32 panoptic id of every query (last entry: VOID) and the segment scores.
+
+    Args:
+        areas, sums: (Q,) pixels and summed similarity per query (stuff queries first).
+        classes, proposal_scores: (K,) thing class and score of each proposal.
+        size: (H, W) of the map.
+    """
+    num_stuff = len(label_space.stuff_train_indices)
     ids = np.array(label_space.ids, dtype=np.int64)
-    lut = np.zeros(num_queries + 1, dtype=np.int64)  # last entry: pixels no query may claim
+    lut = np.zeros(len(areas) + 1, dtype=np.int32)
     scores: dict[int, float] = {}
-    min_area = config.stuff_min_area * height * width / (config.area_reference[0] * config.area_reference[1])
+    min_area = config.stuff_min_area * size[0] * size[1] / (config.area_reference[0] * config.area_reference[1])
     for q, train_index in enumerate(label_space.stuff_train_indices):
         if areas[q] > 0 and areas[q] >= min_area:
             lut[q] = ids[train_index] * LABEL_DIVISOR
             scores[int(lut[q])] = float(np.clip(sums[q] / areas[q], 0.0, 1.0))
     counters: dict[int, int] = {}
     thing_ids = ids[list(label_space.thing_train_indices)]
-    for k, (c, s) in enumerate(zip(proposals.classes.tolist(), proposals.scores.tolist())):
+    for k, (c, s) in enumerate(zip(classes.tolist(), proposal_scores.tolist())):
         category = int(thing_ids[c])
         counters[category] = counters.get(category, 0) + 1
         if counters[category] >= LABEL_DIVISOR:
             continue  # more instances than the id encoding holds: leave them VOID
         lut[num_stuff + k] = category * LABEL_DIVISOR + counters[category]
         scores[int(lut[num_stuff + k])] = float(s)
-    index = torch.where(finite, flat, torch.full_like(flat, num_queries)).cpu().numpy()
-    panoptic = lut[index].reshape(height, width).astype(np.int32)
-    return PanopticResult.from_panoptic_map(panoptic, label_space, scores)
+    return lut, scores
