@@ -4,7 +4,7 @@ Both backends take an (H, W, 3) uint8 RGB image already at the model's input siz
 return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
 which is what the post-processing functions take.
 
-- :class:`TorchBackend`: CPU or CUDA, optional fp16 autocast (CUDA only), channels-last
+- :class:`TorchBackend`: CPU or CUDA, optional fp16 weights (CUDA only), channels-last
   memory format and ``torch.compile``.
 - :class:`OnnxRuntimeBackend`: an exported ``.onnx`` on the first usable provider of an
   ordered list (TensorRT, CUDA, CPU, ...) among ``onnxruntime.get_available_providers()``.
@@ -109,24 +109,35 @@ class TorchBackend:
     Args:
         model: the network (eval-mode ``forward`` returns ``OUTPUT_NAMES -> Tensor``).
         device: where it runs.
-        fp16: autocast to float16 on CUDA (ignored on CPU, with a warning).
+        fp16: float16 on CUDA (ignored on CPU, with a warning): the weights are cast once
+            here, not by autocast on every call; outputs come back as float32.
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
-        compile: wrap the model with ``torch.compile`` (first call is slow).
+        compile: ``torch.compile`` the model (True: the default inductor backend, or a
+            backend name such as ``"eager"``); the first call is slow.
+
+    On CUDA, frames are uploaded as uint8 through a reused pinned buffer and converted
+    there, and cuDNN picks its fastest kernels for the (fixed) input size.
     """
 
     name = "torch"
 
     def __init__(self, model: nn.Module, *, device: torch.device, fp16: bool = False,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool | str = False):
         self.device = device
         self.fp16 = fp16 and device.type == "cuda"
         if fp16 and not self.fp16:
-            log.warning("fp16 autocast needs CUDA; running float32 on %s", device)
+            log.warning("fp16 needs CUDA; running float32 on %s", device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True   # one input size per predictor: tune once
         self.channels_last = channels_last
-        model = model.to(device).eval()
+        self.dtype = torch.float16 if self.fp16 else torch.float32
+        model = model.to(device=device, dtype=self.dtype).eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self._model = torch.compile(model) if compile else model
+        if compile:
+            model = torch.compile(model, **({} if compile is True else {"backend": compile}))
+        self._model = model
+        self._staging: dict[str, torch.Tensor] = {}
         self.provider = str(device)
 
     @torch.inference_mode()
@@ -134,11 +145,9 @@ class TorchBackend:
         """(H, W, 3) uint8 RGB -> raw outputs with batch size 1."""
         # Moving uint8 to the device and converting there is 4x less transfer; the HWC
         # array permuted to NCHW is already laid out channels-last.
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-        x = x.permute(2, 0, 1).unsqueeze(0).float()
+        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).to(self.dtype)
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            outputs = self._model(x)
+        outputs = self._model(x)
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 
     def synchronize(self) -> None:

@@ -137,19 +137,35 @@ class PyramidPooling(nn.Module):
     Pooling is written as two small matrix products (same bins as
     ``adaptive_avg_pool2d``) so any input size exports to ONNX, where adaptive pooling
     only exports when the size divides evenly.
+
+    The matrices of a feature size are registered as (non-persistent) buffers the first
+    time that size is seen outside tracing: they then live on the model's device and
+    dtype (no host-to-device copy per forward, which also blocks CUDA graph capture and
+    breaks ``torch.compile`` graphs). Checkpoints do not hold them.
     """
 
     def __init__(self, bins: Sequence[int] = (1, 2, 3, 6)):
         super().__init__()
         self.bins = tuple(bins)
 
+    def _matrices(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per bin count b: the (b, h) row and (b, w) column averaging matrices for ``x``."""
+        h, w = x.shape[-2:]
+        name = f"pool_{h}x{w}"
+        if hasattr(self, name + "_0r"):
+            return [(getattr(self, f"{name}_{i}r"), getattr(self, f"{name}_{i}c")) for i in range(len(self.bins))]
+        pairs = [(_pool_matrix(h, b, x.device, x.dtype), _pool_matrix(w, b, x.device, x.dtype)) for b in self.bins]
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
+            for i, (rows, cols) in enumerate(pairs):
+                self.register_buffer(f"{name}_{i}r", rows, persistent=False)
+                self.register_buffer(f"{name}_{i}c", cols, persistent=False)
+        return pairs
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, h, w) -> (B, C, h, w)."""
         h, w = x.shape[-2:]
         out = x
-        for b in self.bins:
-            rows = _pool_matrix(h, b, x.device, x.dtype)                # (b, h)
-            cols = _pool_matrix(w, b, x.device, x.dtype)                # (b, w)
+        for rows, cols in self._matrices(x):                            # (b, h), (b, w)
             pooled = torch.matmul(torch.matmul(rows, x), cols.t())      # (B, C, b, b)
             out = out + resize(pooled, (h, w))
         return out
