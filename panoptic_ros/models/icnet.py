@@ -154,7 +154,8 @@ class PyramidPooling(nn.Module):
         name = f"pool_{h}x{w}"
         if hasattr(self, name + "_0r"):
             return [(getattr(self, f"{name}_{i}r"), getattr(self, f"{name}_{i}c")) for i in range(len(self.bins))]
-        pairs = [(_pool_matrix(h, b, x.device, x.dtype), _pool_matrix(w, b, x.device, x.dtype)) for b in self.bins]
+        with torch.inference_mode(False):   # kept buffers must serve later training steps too
+            pairs = [(_pool_matrix(h, b, x.device, x.dtype), _pool_matrix(w, b, x.device, x.dtype)) for b in self.bins]
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
             for i, (rows, cols) in enumerate(pairs):
                 self.register_buffer(f"{name}_{i}r", rows, persistent=False)

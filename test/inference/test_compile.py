@@ -41,3 +41,14 @@ def test_pooling_matrices_are_buffers_on_the_model_device_and_not_in_checkpoints
     assert pooling and not any(".pool_" in key for key in tiny_panonet.state_dict())
     fresh = PanoNet(PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1), input_size=(64, 128))).eval()
     fresh.load_state_dict(tiny_panonet.state_dict())     # strict: the buffers are not expected
+
+
+def test_pooling_buffers_made_in_inference_mode_serve_training(tiny_panonet):
+    # The buffers of a size first seen under inference_mode must not be inference tensors.
+    model = PanoNet(PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1), input_size=(64, 96)))
+    model.eval()
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 64, 96))
+    model.train()
+    outputs = model(torch.rand(2, 3, 64, 96) * 255)
+    sum(v.float().mean() for v in outputs.values() if isinstance(v, torch.Tensor) and v.is_floating_point()).backward()
