@@ -73,7 +73,16 @@ def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.M
     if not dist.distributed:
         return model, model, note
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids), model, note
+    # Gradients as views of DDP's buckets: no second copy of them per step.
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True,
+                                               find_unused_parameters=has_unused_parameters(config.model)), model, note
+
+
+def has_unused_parameters(model_config) -> bool:
+    """Whether some parameters get no gradient by design, which DDP must then look for
+    every step (else it raises on the second): CIAE's box embedding when
+    ``fuse_box_embeddings`` is off (the ablation P = f(P'))."""
+    return getattr(model_config, "fuse_box_embeddings", True) is False
 
 
 def train(config: TrainConfig, out_dir: Path, resume: str | None = None, command: str = "") -> dict:

@@ -48,7 +48,7 @@ def run_steps(rank: int, world_size: int, config_path: str, result_path: str, po
         optimizer = build_optimizer(model, config.optimizer)
         grads = []
         optimizer.register_step_pre_hook(lambda *_: grads.append(
-            {f"step{len(grads)}.{n}": p.grad.clone() for n, p in model.named_parameters()}))
+            {f"step{len(grads)}.{n}": p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
         loader, sampler = build_train_loader(config, dist)
         ctx = _step_context(config, model, optimizer, None, None, dist, RunLogger(".", enabled=False))
         sampler.set_position(0, 0)
@@ -65,6 +65,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+TINY_CIAE_UNFUSED = {
+    **TINY_PANONET,
+    "model": {"kind": "ciae", "label_space": "cityscapes", "input_size": [64, 128], "depth": 18, "base_channels": 8,
+              "fpn_channels": 16, "seg_channels": 16, "embed_dim": 8, "box_embed_channels": 8, "head_convs": 1,
+              "fuse_box_embeddings": False},
+}
+
+
+@pytest.mark.timeout(180)
+def test_two_process_ddp_trains_a_model_with_parameters_unused_by_design(tmp_path):
+    # CIAE without box-embedding fusion leaves the box embedding without gradient: DDP
+    # raises on the second step unless find_unused_parameters is set (from the config).
+    config = tmp_path / "tiny_ciae.yaml"
+    config.write_text(yaml.safe_dump(TINY_CIAE_UNFUSED))
+    out = tmp_path / "ddp.safetensors"
+    mp.spawn(run_steps, args=(2, str(config), str(out), free_port(), []), nprocs=2, join=True)
+    assert any(k.startswith("step2.") for k in load_file(out))
 
 
 @pytest.mark.timeout(180)
