@@ -79,21 +79,7 @@ def reference_postprocess(
     config: PanoNetPostprocessConfig,
     label_space: LabelSpace,
 ) -> PanopticResult:
-    """Panoptic segmentation of one image from PanoNet outputs.
-
-    All pixels of one class in one 1/4 cell share that cell's instance, so the work is
-    done on a (cell, class) histogram and the id map is one gather at the end.
-
-    Args:
-        outputs: ``semantic`` (1, H, W) integer train indices, ``semantic_logits``
-            (1, C, h, w) and ``embedding`` (1, E, h, w) with (h, w) = ceil((H, W) / 4).
-        config: post-processing settings.
-        label_space: the model's label space.
-    Returns:
-        The result at (H, W), the model input resolution.
-    Raises:
-        ValueError: missing or inconsistent outputs, unknown class names in ``bandwidths``.
-    """
+    """The old post-processing (same arguments and result as ``postprocess_panonet``)."""
     semantic, logits, embedding = _check_outputs(outputs, label_space)
     semantic, logits, embedding = semantic.long(), logits.float(), embedding.float()
     bandwidths = _bandwidths(config, label_space)
