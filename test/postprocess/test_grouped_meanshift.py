@@ -117,3 +117,25 @@ def test_greedy_keep_long_chain():
     suppress[torch.arange(n - 1), torch.arange(1, n)] = True
     kept, _ = greedy_keep(suppress)
     assert kept.tolist() == list(range(0, n, 2))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_under_tf32_matches_the_cpu():
+    # TF32 would move points across window borders; the mean-shifts force full fp32.
+    from panoptic_ros.postprocess.meanshift import mean_shift
+
+    x = torch.from_numpy(blobs(10, 3000, 12, 5, 0.08)) * 6.0      # large norms: |x|^2 ~ 1000
+    groups = torch.arange(3).repeat_interleave(1000)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        cpu, gpu = grouped_mean_shift(x / 0.5, groups, 3), grouped_mean_shift(x.cuda() / 0.5, groups.cuda(), 3)
+        labels_cpu, modes_cpu = mean_shift(x, 0.5)
+        labels_gpu, modes_gpu = mean_shift(x.cuda(), 0.5)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    torch.testing.assert_close(gpu.modes.cpu(), cpu.modes, atol=1e-4, rtol=0)
+    assert gpu.groups.cpu().tolist() == cpu.groups.tolist()
+    assert adjusted_rand_score(labels_cpu.numpy(), labels_gpu.cpu().numpy()) >= 0.99
+    torch.testing.assert_close(modes_gpu.cpu(), modes_cpu, atol=1e-4, rtol=0)

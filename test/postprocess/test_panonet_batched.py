@@ -66,3 +66,17 @@ def test_host_reads_and_torch_calls_per_frame_are_bounded(frames):
         # 20 mean-shift iterations (5 calls each) exceed it (see docs/benchmarks.md).
         assert new.calls <= 450
         assert old.host_reads > 10 * new.host_reads and old.calls > 5 * new.calls
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_map_with_the_same_host_reads(frames):
+    config, data = frames
+    for outputs, _ in data:
+        cpu = postprocess_panonet(outputs, config=config, label_space=CITYSCAPES)
+        on_gpu = {k: v.cuda() for k, v in outputs.items()}
+        postprocess_panonet(on_gpu, config=config, label_space=CITYSCAPES)
+        with count_torch() as counts:
+            gpu = postprocess_panonet(on_gpu, config=config, label_space=CITYSCAPES)
+        assert adjusted_rand_score(cpu.panoptic.ravel(), gpu.panoptic.ravel()) >= 0.99
+        assert counts.host_reads <= 10, counts.reads_by_op
