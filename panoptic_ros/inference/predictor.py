@@ -62,7 +62,7 @@ class PredictorConfig:
         model: expected model kind; None accepts whatever the checkpoint holds.
         backend: ``torch`` or ``onnxruntime``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        fp16: float16 inference (torch: CUDA autocast; ONNX Runtime: TensorRT engines).
+        fp16: float16 inference (torch: float16 weights on CUDA, cast once; ONNX Runtime: TensorRT engines).
         input_size: (H, W) the image is resized to; None = the checkpoint's.
         channels_last: torch NHWC memory format.
         compile: ``torch.compile`` the model.

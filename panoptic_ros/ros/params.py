@@ -80,7 +80,7 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
                                   "demo weights of the model"),
     Spec("backend", T.STRING, "torch", "inference backend", choices=("torch", "onnxruntime")),
     Spec("device", T.STRING, "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"),
-    Spec("fp16", T.BOOL, False, "float16 inference (torch: CUDA autocast; onnxruntime: TensorRT)"),
+    Spec("fp16", T.BOOL, False, "float16 inference (torch: float16 weights on CUDA; onnxruntime: TensorRT)"),
     Spec("input_size", T.INTEGER_ARRAY, None, "[H, W] the image is resized to for the model; "
                                               "unset = the checkpoint's size"),
     Spec("channels_last", T.BOOL, False, "torch: NHWC memory format"),
