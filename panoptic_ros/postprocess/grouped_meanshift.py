@@ -84,7 +84,7 @@ def _unique_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
     """
     low = keys.amin(0)
     span = keys.amax(0) - low + 1
-    place = torch.cumprod(torch.cat([span[1:], span[:1] * 0 + 1]).flip(0), 0).flip(0)
+    place = torch.cumprod(span.flip(0), 0).flip(0) // span     # prod(span[d + 1:]); see the overflow test
     _, inverse, counts = torch.unique(((keys - low) * place).sum(1), return_inverse=True, return_counts=True)
     member = torch.empty_like(counts).scatter_(0, inverse, torch.arange(keys.shape[0], device=keys.device))
     return member, counts * (torch.log2(span.double()).sum() < 62)
@@ -104,9 +104,10 @@ def grid_seeds(points: Tensor, groups: Tensor, origins: Tensor, num_groups: int,
         of them if the cell codes overflowed) and their groups (S,).
     """
     shift = origins[groups]
-    member, counts = _unique_rows(torch.cat([groups.unsqueeze(1), torch.round(points + shift).long()], 1))
+    keys = torch.cat([groups.unsqueeze(1), torch.round(points + shift).long()], 1)
+    member, counts = _unique_rows(keys)
     seed_groups = groups[member]
-    seeds = torch.round(points[member] + shift[member]) - shift[member]
+    seeds = keys[member, 1:].to(points.dtype) - shift[member]
     if min_bin_freq > 1:   # then a group cannot have as many seeds as points
         return torch.where((counts >= min_bin_freq).unsqueeze(1), seeds, float("nan")), seed_groups
     # As many seeds as points (every cell holds one point): the points are the seeds.
@@ -178,7 +179,7 @@ def _lexicographic_order(keys: Tensor) -> Tensor:
 
 
 _PAIRWISE_SORT_MAX = 640
-"""Most modes sorted by one pairwise comparison ((S, S, F) float64: 33 MB at 640 x 10)."""
+"""Most modes sorted by one pairwise comparison ((S, S, F) float32: 16 MB at 640 x 10)."""
 
 
 def merge_modes(modes: Tensor, groups: Tensor, intensity: Tensor, *, extra_flags: Tensor | None = None,
@@ -194,8 +195,9 @@ def merge_modes(modes: Tensor, groups: Tensor, intensity: Tensor, *, extra_flags
     Returns:
         (K,) indices of the kept modes in that order, and the F flags.
     """
-    keys = torch.cat([-groups.unsqueeze(1).double(), intensity.unsqueeze(1).double(), modes.nan_to_num(0.0).double()], 1)
-    order = _lexicographic_order(keys)
+    # Float32 keys are exact here (group indices, point counts, coordinates). Unusable
+    # rows (NaN coordinates) have intensity 0, which decides before their coordinates do.
+    order = _lexicographic_order(torch.column_stack([-groups, intensity, modes]))
     ordered = modes[order].double()
     close = torch.cdist(ordered, ordered) <= 1.0     # NaN rows: never close
     kept, flags = greedy_keep(close, intensity[order] > 0, extra_flags=extra_flags, check_every=check_every)

@@ -139,3 +139,12 @@ def test_cuda_under_tf32_matches_the_cpu():
     assert gpu.groups.cpu().tolist() == cpu.groups.tolist()
     assert adjusted_rand_score(labels_cpu.numpy(), labels_gpu.cpu().numpy()) >= 0.99
     torch.testing.assert_close(modes_gpu.cpu(), modes_cpu, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("rows", [50, 700])     # the pairwise comparison, and column-by-column sorts
+def test_lexicographic_order_is_pythons_descending_sort(rows):
+    from panoptic_ros.postprocess.grouped_meanshift import _lexicographic_order
+
+    keys = torch.from_numpy(np.random.default_rng(rows).integers(0, 3, (rows, 4)).astype(np.float32))
+    expected = sorted(range(rows), key=lambda i: tuple(-v for v in keys[i].tolist()))   # stable: ties keep order
+    assert _lexicographic_order(keys).tolist() == expected
