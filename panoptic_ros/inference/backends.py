@@ -264,6 +264,8 @@ class OnnxRuntimeBackend:
                    for name, (shape, dtype) in self._output_specs(tuple(x.shape)).items()}
         for name, tensor in outputs.items():
             binding.bind_output(name, kind, index, _NUMPY_DTYPES[tensor.dtype], list(tensor.shape), tensor.data_ptr())
+        if x.is_cuda:   # torch wrote x on its stream; ONNX Runtime reads it on its own
+            torch.cuda.current_stream(x.device).synchronize()
         binding.synchronize_inputs()
         self._session.run_with_iobinding(binding)
         binding.synchronize_outputs()
