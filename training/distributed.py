@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -90,6 +90,15 @@ def shutdown_distributed() -> None:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def from_rank0(value: Any) -> Any:
+    """``value`` as rank 0 has it, on every rank (one broadcast; ``value`` when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def mean_across_ranks(values: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -78,6 +78,26 @@ def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.M
                                                find_unused_parameters=has_unused_parameters(config.model)), model, note
 
 
+def resume_choice(resume: str | None, out_dir: Path, dist: distributed.DistInfo) -> Path | None:
+    """The checkpoint folder to resume from (None: start), chosen by rank 0 and broadcast.
+
+    Ranks that each looked at their own disk could pick different steps (or some none)
+    and then hang in their first collective; now they all load rank 0's choice, and a
+    rank without that folder fails at once, naming it. ``--resume`` on a run without
+    checkpoints starts it, so one command serves torchrun restarts.
+    """
+    choice: tuple[str | None, str | None] = (None, None)
+    if dist.is_main and (resume or (resume == "" and list_checkpoints(out_dir))):
+        try:
+            choice = (str(resolve_resume(resume or out_dir)), None)
+        except CheckpointError as exc:   # raised on every rank, not only here
+            choice = (None, str(exc))
+    folder, error = distributed.from_rank0(choice)
+    if error:
+        raise CheckpointError(error)
+    return Path(folder) if folder else None
+
+
 def has_unused_parameters(model_config) -> bool:
     """Whether some parameters get no gradient by design, which DDP must then look for
     every step (else it raises on the second): CIAE's box embedding when
@@ -104,8 +124,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     scaler = torch.amp.GradScaler(dist.device.type) if amp_dtype == torch.float16 else None
     progress, sessions = Progress(), [command]
     # ``--resume`` on a run without checkpoints starts it, so one command serves torchrun restarts.
-    if resume or (resume == "" and list_checkpoints(out_dir)):
-        folder = resolve_resume(resume or out_dir)
+    folder = resume_choice(resume, out_dir, dist)
+    if folder is not None:
         progress, stored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler)
         _check_same_recipe(stored, config, folder)
         sessions = _earlier_sessions(folder) + sessions

@@ -86,6 +86,34 @@ def test_two_process_ddp_trains_a_model_with_parameters_unused_by_design(tmp_pat
     assert any(k.startswith("step2.") for k in load_file(out))
 
 
+def choose_resume(rank: int, world_size: int, paths: list, port: int, result_dir: str) -> None:
+    """Each rank passes its own ``--resume-from`` path; writes the folder it was given."""
+    from pathlib import Path
+
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.train import resume_choice
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    dist = distributed.init_distributed("cpu")
+    try:
+        (Path(result_dir) / f"rank{rank}").write_text(str(resume_choice(paths[rank], Path(result_dir), dist)))
+    finally:
+        distributed.shutdown_distributed()
+
+
+@pytest.mark.timeout(120)
+def test_every_rank_resumes_from_rank_0s_choice(tmp_path):
+    # Rank 0 sees a checkpoint folder; rank 1 is given a path that does not exist on its
+    # disk: it still gets rank 0's folder (and would fail loading it, by name, not hang).
+    chosen = tmp_path / "run" / "checkpoints" / "step_4"
+    chosen.mkdir(parents=True)
+    (chosen / "state.json").write_text("{}")
+    mp.spawn(choose_resume, args=(2, [str(chosen), str(tmp_path / "absent")], free_port(), str(tmp_path)),
+             nprocs=2, join=True)
+    assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == str(chosen)
+
+
 @pytest.mark.timeout(180)
 def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     config = tmp_path / "tiny_panonet.yaml"
