@@ -28,6 +28,7 @@ from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.backends import resolve_device
 from panoptic_ros.inference.predictor import postprocess_api
 from panoptic_ros.training import evaluate as evaluate_cli
+from panoptic_ros.training.snapshot import run_chain
 from panoptic_ros.training.synth_cli import parse_size
 
 MANIFEST_FORMAT = "panoptic_ros.weights_manifest/1"
@@ -70,6 +71,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
         "steps": meta.get("step"),
         "seed": meta.get("seed"),
         "train_seconds": meta.get("train_seconds"),
+        "chain": run_chain(Path(run)),
         "postprocess_overrides": postprocess or {},
         "validation": {
             "dataset": "synthstreet", "seed": val_seed, "count": val_count, "size": list(size),

@@ -4,7 +4,7 @@ Both backends take an (H, W, 3) uint8 RGB image already at the model's input siz
 return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
 which is what the post-processing functions take.
 
-- :class:`TorchBackend`: CPU or CUDA, optional fp16 autocast (CUDA only), channels-last
+- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast, channels-last
   memory format and ``torch.compile``.
 - :class:`OnnxRuntimeBackend`: an exported ``.onnx`` on the first usable provider of an
   ordered list (TensorRT, CUDA, CPU, ...) among ``onnxruntime.get_available_providers()``.
@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from panoptic_ros.precision import autocast_dtype, cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +75,21 @@ class TorchBackend:
     Args:
         model: the network (eval-mode ``forward`` returns ``OUTPUT_NAMES -> Tensor``).
         device: where it runs.
-        fp16: autocast to float16 on CUDA (ignored on CPU, with a warning).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on any device (outputs come
+            back as float32).
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: wrap the model with ``torch.compile`` (first call is slow).
     """
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, *, device: torch.device, fp16: bool = False,
+    def __init__(self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
                  channels_last: bool = False, compile: bool = False):
         self.device = device
-        self.fp16 = fp16 and device.type == "cuda"
-        if fp16 and not self.fp16:
-            log.warning("fp16 autocast needs CUDA; running float32 on %s", device)
+        self.precision = precision
+        self._autocast_dtype = autocast_dtype(precision, device)
+        if device.type == "cpu" and self._autocast_dtype is torch.bfloat16 and not cpu_has_native_bf16():
+            log.warning("bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower than fp32")
         self.channels_last = channels_last
         model = model.to(device).eval()
         if channels_last:
@@ -101,7 +105,8 @@ class TorchBackend:
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.float32,
+                            enabled=self._autocast_dtype is not None):
             outputs = self._model(x)
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -62,7 +63,10 @@ class PredictorConfig:
         model: expected model kind; None accepts whatever the checkpoint holds.
         backend: ``torch`` or ``onnxruntime``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        fp16: float16 inference (torch: CUDA autocast; ONNX Runtime: TensorRT engines).
+        precision: ``fp32``; ``bf16`` or ``fp16`` autocast for the torch backend on any
+            device (bf16 pays on CPUs with AVX512-BF16 or AMX); ``fp16`` also selects
+            TensorRT fp16 engines for ONNX Runtime, which otherwise runs float32.
+        fp16: deprecated spelling of ``precision: fp16`` (warns).
         input_size: (H, W) the image is resized to; None = the checkpoint's.
         channels_last: torch NHWC memory format.
         compile: ``torch.compile`` the model.
@@ -81,6 +85,7 @@ class PredictorConfig:
     model: Literal[MODEL_KINDS] | None = None
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     fp16: bool = False
     input_size: tuple[int, int] | None = None
     channels_last: bool = False
@@ -94,6 +99,13 @@ class PredictorConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.fp16:
+            warnings.warn("PredictorConfig.fp16 is deprecated; use precision='fp16'", DeprecationWarning,
+                          stacklevel=3)
+            if self.precision not in ("fp32", "fp16"):
+                raise ValueError(f"fp16: true contradicts precision {self.precision!r}; set precision alone")
+            object.__setattr__(self, "precision", "fp16")
+            object.__setattr__(self, "fp16", False)
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
             raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
         if self.num_threads < 0:
@@ -169,16 +181,17 @@ class Predictor:
         postprocess = from_dict(postprocess_cls, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
         input_size = tuple(config.input_size or checkpoint.model_config.input_size)
         if config.backend == "torch":
-            backend = TorchBackend(checkpoint.model, device=device, fp16=config.fp16,
+            backend = TorchBackend(checkpoint.model, device=device, precision=config.precision,
                                    channels_last=config.channels_last, compile=config.compile)
         else:
             onnx_path = config.onnx_path or _exported_onnx(checkpoint.model, config, input_size)
             cache_dir = _cache_dir(config)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
-                                         providers=config.onnx_providers, device=device, fp16=config.fp16,
+                                         providers=config.onnx_providers, device=device,
+                                         fp16=config.precision == "fp16",
                                          num_threads=config.num_threads, cache_dir=cache_dir / "tensorrt")
-        log.info("%s predictor: backend %s on %s, input %dx%d", kind, backend.name, backend.provider,
-                 input_size[1], input_size[0])
+        log.info("%s predictor: backend %s on %s, %s, input [%d, %d] (H, W)", kind, backend.name,
+                 backend.provider, config.precision, input_size[0], input_size[1])
         predictor = cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
                         input_size=input_size)
         if config.warmup:

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="live: send the next frame when the previous frame's output is back")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="inference precision (torch autocast; default fp32)")
     p.add_argument("--num-threads", type=_int_at_least(0), default=0, help="CPU inference threads (0 = default)")
     p.add_argument("--max-frames", type=_int_at_least(1), help="replay at most this many frames")
     p.add_argument("--connect", metavar="NAMESPACE/NODE",
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             bag=args.bag, mode="live" if args.live else "offline", model=args.model, weights=args.weights,
             out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
             rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
-            backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
+            backend=args.backend, precision=args.precision, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
             node_name=args.node_name, node_params=tuple(args.param), input_qos=args.qos,
             frame_timeout=args.frame_timeout,
             startup_timeout=args.startup_timeout, samples=args.samples, force=args.force, progress=not args.no_progress)

@@ -16,6 +16,7 @@ Three kinds of parameters:
 from __future__ import annotations
 
 import array
+import logging
 import dataclasses
 import re
 import types
@@ -80,7 +81,10 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
                                   "demo weights of the model"),
     Spec("backend", T.STRING, "torch", "inference backend", choices=("torch", "onnxruntime")),
     Spec("device", T.STRING, "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"),
-    Spec("fp16", T.BOOL, False, "float16 inference (torch: CUDA autocast; onnxruntime: TensorRT)"),
+    Spec("precision", T.STRING, "fp32", "inference precision: torch autocast on any device (bf16 pays on CPUs "
+                                        "with AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines",
+         choices=("fp32", "bf16", "fp16")),
+    Spec("fp16", T.BOOL, False, "deprecated: true means precision fp16 (warns)"),
     Spec("input_size", T.INTEGER_ARRAY, None, "[H, W] the image is resized to for the model; "
                                               "unset = the checkpoint's size"),
     Spec("channels_last", T.BOOL, False, "torch: NHWC memory format"),
@@ -270,7 +274,7 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
         "model": kind,
         "backend": values["backend"],
         "device": values["device"],
-        "fp16": values["fp16"],
+        "precision": _precision(values),
         "input_size": values["input_size"] or None,
         "channels_last": values["channels_last"],
         "compile": values["compile"],
@@ -281,6 +285,16 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
         "postprocess": postprocess_overrides(values, kind),
     }
     return from_dict(PredictorConfig, data)
+
+
+def _precision(values: Mapping[str, Any]) -> str:
+    """``precision``, or ``fp16`` when only the deprecated ``fp16`` parameter asks for it."""
+    if values.get("fp16"):
+        if values["precision"] not in ("fp32", "fp16"):
+            raise ConfigError(f"fp16: true contradicts precision {values['precision']!r}; set precision alone")
+        logging.getLogger(__name__).warning("parameter fp16 is deprecated; use precision: fp16")
+        return "fp16"
+    return values["precision"]
 
 
 def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any]:
