@@ -21,17 +21,19 @@ PARAMETERS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160}
 
 def resnet_state_dict(depth: int = 50, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random tensors under torchvision's (= timm's) ResNet-``depth`` names and shapes;
-    every tensor distinct, so a wrong pairing cannot go unnoticed."""
+    every tensor distinct, so a wrong pairing cannot go unnoticed. Conv weights have He
+    scale and BatchNorm statistics near (0, 1), so a network built from the file keeps
+    finite activations and can train a few steps."""
     g = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
 
     def conv(name, cout, cin, k):
-        state[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=g)
+        state[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2.0 / (cin * k * k)) ** 0.5
 
     def bn(name, c):
-        state[f"{name}.weight"] = torch.rand(c, generator=g) + 0.5
-        state[f"{name}.bias"] = torch.randn(c, generator=g)
-        state[f"{name}.running_mean"] = torch.randn(c, generator=g)
+        state[f"{name}.weight"] = torch.rand(c, generator=g) * 0.5 + 0.25
+        state[f"{name}.bias"] = torch.randn(c, generator=g) * 0.1
+        state[f"{name}.running_mean"] = torch.randn(c, generator=g) * 0.1
         state[f"{name}.running_var"] = torch.rand(c, generator=g) + 0.5
         state[f"{name}.num_batches_tracked"] = torch.tensor(1000, dtype=torch.int64)
 
@@ -54,8 +56,8 @@ def resnet_state_dict(depth: int = 50, seed: int = 0) -> dict[str, torch.Tensor]
             if j == 0 and (i > 0 or cin != cout):
                 conv(f"{p}.downsample.0", cout, cin, 1), bn(f"{p}.downsample.1", cout)
             cin = cout
-    state["fc.weight"] = torch.randn(1000, cin, generator=g)
-    state["fc.bias"] = torch.randn(1000, generator=g)
+    state["fc.weight"] = torch.randn(1000, cin, generator=g) * 0.01
+    state["fc.bias"] = torch.randn(1000, generator=g) * 0.01
     return state
 
 

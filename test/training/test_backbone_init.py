@@ -197,3 +197,23 @@ def test_ours_format_takes_a_trained_models_backbone(tmp_path):
     assert all(torch.equal(ours[k], theirs[k]) for k in body)
     assert not torch.equal(ours["backbone.fpn.lateral.0.weight"], theirs["backbone.fpn.lateral.0.weight"])
     assert set(report.mapping) == body and report.unused  # the heads of the file stay unused, allowed for ours
+
+
+def test_backbone_lr_multiplier_applies_to_the_loaded_layers_only():
+    from panoptic_ros.training.backbone_init import backbone_prefixes
+    from panoptic_ros.training.optim import OptimizerConfig, ScheduleConfig, build_optimizer, set_learning_rate
+
+    model = CIAE(CIAEConfig(depth=18, norm="bn", fpn_channels=16, seg_channels=16, box_embed_channels=8,
+                            embed_dim=8, head_convs=1))
+    same = build_optimizer(model, OptimizerConfig(lr=0.01), backbone_prefixes(model))
+    assert len(same.param_groups) == 2 and all("lr_mult" not in g for g in same.param_groups)
+    opt = build_optimizer(model, OptimizerConfig(lr=0.01, backbone_lr_mult=0.1), backbone_prefixes(model))
+    set_learning_rate(opt, 0, 0.01, ScheduleConfig(policy="constant"))
+    ids = {id(p): name for name, p in model.named_parameters()}
+    for group in opt.param_groups:
+        in_body = {ids[id(p)].startswith("backbone.body.") for p in group["params"]}
+        assert len(in_body) == 1  # a group is all backbone or all head
+        assert group["lr"] == pytest.approx(0.001 if in_body.pop() else 0.01)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="backbone_lr_mult"):
+        OptimizerConfig(backbone_lr_mult=-1.0)
