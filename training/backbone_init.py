@@ -33,6 +33,7 @@ from torch import nn
 from panoptic_ros.checkpoint import CheckpointError, sha256_file
 from panoptic_ros.training.config import BackboneInit
 from panoptic_ros.training.init import read_init_tensors
+from panoptic_ros.training.panonet_stages import fit_tensor
 
 CLASSIFIER = "fc."
 """Prefix of the ImageNet classifier in torchvision/timm files: the only tensors a
@@ -178,16 +179,11 @@ def read_backbone_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _widenable(source: torch.Tensor, target: torch.Tensor) -> bool:
-    """A first conv of a coordinate-using branch: two more input channels than the file's
-    (filled with zeros, so the branch starts as if it saw no coordinates)."""
-    return (source.dim() == 4 and target.dim() == 4 and target.shape[1] - source.shape[1] == 2
-            and source.shape[0] == target.shape[0] and source.shape[2:] == target.shape[2:])
-
-
 def match_tensors(model: nn.Module, tensors: Mapping[str, torch.Tensor], report: BackboneReport) -> dict:
     """Sort every backbone tensor of ``model`` into loaded / widened / mismatched /
-    missing (filled into ``report``); returns {our key: tensor to copy}."""
+    missing (filled into ``report``); returns {our key: tensor to copy}, shaped like
+    ours. A coordinate branch's first conv has two more input channels than the file's:
+    they get zero filters, so the branch starts as if it saw no coordinates."""
     own = getattr(model, "module", model).state_dict()
     mapping = tensor_map(model, report.format)
     values = {}
@@ -195,13 +191,15 @@ def match_tensors(model: nn.Module, tensors: Mapping[str, torch.Tensor], report:
         source, target = tensors.get(theirs), own[ours]
         if source is None:
             report.missing.append((ours, theirs))
-        elif source.shape == target.shape or _widenable(source, target):
-            values[ours] = source
-            report.mapping[ours] = theirs
-            if source.shape != target.shape:
-                report.widened.append(ours)
-        else:
+            continue
+        try:
+            values[ours], widened = fit_tensor(source, target, ours)
+        except ValueError:
             report.mismatched.append((ours, theirs, tuple(target.shape), tuple(source.shape)))
+            continue
+        report.mapping[ours] = theirs
+        if widened:
+            report.widened.append(ours)
     used = set(mapping.values())
     mapped_modules = {name.rpartition(".")[0] for name in used}
     for name in tensors:
@@ -257,10 +255,5 @@ def load_backbone(model: nn.Module, config: BackboneInit, log: Callable[[str], N
     own = getattr(model, "module", model).state_dict()
     with torch.no_grad():
         for key, value in values.items():
-            target = own[key]
-            if value.shape != target.shape:  # zero filters for the coordinate channels
-                target.zero_()
-                target[:, : value.shape[1]].copy_(value.to(target.dtype))
-            else:
-                target.copy_(value.to(target.dtype))
+            own[key].copy_(value)
     return report
