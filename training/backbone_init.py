@@ -226,31 +226,40 @@ def _refusal(report: BackboneReport) -> str | None:
 
 
 def load_backbone(model: nn.Module, config: BackboneInit, log: Callable[[str], None] | None = print) -> BackboneReport:
-    """Load ``config.path`` into the backbone of ``model`` (in place) and print the table.
+    """Load the file ``config.path`` into the backbone of ``model`` (in place); see
+    :func:`apply_backbone` (``log``, return value and refusals)."""
+    tensors = read_backbone_file(config.path, config.format)
+    report = BackboneReport(str(config.path), config.format, sha256_file(Path(config.path)))
+    return apply_backbone(model, tensors, report, strict=config.strict, log=log)
+
+
+def apply_backbone(model: nn.Module, tensors: Mapping[str, torch.Tensor], report: BackboneReport, *,
+                   strict: bool = True, log: Callable[[str], None] | None = print) -> BackboneReport:
+    """Copy a state dict (e.g. torchvision's ``resnet50().state_dict()``) into the backbone
+    of ``model`` and print the table.
 
     Args:
         model: a freshly built CIAE or PanoNet (or a DDP wrapper of one).
-        config: path, format (``torchvision``, ``timm``, ``ours``) and strictness.
+        tensors: the file's tensors, by name.
+        report: an empty report naming the source and ``format`` (``torchvision``,
+            ``timm``, ``ours``); filled in and returned (its ``metadata()`` goes into the
+            run's metadata).
+        strict: refuse any shape mismatch, missing backbone tensor or (torchvision/timm)
+            unused tensor other than the classifier; the model is then left unchanged.
         log: where the table goes (None: nowhere, e.g. on ranks other than 0).
-    Returns:
-        The :class:`BackboneReport` (its ``metadata()`` goes into the run's metadata).
     Raises:
-        CheckpointError: missing, unreadable or refused file; in strict mode any shape
-            mismatch, missing backbone tensor or (torchvision/timm) unused tensor other
-            than the classifier, naming the tensors; in any mode, a file of which no
+        CheckpointError: naming the tensors, when ``strict`` refuses or (in any mode) no
             tensor fits.
     """
-    tensors = read_backbone_file(config.path, config.format)
-    report = BackboneReport(str(config.path), config.format, sha256_file(Path(config.path)))
     values = match_tensors(model, tensors, report)
     if log is not None:
         log(report.table())
     why = _refusal(report)
     if not values:
-        raise CheckpointError(f"{config.path}: no tensor fits the model's backbone under {config.format} names "
+        raise CheckpointError(f"{report.path}: no tensor fits the model's backbone under {report.format} names "
                               f"({why or 'nothing to load'})")
-    if why and config.strict:
-        raise CheckpointError(f"{config.path}: refused ({config.format}): {why}; "
+    if why and strict:
+        raise CheckpointError(f"{report.path}: refused ({report.format}): {why}; "
                               "set init.backbone.strict=false to load what fits")
     own = getattr(model, "module", model).state_dict()
     with torch.no_grad():

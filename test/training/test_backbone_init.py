@@ -217,3 +217,26 @@ def test_backbone_lr_multiplier_applies_to_the_loaded_layers_only():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     with pytest.raises(ValueError, match="backbone_lr_mult"):
         OptimizerConfig(backbone_lr_mult=-1.0)
+
+
+@pytest.mark.parametrize("recipe, name", [("ciae_coco", ciae_name), ("ciae_cityscapes", ciae_name),
+                                          ("panonet_cityscapes_semantic", icnet_name)])
+def test_recipe_models_take_an_in_memory_state_dict(r50, recipe, name):
+    """What a torchvision ``resnet50().state_dict()`` does to the recipes' models."""
+    from pathlib import Path
+
+    from panoptic_ros.models.build import build_model
+    from panoptic_ros.training.backbone_init import BackboneReport, apply_backbone
+    from panoptic_ros.training.config import load_train_config
+
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
+    model = build_model(load_train_config(configs / f"{recipe}.yaml").model)
+    report = apply_backbone(model, r50, BackboneReport("resnet50()", "torchvision", ""), log=None)
+    state = model.state_dict()
+    counters = recipe.startswith("panonet")  # trained BatchNorm keeps its step counter
+    pairs = [(name(k) if name is ciae_name else name(k, p), k) for k in backbone_keys(r50, counters=counters)
+             for p in (("semantic.trunk.", "instance.trunk.") if name is icnet_name else ("",))]
+    assert report.mapping == dict(pairs)
+    for target, key in pairs:
+        assert torch.equal(state[target], r50[key]), target
+    assert sorted(report.unused) == ["fc.bias", "fc.weight"]
