@@ -81,15 +81,18 @@ def test_ciae_takes_every_resnet50_tensor(tmp_path, r50, norm, fmt):
     assert re.search(r"shape mismatch\s+0\b", table) and re.search(r"missing\s+0\b", table)
 
 
-def test_ciae_resnet18_basic_blocks(tmp_path):
-    r18 = resnet_state_dict(18, seed=2)
-    torch.save(r18, tmp_path / "r18.pth")
-    model = CIAE(CIAEConfig(depth=18, norm="frozen_bn", fpn_channels=32, seg_channels=16, box_embed_channels=8,
+@pytest.mark.parametrize("depth", [18, 34, 101])
+def test_ciae_other_depths(tmp_path, depth):
+    file_state = resnet_state_dict(depth, seed=2)
+    torch.save(file_state, tmp_path / "resnet.pth")
+    model = CIAE(CIAEConfig(depth=depth, norm="frozen_bn", fpn_channels=32, seg_channels=16, box_embed_channels=8,
                             embed_dim=8, head_convs=1))
-    report = load_backbone(model, BackboneInit(path=tmp_path / "r18.pth"), log=None)
+    report = load_backbone(model, BackboneInit(path=tmp_path / "resnet.pth"), log=None)
     state = model.state_dict()
-    for key in backbone_keys(r18, counters=False):
-        assert torch.equal(state[ciae_name(key)], r18[key])
+    expected = backbone_keys(file_state, counters=False)
+    for key in expected:
+        assert torch.equal(state[ciae_name(key)], file_state[key])
+    assert sorted(ciae_name(k) for k in expected) == sorted(k for k in state if k.startswith("backbone.body."))
     assert sorted(report.unused) == ["fc.bias", "fc.weight"] and not report.missing
 
 
@@ -240,3 +243,14 @@ def test_recipe_models_take_an_in_memory_state_dict(r50, recipe, name):
     for target, key in pairs:
         assert torch.equal(state[target], r50[key]), target
     assert sorted(report.unused) == ["fc.bias", "fc.weight"]
+
+
+def test_panonet_resnet101_trunk(tmp_path):
+    r101 = resnet_state_dict(101, seed=3)
+    torch.save(r101, tmp_path / "r101.pth")
+    model = paper_panonet(use_coords=False, share_weights=True, blocks=(3, 4, 23, 3))
+    report = load_backbone(model, BackboneInit(path=tmp_path / "r101.pth"), log=None)
+    state = model.state_dict()
+    for key in backbone_keys(r101, counters=True):
+        assert torch.equal(state[icnet_name(key, "trunk.")], r101[key]), key
+    assert sorted(report.unused) == ["fc.bias", "fc.weight"] and not report.missing
