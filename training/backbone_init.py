@@ -147,7 +147,8 @@ class BackboneReport:
                 f"  {'shape mismatch':<15}{len(self.mismatched):>6}",
                 f"  {'missing':<15}{len(self.missing):>6}",
                 f"  {'unused':<15}{len(self.unused):>6}"]
-        rows += [f"    shape mismatch: {ours} {list(a)} <- {theirs} {list(b)}" for ours, theirs, a, b in self.mismatched]
+        rows += [f"    shape mismatch: {ours} {list(a)} <- {theirs} {list(b)}"
+                 for ours, theirs, a, b in self.mismatched]
         rows += [f"    missing: {ours} (file has no {theirs})" for ours, theirs in self.missing]
         rows += [f"    unused: {name}" for name in self.unused]
         if self.counters:

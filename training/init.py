@@ -1,11 +1,12 @@
 """Initial weights of a training run (``init`` section of the config).
 
 ``init.checkpoint`` may be a panoptic_ros checkpoint (``x.safetensors`` + ``x.json``), a
-bare safetensors state dict, or a PyTorch ``.pt``/``.pth`` state dict (e.g. converted
-ImageNet backbone weights; ``.bin`` is the same format) read with ``torch.load(weights_only=True)``: tensors and plain
-containers only, so a file that tries to run code is refused, never executed. Tensors are
-copied where name and shape match; the PanoNet stage modes (``init.mode``) map earlier
-stage weights onto the model themselves (``training/panonet_stages.py``).
+bare safetensors state dict, or a PyTorch ``.pt``/``.pth``/``.bin`` state dict read with
+``torch.load(weights_only=True)``: tensors and plain containers only, so a file that
+tries to run code is refused, never executed. Tensors are copied where name and shape
+match; the PanoNet stage modes (``init.mode``) map earlier stage weights onto the model
+themselves (``training/panonet_stages.py``).
+``init.backbone`` (ImageNet ResNets into a fresh model) is ``training/backbone_init.py``.
 """
 from __future__ import annotations
 

@@ -149,8 +149,9 @@ def test_wrong_shape_is_refused_by_name(tmp_path, r50):
     model = CIAE(CIAEConfig(depth=50, norm="frozen_bn"))
     before = model.state_dict()["backbone.body.stem.0.weight"].clone()
     lines = []
-    with pytest.raises(CheckpointError, match=r"bad\.pth.*backbone\.body\.stages\.2\.2\.conv2\.weight \[256, 256, 3, 3\] "
-                                              r"<- layer3\.2\.conv2\.weight \[256, 256, 1, 1\]"):
+    expected = (r"bad\.pth.*backbone\.body\.stages\.2\.2\.conv2\.weight \[256, 256, 3, 3\] "
+                r"<- layer3\.2\.conv2\.weight \[256, 256, 1, 1\]")
+    with pytest.raises(CheckpointError, match=expected):
         load_backbone(model, BackboneInit(path=tmp_path / "bad.pth"), log=lines.append)
     assert "layer3.2.conv2.weight" in lines[0] and re.search(r"shape mismatch\s+1\b", lines[0])
     assert torch.equal(model.state_dict()["backbone.body.stem.0.weight"], before)
