@@ -108,3 +108,17 @@ def test_panonet_stages_continue_from_the_imagenet_semantic_run(cityscapes_set, 
                          f"init.checkpoint={tmp_path / 'st1' / 'model'}")
     assert "add_coords from" in printed.err + printed.out
     assert json.loads((tmp_path / "st2" / "model.json").read_text())["model"]["stem"] == "resnet"
+
+
+def test_a_wrong_shape_stops_the_run_in_one_line_naming_the_tensor(cityscapes_set, tmp_path, capsys):
+    bad = resnet_state_dict(50)
+    bad["layer2.1.bn2.running_var"] = torch.ones(64)
+    torch.save(bad, tmp_path / "bad.pth")
+    code = train_cli.main(["--config", str(CONFIGS / "ciae_cityscapes.yaml"), f"data.root={cityscapes_set / 'cs'}",
+                           f"init.backbone.path={tmp_path / 'bad.pth'}", *TINY, "--out", str(tmp_path / "run"),
+                           "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert code == 2 and printed.err.count("\n") == 1
+    assert ("backbone.body.stages.1.1.norm2.running_var [128] <- layer2.1.bn2.running_var [64]" in printed.err
+            and "init.backbone.strict=false" in printed.err)
+    assert re.search(r"shape mismatch\s+1\n", printed.out)  # the table came first
