@@ -31,11 +31,12 @@ from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
 from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
+from panoptic_ros.training.backbone_init import backbone_prefixes
 from panoptic_ros.training.config import TrainConfig, load_train_config
 from panoptic_ros.training.data import build_train_loader, seed_everything
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, train_one_epoch
 from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
-from panoptic_ros.training.init import initialise_model
+from panoptic_ros.training.init import InitResult, initialise_model
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.logs import RunLogger
 from panoptic_ros.training.optim import build_optimizer, set_learning_rate
@@ -61,19 +62,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.Module, nn.Module, str]:
+def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.Module, nn.Module, InitResult]:
     """(module to train: DDP-wrapped under torchrun, the bare model, how it was initialised)."""
     model = build_model(config.model)
-    note = initialise_model(model, config.init)
+    init = initialise_model(model, config.init, log=print if dist.is_main else None)
     if config.runtime.sync_bn and dist.distributed:
         if dist.device.type != "cuda":
             raise ConfigError("runtime.sync_bn: SyncBatchNorm needs CUDA (PyTorch has no CPU implementation)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dist.device)
     if not dist.distributed:
-        return model, model, note
+        return model, model, init
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids), model, note
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids), model, init
 
 
 def train(config: TrainConfig, out_dir: Path, resume: str | None = None, command: str = "") -> dict:
@@ -89,8 +90,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     if config.runtime.threads:
         torch.set_num_threads(config.runtime.threads)
     seed_everything(config.runtime.seed)
-    module, model, init_note = prepare_model(config, dist)
-    optimizer = build_optimizer(model, config.optimizer)
+    module, model, init = prepare_model(config, dist)
+    optimizer = build_optimizer(model, config.optimizer, backbone_prefixes(model))
     amp_dtype = autocast_dtype(config.runtime.amp, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type) if amp_dtype == torch.float16 else None
     progress, sessions = Progress(), [command]
@@ -107,12 +108,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     logger = RunLogger(out_dir, enabled=dist.is_main, total_steps=config.schedule.total_steps,
                        initial_step=progress.step, tensorboard=config.runtime.tensorboard)
     ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
-    start = f"resumed at step {progress.step}" if progress.step else f"{init_note}, starting at step 0"
+    start = f"resumed at step {progress.step}" if progress.step else f"{init.note}, starting at step 0"
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
                    f"{dist.world_size} process(es) on {dist.device}, {dtype_name(amp_dtype)}; {start}")
     try:
-        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions)
-        summary = _finish(config, model, out_dir, logger, dist, progress, sessions)
+        provenance = _provenance(sessions, init.metadata)
+        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, provenance)
+        summary = _finish(config, model, out_dir, logger, dist, progress, provenance)
     finally:
         logger.close()
     return summary
@@ -133,7 +135,7 @@ def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> 
         log_every=config.runtime.log_every)
 
 
-def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions) -> Progress:
+def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, provenance) -> Progress:
     """Train in chunks that end at checkpoint / evaluation boundaries."""
     total, rt = config.schedule.total_steps, config.runtime
     started, elapsed_before = time.monotonic(), progress.elapsed_s
@@ -152,7 +154,7 @@ def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, o
                 save_training_checkpoint(
                     out_dir, model=model, model_config=config.model, optimizer=ctx.optimizer, progress=progress,
                     scaler=ctx.scaler, postprocess=to_dict(config.postprocess), config=config.to_dict(),
-                    metadata=_provenance(sessions), keep=rt.keep_checkpoints)
+                    metadata=provenance, keep=rt.keep_checkpoints)
             distributed.barrier()
         if config.eval.every and step % config.eval.every == 0 and step < total and dist.is_main:
             log_evaluation(logger, step, evaluate_model(model, config, count=config.eval.count, logger=logger,
@@ -166,7 +168,7 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
+def _finish(config, model, out_dir, logger, dist, progress, provenance) -> dict:
     """Final model checkpoint and evaluation (rank 0)."""
     if not dist.is_main:
         return {}
@@ -174,7 +176,7 @@ def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
     log_evaluation(logger, progress.step, summary)
     scores = {group: summary[group] for group in ("All", "Things", "Stuff")}
     save_checkpoint(out_dir / "model", model, config.model, postprocess=to_dict(config.postprocess),
-                    metadata={"step": progress.step, "seed": config.runtime.seed, **_provenance(sessions),
+                    metadata={"step": progress.step, "seed": config.runtime.seed, **provenance,
                               "train_seconds": round(progress.elapsed_s), "world_size": dist.world_size,
                               "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
     atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
@@ -183,10 +185,11 @@ def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
     return summary
 
 
-def _provenance(sessions: list[str]) -> dict:
+def _provenance(sessions: list[str], init_metadata: dict) -> dict:
     """``command``: the one that started the run (what reproduces it); ``sessions``: the
-    command of every session, resumes included."""
-    return {"command": sessions[0], "sessions": list(sessions)}
+    command of every session, resumes included; ``init_backbone`` (with init.backbone):
+    the file, its sha256 and the key mapping our tensor -> file tensor."""
+    return {"command": sessions[0], "sessions": list(sessions), **init_metadata}
 
 
 def _earlier_sessions(folder: Path) -> list[str]:
