@@ -266,15 +266,18 @@ class Predictor:
         self._postprocess = config  # one reference swap: a frame in flight keeps the old one
         return config
 
-    def predict(self, rgb: np.ndarray, *, panoptic_out: np.ndarray | None = None) -> PanopticResult:
+    def predict(self, rgb: np.ndarray, *, panoptic_out: np.ndarray | None = None,
+                output_size: tuple[int, int] | None = None) -> PanopticResult:
         """Panoptic segmentation of one image.
 
         Args:
             rgb: (H, W, 3) uint8 RGB, any size.
-            panoptic_out: (H, W) int32 array the result's id map is written into (the node
+            panoptic_out: (H', W') int32 array the result's id map is written into (the node
                 passes the pixels of its ``~/panoptic`` message: no copy to publish it).
+            output_size: (H', W') of the result when not (H, W): the camera's size of a
+                frame decoded at reduced scale.
         Returns:
-            the result at (H, W); timings of the call in :attr:`last_timings`.
+            the result at (H', W'); timings of the call in :attr:`last_timings`.
         """
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
@@ -286,7 +289,8 @@ class Predictor:
         outputs = self._run_backend(image)
         t2 = time.perf_counter()
         self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
-        result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0], out=panoptic_out)
+        height, width = output_size or rgb.shape[:2]
+        result = self.last_model_result.resize(width, height, out=panoptic_out)
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
@@ -341,6 +345,27 @@ def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any
     return f"{Path(weights_name).stem}-{weights_sha256[:16]}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
 
 
+def _heal_cached(path: Path) -> bool:
+    """True if the cached export at ``path`` parses as an ONNX model; otherwise (a file cut
+    off or damaged outside this code, whose exports are atomic) it is moved aside, with one
+    warning, so that the caller exports it again."""
+    import onnx
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+        return True
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for damaged files
+        aside = path.with_name(f"{path.name}.broken")
+        try:
+            os.replace(path, aside)
+        except OSError as move_error:
+            raise BackendError(f"{path}: cached ONNX export cannot be loaded ({type(exc).__name__}) nor moved "
+                               f"aside ({move_error.strerror}); delete it") from None
+        log.warning("%s: cached ONNX export cannot be loaded (%s: %s); moved to %s, exporting again",
+                    path, type(exc).__name__, exc, aside)
+        return False
+
+
 def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
     """The cached ONNX export of these weights at ``input_size``, exporting it if absent
     (the cache key: :func:`onnx_cache_name`)."""
@@ -352,9 +377,13 @@ def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: 
                            input_size=input_size, opset=MIN_OPSET, torch_version=torch.__version__,
                            package_version=panoptic_ros.__version__)
     path = _cache_dir(config) / "onnx" / name
-    if path.is_file():
+    if path.is_file() and _heal_cached(path):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"{path.parent}: cannot create the ONNX cache ({exc.strerror or exc}); set "
+                           "onnx.cache_dir (or XDG_CACHE_HOME) to a writable folder") from None
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     log.info("exporting %s to %s", config.weights, path)
     try:

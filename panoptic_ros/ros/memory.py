@@ -14,6 +14,9 @@ heap for the next frame; the price is that the process keeps its peak heap size,
 for a node processing frames of one size is its steady state anyway. Buffers above 32 MB
 (large model activations) are still unmapped when freed.
 
+The price must not outlive a burst of larger frames: when the frames get smaller again the
+node calls :func:`release_freed_memory`, so the heap shrinks to what the current size needs.
+
 This is process-wide: it is applied by the node (parameter ``memory.keep_freed_buffers``)
 and affects everything else in its process. Without glibc it does nothing.
 """
@@ -39,3 +42,17 @@ def keep_freed_buffers_mapped() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim(0)``); False
+    where that is not available."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return False
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return bool(trim(0))

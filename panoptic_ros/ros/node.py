@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Mapping
 
+import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
@@ -41,10 +42,10 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
-from panoptic_ros.ros.memory import keep_freed_buffers_mapped
+from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 from panoptic_ros.ros.raw_publish import RawPublisher
-from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, from_serialized, to_rgb8
+from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, from_serialized
 
 LOG_PERIOD_S = 10.0
 _MESSAGE_CLASSES = {messages.IMAGE_TYPE: Image, messages.DETECTIONS_TYPE: Detection2DArray}
@@ -75,7 +76,9 @@ class PanopticNode(LifecycleNode):
         self._input_type: type = Image
         self._pubs: dict = {}
         self._last_logged: dict[str, float] = {}
+        self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
+        self._answer_invalid_transitions()
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
@@ -93,6 +96,40 @@ class PanopticNode(LifecycleNode):
         return dict(self._pubs)
 
     # ---- lifecycle ------------------------------------------------------------------
+
+    def _answer_invalid_transitions(self) -> None:
+        """Make ``~/change_state`` answer ``success=false`` to a transition the current state
+        does not have.
+
+        Works around rclpy 7.1 (Jazzy): its service callback lets rcl's "Transition is not
+        registered" error escape, so the request is never answered and a lifecycle manager
+        waiting for the reply hangs. The state is left as it was.
+        """
+        service = getattr(self, "_service_change_state", None)
+        if service is None:  # the lifecycle services are disabled
+            return
+        answer = service.callback
+
+        def on_change_state(request, response):
+            transition = request.transition
+            available = {t[0]: t[1] for t in self._state_machine.available_transitions}
+            wanted = transition.id if not transition.label else next(
+                (i for i, label in available.items() if label == transition.label), None)
+            if wanted not in available:
+                state = self._state_machine.current_state[1]
+                self.get_logger().warning(f"refused lifecycle transition {transition.label or transition.id!r}: "
+                                          f"not available in state {state!r} (available: "
+                                          f"{', '.join(available.values()) or 'none'})")
+                response.success = False
+                return response
+            try:
+                return answer(request, response)
+            except _rclpy.RCLError as exc:  # a transition that raced with another: still answer
+                self.get_logger().error(f"lifecycle transition failed: {exc}")
+                response.success = False
+                return response
+
+        service.callback = on_change_state
 
     def autostart(self) -> bool:
         """Configure and activate; on failure stay alive (unconfigured) with the reason logged."""
@@ -177,6 +214,8 @@ class PanopticNode(LifecycleNode):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        if self._slot is not None and self._slot.close() is not None:
+            self.stats.on_discarded()
         if self._worker is not None:
             self._worker.stop(on_wait=lambda waited: self.get_logger().warning(
                 f"still waiting for the frame in flight to finish ({waited:.0f} s)"))
@@ -207,30 +246,47 @@ class PanopticNode(LifecycleNode):
             self.stats.on_paused()
             return
         now = time.monotonic()
-        if slot.put(Frame(msg, now, self.stats.on_received(now))):
+        frame = Frame(msg, now, self.stats.on_received(now))
+        lost = slot.put(frame)
+        if lost is frame:  # the slot closed meanwhile (deactivate)
+            self.stats.on_discarded()
+        elif lost is not None:
             self.stats.on_dropped()
 
     def _process(self, frame: Frame) -> None:
         with self._gate:
-            if not self._enabled or self.predictor is None:
+            if not self._enabled or self.predictor is None:  # paused after it was taken
+                self.stats.on_discarded()
                 return
             started = time.monotonic()
             try:
                 msg = from_serialized(frame.msg, compressed=self._input_type is CompressedImage)
-                rgb = to_rgb8(msg, max_side=self._io.max_image_side)
+                rgb, size = camera_rgb8(msg, max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels,
+                                        min_size=self.predictor.input_size)
             except ImageDecodeError as exc:
                 count = self.stats.on_rejected(exc.cause)
                 self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
                 return
             wanted = self._wanted_outputs()
             # ~/panoptic is written by the predictor straight into its message's pixels.
-            panoptic = (ImageMessage(rgb.shape[0], rgb.shape[1], "32SC1", msg.header)
-                        if "panoptic" in wanted else None)
-            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels)
+            panoptic = ImageMessage(*size, "32SC1", msg.header) if "panoptic" in wanted else None
+            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels,
+                                            output_size=size)
             timings = self.predictor.last_timings
+            if rgb.shape[:2] != size and "overlay" in wanted:  # decoded at reduced scale
+                rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
             self._publish(msg.header, rgb, result, wanted, panoptic)
+            del rgb, result, panoptic
+            self._trim_after_larger_frames(size[0] * size[1])
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
+
+    def _trim_after_larger_frames(self, pixels: int) -> None:
+        """Return the heap kept for larger frames (memory.keep_freed_buffers) to the system
+        once the frames got smaller, so a burst of large frames does not raise RSS for good."""
+        if pixels < self._last_pixels:
+            release_freed_memory()
+        self._last_pixels = pixels
 
     def _wanted_outputs(self) -> list[str]:
         """The enabled outputs that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""
@@ -266,8 +322,9 @@ class PanopticNode(LifecycleNode):
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._enabled = bool(request.data)
         if not self._enabled:
-            if self._slot is not None:
-                self._slot.clear()
+            slot = self._slot
+            if slot is not None and slot.clear() is not None:
+                self.stats.on_discarded()
             with self._gate:  # wait for the frame in flight: nothing is published after we answer
                 pass
         response.success = True
@@ -370,8 +427,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 executor.spin()
             except _rclpy.RCLError as exc:
-                # rclpy 7.1 lets an invalid transition requested over ~/change_state raise
-                # out of the service callback; that must not end the node.
+                # Invalid transitions are answered (_answer_invalid_transitions); any other
+                # rcl error raised in a callback must not end the node either.
                 node.get_logger().error(f"request failed: {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
