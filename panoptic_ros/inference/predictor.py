@@ -346,13 +346,14 @@ def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any
 
 
 def _heal_cached(path: Path) -> bool:
-    """True if the cached export at ``path`` parses as an ONNX model; otherwise (a file cut
+    """True if the cached export at ``path`` is a valid ONNX model; otherwise (a file cut
     off or damaged outside this code, whose exports are atomic) it is moved aside, with one
-    warning, so that the caller exports it again."""
+    warning, so that the caller exports it again. The checker is needed: an empty or cut
+    file can still parse as a (graphless) protobuf message."""
     import onnx
 
     try:
-        onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
         return True
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for damaged files
         aside = path.with_name(f"{path.name}.broken")
