@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from panoptic_ros.config import ConfigError
+from panoptic_ros.paths import check_output
 
 # What a run folder holds once training has started (train.py, logs.py, state.py).
 RUN_MARKERS = ("model.safetensors", "model.json", "config.yaml", "metrics.jsonl", "eval.json", "checkpoints")
@@ -45,17 +46,12 @@ def claim_run_dir(out_dir: Path, *, resume: bool, force: bool) -> Path | None:
     Returns:
         Where the old run was moved, or None when nothing was moved.
     Raises:
-        ConfigError: ``out_dir`` is a file, or holds a run and neither flag was given.
+        ConfigError: ``out_dir`` cannot be a folder (a file, under a file, not writable),
+            or holds a run and neither flag was given.
     """
     if os.environ.get("RANK", "0") != "0":
         return None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: --out is a file, not a run folder")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{out_dir}: cannot create the run folder, {parent} is a file")
-            break
+    check_output(out_dir, folder=True, what="run folder")
     if resume or not holds_run(out_dir):
         return None
     if not force:

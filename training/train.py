@@ -30,6 +30,7 @@ from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_ch
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
+from panoptic_ros.paths import os_error_line
 from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
 from panoptic_ros.training.config import TrainConfig, load_train_config
@@ -241,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"panoptic-train: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, NonFiniteLossError) else EXIT_BAD_INPUT
+    except OSError as exc:  # a path that cannot be written after all (the run folder is checked first)
+        print(f"panoptic-train: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -48,6 +48,7 @@ from panoptic_ros.ros.raw_publish import RawPublisher
 from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, from_serialized
 
 LOG_PERIOD_S = 10.0
+EXIT_BAD_INPUT = 2  # as argparse and the other console scripts
 _MESSAGE_CLASSES = {messages.IMAGE_TYPE: Image, messages.DETECTIONS_TYPE: Detection2DArray}
 _LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -416,10 +417,10 @@ def main(args: list[str] | None = None) -> int:
         _parse_command_line(argv)
         rclpy.init(args=argv)
         node = PanopticNode()
-    except Exception as exc:  # malformed ROS arguments, or parameter values/types the node refuses
-        print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # malformed ROS arguments or params file, parameter values/types it refuses
+        print(f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 1
+        return EXIT_BAD_INPUT
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -49,7 +49,7 @@ def test_out_under_a_file_or_a_file_itself_is_one_line(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
     _one_line(_train(config, blocker / "run"), str(blocker / "run"), f"{blocker} is a file")
-    _one_line(_train(config, blocker), str(blocker), "is a file, not a run folder")
+    _one_line(_train(config, blocker), str(blocker), "run folder is a file, not a folder")
 
 
 def test_an_empty_or_foreign_folder_is_trained_into(tmp_path):
