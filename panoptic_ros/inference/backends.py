@@ -67,6 +67,21 @@ def canonical_provider(name: str) -> str:
     return PROVIDER_ALIASES.get(name.lower(), name)
 
 
+def check_provider(name: str) -> str:
+    """``name`` if it is an alias or a provider ONNX Runtime knows of (available here or
+    not: a config for a GPU machine must validate on a CPU one); else ValueError."""
+    try:
+        import onnxruntime
+
+        known = set(onnxruntime.get_all_providers())
+    except ImportError:  # the torch backend does not need onnxruntime
+        known = set(PROVIDER_ALIASES.values())
+    if canonical_provider(name) not in known:
+        raise ValueError(f"onnx_providers: unknown ONNX Runtime provider {name!r}; use tensorrt, cuda, cpu or a "
+                         "full name such as CPUExecutionProvider")
+    return name
+
+
 class TorchBackend:
     """A PyTorch model in eval mode on one device.
 

@@ -29,7 +29,7 @@ import panoptic_ros
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
-                                             resolve_device)
+                                             check_provider, resolve_device)
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
@@ -100,6 +100,8 @@ class PredictorConfig:
             raise ValueError(f"num_threads: must be >= 0, got {self.num_threads}")
         if not self.onnx_providers:
             raise ValueError("onnx_providers: name at least one provider (e.g. cpu)")
+        for name in self.onnx_providers:
+            check_provider(name)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from std_srvs.srv import SetBool
 
 from ros_helpers import Probe, camera_image, make_node, running
@@ -59,6 +60,20 @@ def test_invalid_transitions_are_answered_false_and_the_state_is_kept(ros_contex
         assert _state(spinner, get) == State.PRIMARY_STATE_ACTIVE and node.state_label == "active"
         probe.connect(node)
         probe.send(camera_image(5), outputs=("panoptic",))
+
+
+def test_unknown_providers_and_pickled_weights_are_refused_with_the_reason(ros_context, spinner, tiny_weights,
+                                                                         tmp_path):
+    node = make_node(ros_context, tiny_weights["ciae"], name="refusing_node", autostart=False)
+    with running(spinner, node):
+        result = node.set_parameters([Parameter("onnx.providers", value=["cpu", "tpu"])])[0]
+        assert not result.successful and "unknown ONNX Runtime provider 'tpu'" in result.reason
+        assert node.set_parameters([Parameter("onnx.providers", value=["CUDAExecutionProvider", "cpu"])])[0].successful
+        evil = tmp_path / "evil.pt"
+        evil.write_bytes(b"\x80\x04\x95" + bytes(40))  # a pickle header
+        assert node.set_parameters([Parameter("weights", value=str(evil))])[0].successful
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.configure_error.startswith(f"{evil}: a pickle / torch.save file; weights must be")
 
 
 def _counters_add_up(values: dict) -> bool:

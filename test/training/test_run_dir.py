@@ -1,5 +1,6 @@
 """panoptic-train never destroys a run: a folder that holds one is refused without --resume
 or --force, and --force keeps the old run aside."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,24 @@ def test_an_empty_or_foreign_folder_is_trained_into(tmp_path):
     proc = _train(write_config(tmp_path), out)
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.timeout(900)
+def test_resume_skips_a_damaged_newest_checkpoint_for_the_newest_intact_one(tmp_path):
+    config, out = write_config(tmp_path), tmp_path / "run"
+    four = ["schedule.total_steps=4", "runtime.checkpoint_every=2", "schedule.warmup_steps=0"]
+    command = [str(TRAIN), "--config", str(config), "--out", str(out), *four]
+    env = {"OMP_NUM_THREADS": "1", "PATH": str(TRAIN.parent)}
+    assert subprocess.run(command, capture_output=True, timeout=600, env=env).returncode == 0
+    first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    newest = out / "checkpoints" / "step_00000004" / "state.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # cut off
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "warning: skipping a damaged checkpoint" in resumed.stderr and str(newest) in resumed.stderr
+    again = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_losses = lambda records: {r["step"]: r["loss"] for r in records if r["kind"] == "train"}  # noqa: E731
+    # steps 3 and 4 were trained again from step 2, with the same losses as the first time
+    assert train_losses(again) == pytest.approx(train_losses(first), abs=1e-6)
+    assert "resumed at step 2" in resumed.stderr
