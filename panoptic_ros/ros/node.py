@@ -21,11 +21,10 @@ import os
 import sys
 import threading
 import time
-from typing import Mapping
 
 import cv2
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -42,10 +41,12 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
+from panoptic_ros.ros.diagnostics import diagnostic_array, health
+from panoptic_ros.ros.lifecycle import answer_invalid_transitions
 from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 from panoptic_ros.ros.raw_publish import RawPublisher
-from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, from_serialized
+from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, check_frame, from_serialized
 
 LOG_PERIOD_S = 10.0
 EXIT_BAD_INPUT = 2  # as argparse and the other console scripts
@@ -79,7 +80,7 @@ class PanopticNode(LifecycleNode):
         self._last_logged: dict[str, float] = {}
         self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
-        self._answer_invalid_transitions()
+        answer_invalid_transitions(self)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
@@ -97,40 +98,6 @@ class PanopticNode(LifecycleNode):
         return dict(self._pubs)
 
     # ---- lifecycle ------------------------------------------------------------------
-
-    def _answer_invalid_transitions(self) -> None:
-        """Make ``~/change_state`` answer ``success=false`` to a transition the current state
-        does not have.
-
-        Works around rclpy 7.1 (Jazzy): its service callback lets rcl's "Transition is not
-        registered" error escape, so the request is never answered and a lifecycle manager
-        waiting for the reply hangs. The state is left as it was.
-        """
-        service = getattr(self, "_service_change_state", None)
-        if service is None:  # the lifecycle services are disabled
-            return
-        answer = service.callback
-
-        def on_change_state(request, response):
-            transition = request.transition
-            available = {t[0]: t[1] for t in self._state_machine.available_transitions}
-            wanted = transition.id if not transition.label else next(
-                (i for i, label in available.items() if label == transition.label), None)
-            if wanted not in available:
-                state = self._state_machine.current_state[1]
-                self.get_logger().warning(f"refused lifecycle transition {transition.label or transition.id!r}: "
-                                          f"not available in state {state!r} (available: "
-                                          f"{', '.join(available.values()) or 'none'})")
-                response.success = False
-                return response
-            try:
-                return answer(request, response)
-            except _rclpy.RCLError as exc:  # a transition that raced with another: still answer
-                self.get_logger().error(f"lifecycle transition failed: {exc}")
-                response.success = False
-                return response
-
-        service.callback = on_change_state
 
     def autostart(self) -> bool:
         """Configure and activate; on failure stay alive (unconfigured) with the reason logged."""
@@ -248,11 +215,28 @@ class PanopticNode(LifecycleNode):
             return
         now = time.monotonic()
         frame = Frame(msg, now, self.stats.on_received(now))
+        if not self._plausible(msg):  # rejected at once: a bomb must not take a good frame's place
+            return
         lost = slot.put(frame)
         if lost is frame:  # the slot closed meanwhile (deactivate)
             self.stats.on_discarded()
         elif lost is not None:
             self.stats.on_dropped()
+
+    def _plausible(self, msg: bytes) -> bool:
+        """Run the checks that need no decoding (header, sizes, data length); a frame that
+        fails them is counted as rejected and logged here. Microseconds per frame."""
+        try:
+            check_frame(from_serialized(msg, compressed=self._input_type is CompressedImage),
+                        max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels)
+        except ImageDecodeError as exc:
+            self._reject(exc)
+            return False
+        return True
+
+    def _reject(self, exc: ImageDecodeError) -> None:
+        count = self.stats.on_rejected(exc.cause)
+        self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
 
     def _process(self, frame: Frame) -> None:
         with self._gate:
@@ -264,9 +248,8 @@ class PanopticNode(LifecycleNode):
                 msg = from_serialized(frame.msg, compressed=self._input_type is CompressedImage)
                 rgb, size = camera_rgb8(msg, max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels,
                                         min_size=self.predictor.input_size)
-            except ImageDecodeError as exc:
-                count = self.stats.on_rejected(exc.cause)
-                self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
+            except ImageDecodeError as exc:  # found by the decoder (or limits changed meanwhile)
+                self._reject(exc)
                 return
             wanted = self._wanted_outputs()
             # ~/panoptic is written by the predictor straight into its message's pixels.
@@ -370,30 +353,12 @@ class PanopticNode(LifecycleNode):
         p = self.predictor
         if p is not None:
             values.update(model=p.kind, backend=p.backend_name, device=str(p.device), provider=p.provider)
-        level, message = self._health(values)
+        level, message = health(values, configure_error=self.configure_error, state=self.state_label,
+                                enabled=self._enabled)
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diag_pub.publish(diagnostic_array(
             header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=values.get("device", "none"),
             level=level, message=message, values=values))
-
-    def _health(self, values: dict) -> tuple[bytes, str]:
-        if self.configure_error:
-            return DiagnosticStatus.ERROR, f"configure failed: {self.configure_error}"
-        if self.state_label != "active":
-            return DiagnosticStatus.WARN, self.state_label
-        if not self._enabled:
-            return DiagnosticStatus.WARN, "paused (~/enable)"
-        if values["inference_errors"]:
-            return DiagnosticStatus.WARN, f"{values['inference_errors']} inference errors"
-        return DiagnosticStatus.OK, f"active, {values['output_rate_hz']:.1f} Hz out"
-
-
-def diagnostic_array(header: Header, *, name: str, hardware_id: str, level: bytes, message: str,
-                     values: Mapping[str, object]) -> DiagnosticArray:
-    """One ``DiagnosticStatus`` with ``values`` as key/value strings (floats to 3 decimals)."""
-    pairs = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)
-    return DiagnosticArray(header=header, status=[status])
 
 
 def _parse_command_line(argv: list[str]) -> None:

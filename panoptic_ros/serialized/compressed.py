@@ -61,22 +61,15 @@ def compressed_format(text: str) -> str:
     return found.pop()
 
 
-def decode_compressed(format_text: str, data: np.ndarray, *, max_side: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      min_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode JPEG or PNG data after checking it can hold the size it declares.
+def inspect_compressed(format_text: str, data: np.ndarray, *, max_side: int,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """Every check of :func:`decode_compressed` short of decoding (microseconds: the node
+    runs it as frames arrive, so a bomb never takes a good frame's place in its slot).
 
-    Args:
-        format_text: the message's ``format`` field.
-        data: (N,) uint8, the compressed bytes.
-        max_side, max_pixels: limits on the declared size.
-        min_size: (H, W) the caller needs at least (a model input): a JPEG at least twice
-            as large per side is decoded at the smallest 1/2, 1/4 or 1/8 scale that is not
-            smaller. None decodes at full size.
     Returns:
-        ((h, w, 3) uint8 RGB, (H, W) the declared size); ``(h, w)`` is ``(H, W)`` unless
-        the JPEG was decoded at reduced scale (then ``ceil(H / s), ceil(W / s)``).
+        (``jpeg`` or ``png``, width, height) the header declares.
     Raises:
-        ImageDecodeError: empty, unsupported, mislabelled, oversized, truncated or corrupt.
+        ImageDecodeError: empty, unsupported, mislabelled, oversized or truncated data.
     """
     fmt = compressed_format(format_text)
     if data.size == 0:
@@ -95,6 +88,27 @@ def decode_compressed(format_text: str, data: np.ndarray, *, max_side: int, max_
     end = b"IEND" if actual == "png" else b"\xff\xd9"
     if end not in data[-_TAIL:].tobytes():
         raise ImageDecodeError(TRUNCATED, f"{actual} data of {data.size} bytes is cut off (no end marker)")
+    return actual, width, height
+
+
+def decode_compressed(format_text: str, data: np.ndarray, *, max_side: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      min_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode JPEG or PNG data after checking it can hold the size it declares.
+
+    Args:
+        format_text: the message's ``format`` field.
+        data: (N,) uint8, the compressed bytes.
+        max_side, max_pixels: limits on the declared size.
+        min_size: (H, W) the caller needs at least (a model input): a JPEG at least twice
+            as large per side is decoded at the smallest 1/2, 1/4 or 1/8 scale that is not
+            smaller. None decodes at full size.
+    Returns:
+        ((h, w, 3) uint8 RGB, (H, W) the declared size); ``(h, w)`` is ``(H, W)`` unless
+        the JPEG was decoded at reduced scale (then ``ceil(H / s), ceil(W / s)``).
+    Raises:
+        ImageDecodeError: empty, unsupported, mislabelled, oversized, truncated or corrupt.
+    """
+    actual, width, height = inspect_compressed(format_text, data, max_side=max_side, max_pixels=max_pixels)
     scale, flag = _reduction(actual, (height, width), min_size)
     image = cv2.imdecode(data, flag)
     expected = (-(-height // scale), -(-width // scale))

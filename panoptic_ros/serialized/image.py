@@ -27,7 +27,7 @@ import numpy as np
 
 from panoptic_ros.serialized.cdr import CdrError, CdrReader, CdrWriter, Header
 from panoptic_ros.serialized.compressed import (DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_size,  # noqa: F401
-                                                decode_compressed)
+                                                decode_compressed, inspect_compressed)
 from panoptic_ros.serialized.decode_errors import (CORRUPT_DATA, DECODE_CAUSES, EMPTY_DATA,  # noqa: F401
                                                    FORMAT_MISMATCH, SIZE_MISMATCH, STEP_MISALIGNED,
                                                    STEP_TOO_SMALL, TOO_LARGE, TRUNCATED, UNSUPPORTED_ENCODING,
@@ -290,6 +290,28 @@ def to_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEF
     return camera_rgb8(msg, max_side=max_side, max_pixels=max_pixels)[0]
 
 
+def check_frame(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Every check of :func:`camera_rgb8` that needs no decoding or conversion (microseconds).
+
+    Raises:
+        ImageDecodeError: what :func:`camera_rgb8` would raise, except ``corrupt_data``
+            found only by the decoder.
+    """
+    if hasattr(msg, "format"):
+        inspect_compressed(msg.format, np.frombuffer(msg.data, dtype=np.uint8), max_side=max_side,
+                           max_pixels=max_pixels)
+        return
+    _picture_pixels(msg, max_side=max_side, max_pixels=max_pixels)
+
+
+def _picture_pixels(msg: Any, *, max_side: int, max_pixels: int) -> np.ndarray:
+    """:func:`image_to_numpy` (a view: checks sizes, copies nothing) of a picture encoding."""
+    if msg.encoding in ENCODINGS and msg.encoding not in _TO_RGB:
+        raise ImageDecodeError(UNSUPPORTED_ENCODING, f"{msg.encoding} is a depth/label encoding, "
+                                                     f"not a camera picture ({', '.join(_TO_RGB)})")
+    return image_to_numpy(msg, max_side=max_side, max_pixels=max_pixels)
+
+
 def camera_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
                 min_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`to_rgb8`, except that a JPEG at least twice ``min_size`` (H, W) per side is
@@ -301,10 +323,7 @@ def camera_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int =
     if hasattr(msg, "format"):  # a CompressedImage
         data = np.frombuffer(msg.data, dtype=np.uint8)
         return decode_compressed(msg.format, data, max_side=max_side, max_pixels=max_pixels, min_size=min_size)
-    if msg.encoding in ENCODINGS and msg.encoding not in _TO_RGB:
-        raise ImageDecodeError(UNSUPPORTED_ENCODING, f"{msg.encoding} is a depth/label encoding, "
-                                                     f"not a camera picture ({', '.join(_TO_RGB)})")
-    pixels = image_to_numpy(msg, max_side=max_side, max_pixels=max_pixels)
+    pixels = _picture_pixels(msg, max_side=max_side, max_pixels=max_pixels)
     conversion = _TO_RGB[msg.encoding]
     if conversion is None:
         return pixels, pixels.shape[:2]
