@@ -2,12 +2,18 @@
 state kept), and the frame counters add up after pauses and deactivations."""
 from __future__ import annotations
 
+import array
+
+import cv2
+import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage
+from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
 from ros_helpers import Probe, camera_image, make_node, running
@@ -121,3 +127,28 @@ def test_counters_add_up_after_pauses_and_deactivations(ros_context, spinner, ti
             assert _counters_add_up(values), values
         last = diagnostics[-1]
         assert (last["frames_received"], last["frames_processed"], last["frames_discarded"]) == ("7", "4", "3")
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_and_answered_at_the_camera_size(ros_context, spinner,
+                                                                                 tiny_weights):
+    name, topic = "reduced_decode_node", "/reduced_decode/image"
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, compressed=True, input_size=[64, 96],
+                     **{"qos.reliability": "reliable"})
+    probe = Probe(ros_context, spinner, name=name, topic=f"{topic}/compressed", msg_type=CompressedImage)
+    small = np.random.default_rng(11).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    rgb = cv2.resize(small, (512, 384), interpolation=cv2.INTER_CUBIC)
+    data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = 300, 7
+    msg = CompressedImage(header=header, format="jpeg")
+    msg.data = array.array("B", data)
+    # independently: libjpeg at 1/4 scale (384x512 -> 96x128, the coarsest keeping 64x96)
+    quarter = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4), cv2.COLOR_BGR2RGB)
+    assert quarter.shape == (96, 128, 3)
+    with running(spinner, node, probe.node):
+        probe.connect(node)
+        got = probe.send(msg, outputs=("panoptic", "overlay"))
+        expected = node.predictor.predict(quarter, output_size=(384, 512)).panoptic
+    panoptic = np.frombuffer(bytes(got["panoptic"].data), np.int32).reshape(384, 512)
+    assert (got["overlay"].height, got["overlay"].width) == (384, 512)
+    np.testing.assert_array_equal(panoptic, expected)
