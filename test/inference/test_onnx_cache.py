@@ -23,14 +23,14 @@ def _load(weights, cache):
     return Predictor.from_checkpoint(weights, device="cpu", backend="onnxruntime", onnx_cache_dir=cache)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_a_damaged_cached_export_is_moved_aside_and_exported_again(ciae, tmp_path, caplog, damage):
     rgb = np.random.default_rng(4).integers(0, 256, (90, 150, 3), dtype=np.uint8)
     expected = _load(ciae, tmp_path).predict(rgb).panoptic
     (cached,) = (tmp_path / "onnx").glob("*.onnx")
     good = cached.read_bytes()
-    cached.write_bytes({"truncated": good[: len(good) // 3], "garbage": b"\x08\x07not protobuf" * 50,
-                        "empty": b""}[damage])
+    # cut off, or empty: an empty file parses as a (graphless) ONNX protobuf message
+    cached.write_bytes({"truncated": good[: len(good) // 3], "empty": b""}[damage])
     damaged = cached.read_bytes()
     with caplog.at_level(logging.WARNING, logger="panoptic_ros.inference"):
         healed = _load(ciae, tmp_path)

@@ -15,7 +15,7 @@ from panoptic_ros.replay import cli
 from panoptic_ros.replay.bag import BagError, BagSource
 from panoptic_ros.training.datasets.bag import GT_TOPIC, IMAGE_TOPIC, write_bag
 
-FRAMES = 30
+FRAMES = 16
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def sqlite_bag(tmp_path_factory):
 
 
 def _cut(bag, tmp_path, fraction):
-    copy = tmp_path / f"cut{round(fraction * 100)}"
+    copy = tmp_path / f"cut{round(fraction * 100)}"  # the caller may overwrite the file
     shutil.copytree(bag, copy)
     db = next(copy.glob("*.db3"))
     os.truncate(db, int(db.stat().st_size * fraction))
@@ -80,10 +80,17 @@ def test_a_cut_sqlite3_bag_is_replayed_and_scored_up_to_the_damage(sqlite_bag, t
     assert any(str(db) in error for error in report["errors"])
 
 
-def test_a_sqlite3_bag_cut_before_any_message_is_one_line(sqlite_bag, tmp_path):
-    path, db = _cut(sqlite_bag, tmp_path, 0.02)
-    with pytest.raises(BagError, match=f"{db}: damaged or truncated sqlite3 bag .*no message is readable"):
+@pytest.mark.parametrize("pages, message", [
+    (8, "damaged or truncated sqlite3 bag .*no message is readable"),  # tables, but no message row
+    (4, "not a readable sqlite3 bag"),  # not even the table definitions
+])
+def test_a_sqlite3_bag_cut_before_any_message_is_one_line(sqlite_bag, tmp_path, pages, message):
+    path, db = _cut(sqlite_bag, tmp_path, 0.0)
+    whole = next(sqlite_bag.glob("*.db3")).read_bytes()
+    db.write_bytes(whole[: pages * int.from_bytes(whole[16:18], "big")])  # the header's page size
+    with pytest.raises(BagError, match=f"{db}: {message}") as caught:
         BagSource(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_garbage_metadata_is_blamed_on_metadata_yaml(sqlite_bag, tmp_path, tiny):
