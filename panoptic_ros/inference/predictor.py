@@ -11,11 +11,8 @@ and post-processing settings stored with the weights, overridden by
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-import panoptic_ros
-from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
                                              check_provider, resolve_device)
+from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, onnx_cache_name  # noqa: F401
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
@@ -174,8 +171,9 @@ class Predictor:
             backend = TorchBackend(checkpoint.model, device=device, fp16=config.fp16,
                                    channels_last=config.channels_last, compile=config.compile)
         else:
-            onnx_path = config.onnx_path or _exported_onnx(checkpoint.model, config, input_size)
-            cache_dir = _cache_dir(config)
+            cache_dir = onnx_cache_dir(config.onnx_cache_dir)
+            onnx_path = config.onnx_path or exported_onnx(checkpoint.model, weights=config.weights,
+                                                          cache_dir=cache_dir, input_size=input_size)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
                                          providers=config.onnx_providers, device=device, fp16=config.fp16,
                                          num_threads=config.num_threads, cache_dir=cache_dir / "tensorrt")
@@ -323,76 +321,3 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrink = height * width < rgb.shape[0] * rgb.shape[1]
     return cv2.resize(np.ascontiguousarray(rgb), (width, height),
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def _cache_dir(config: PredictorConfig) -> Path:
-    if config.onnx_cache_dir is not None:
-        return Path(config.onnx_cache_dir)
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "panoptic_ros"
-
-
-def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any, input_size: tuple[int, int],
-                    opset: int, torch_version: str, package_version: str) -> str:
-    """File name of the cached ONNX export for these weights and this toolchain.
-
-    Everything that changes the exported graph is in the key: the weights (sha256), the
-    model config (what the weights are loaded into), the input size (the graph's shapes
-    are static), the opset, and the torch and panoptic_ros versions (exporter and model
-    code). The name keeps the readable parts: ``<stem>-<weights hash>-<H>x<W>-<key>.onnx``.
-    """
-    key = json.dumps({"weights": weights_sha256, "model": to_dict(model_config), "input_size": list(input_size),
-                      "opset": opset, "torch": torch_version, "panoptic_ros": package_version}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return f"{Path(weights_name).stem}-{weights_sha256[:16]}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
-
-
-def _heal_cached(path: Path) -> bool:
-    """True if the cached export at ``path`` is a valid ONNX model; otherwise (a file cut
-    off or damaged outside this code, whose exports are atomic) it is moved aside, with one
-    warning, so that the caller exports it again. The checker is needed: an empty or cut
-    file can still parse as a (graphless) protobuf message."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
-        return True
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for damaged files
-        aside = path.with_name(f"{path.name}.broken")
-        try:
-            os.replace(path, aside)
-        except OSError as move_error:
-            raise BackendError(f"{path}: cached ONNX export cannot be loaded ({type(exc).__name__}) nor moved "
-                               f"aside ({move_error.strerror}); delete it") from None
-        log.warning("%s: cached ONNX export cannot be loaded (%s: %s); moved to %s, exporting again",
-                    path, type(exc).__name__, exc, aside)
-        return False
-
-
-def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
-    """The cached ONNX export of these weights at ``input_size``, exporting it if absent
-    (the cache key: :func:`onnx_cache_name`)."""
-    from panoptic_ros.inference.export import MIN_OPSET, export_onnx
-
-    meta = read_checkpoint_meta(config.weights)
-    name = onnx_cache_name(weights_name=str(meta.get("weights", "model")),
-                           weights_sha256=str(meta.get("weights_sha256", "unhashed")), model_config=model.config,
-                           input_size=input_size, opset=MIN_OPSET, torch_version=torch.__version__,
-                           package_version=panoptic_ros.__version__)
-    path = _cache_dir(config) / "onnx" / name
-    if path.is_file() and _heal_cached(path):
-        return path
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackendError(f"{path.parent}: cannot create the ONNX cache ({exc.strerror or exc}); set "
-                           "onnx.cache_dir (or XDG_CACHE_HOME) to a writable folder") from None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-    log.info("exporting %s to %s", config.weights, path)
-    try:
-        export_onnx(model, tmp, input_size=input_size, opset=MIN_OPSET)
-        os.replace(tmp, path)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise BackendError(f"{config.weights}: ONNX export to {path} failed ({exc})") from exc
-    return path
