@@ -27,6 +27,7 @@ from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.backends import resolve_device
 from panoptic_ros.inference.predictor import postprocess_api
+from panoptic_ros.paths import check_output
 from panoptic_ros.training import evaluate as evaluate_cli
 from panoptic_ros.training.snapshot import run_chain
 from panoptic_ros.training.synth_cli import parse_size
@@ -46,6 +47,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
         device = str(resolve_device(device))
     except ValueError as exc:  # malformed, or CUDA asked for where there is none
         raise ConfigError(f"--device: {exc}") from None
+    check_output(Path(stem).parent, folder=True, what="--stem folder")
     loaded = load_checkpoint(Path(run) / "model")
     meta = loaded.metadata
     train_seed = meta.get("config", {}).get("data", {}).get("synth_train", {}).get("seed")

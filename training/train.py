@@ -1,12 +1,13 @@
 """``panoptic-train``: train PanoNet or CIAE from a YAML recipe.
 
     panoptic-train --config training/configs/panonet_synthstreet.yaml [key=value ...]
-                   [--out runs/NAME] [--resume | --resume-from PATH]
+                   [--out runs/NAME] [--resume | --resume-from PATH | --force]
 
 Runs as one process or under ``torchrun`` (DDP, one process per GPU or CPU slot; rank 0
 logs and writes checkpoints). Every ``runtime.checkpoint_every`` steps a resumable
 checkpoint lands in ``<out>/checkpoints/step_<N>/``; ``--resume`` continues the newest
-one (``--resume-from``: a given one) with the same subsequent losses. At the end
+one (``--resume-from``: a given one) with the same subsequent losses. A folder that holds
+a run is refused without ``--resume`` or ``--force`` (which moves the old run aside). At the end
 ``<out>/model.{safetensors,json}`` holds the trained model and ``<out>/eval.json`` its
 validation scores.
 
@@ -29,6 +30,7 @@ from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_ch
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
+from panoptic_ros.paths import os_error_line
 from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
 from panoptic_ros.training.backbone_init import backbone_prefixes
@@ -40,6 +42,7 @@ from panoptic_ros.training.init import InitResult, initialise_model
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.logs import RunLogger
 from panoptic_ros.training.optim import build_optimizer, set_learning_rate
+from panoptic_ros.training.run_dir import claim_run_dir
 from panoptic_ros.training.state import (Progress, list_checkpoints, load_training_checkpoint,
                                          remove_partial_checkpoints, resolve_resume, save_training_checkpoint)
 
@@ -56,6 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint of the run folder")
     parser.add_argument("--resume-from", type=Path, metavar="PATH",
                         help="continue the checkpoint at PATH (a run folder or checkpoints/step_N)")
+    parser.add_argument("--force", action="store_true",
+                        help="train afresh into an --out that holds a run; the old run is moved aside to "
+                             "<out>.replaced-<time>, never deleted")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
                         help="sets runtime.device (default: the recipe's, auto unless it says otherwise: CUDA "
                              "when available; under torchrun each process takes the GPU of its LOCAL_RANK)")
@@ -232,10 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = args.out or Path("runs") / args.config.stem
         command = " ".join(["panoptic-train", *(argv if argv is not None else sys.argv[1:])])
         resume = str(args.resume_from) if args.resume_from else ("" if args.resume else None)
+        aside = claim_run_dir(out_dir, resume=resume is not None, force=args.force)
+        if aside is not None:
+            print(f"panoptic-train: the earlier run in {out_dir} was moved to {aside}", file=sys.stderr)
         train(config, out_dir, resume, command)
     except USER_ERRORS as exc:
         print(f"panoptic-train: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, NonFiniteLossError) else EXIT_BAD_INPUT
+    except OSError as exc:  # a path that cannot be written after all (the run folder is checked first)
+        print(f"panoptic-train: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

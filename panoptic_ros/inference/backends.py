@@ -31,6 +31,7 @@ PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
 }
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_PROVIDER_RE = re.compile(r"^[A-Z][A-Za-z0-9]*ExecutionProvider$")
 
 
 class BackendError(RuntimeError):
@@ -67,6 +68,17 @@ def resolve_device(spec: str) -> torch.device:
 def canonical_provider(name: str) -> str:
     """Full ONNX Runtime provider name for an alias (``cuda``) or a full name."""
     return PROVIDER_ALIASES.get(name.lower(), name)
+
+
+def check_provider(name: str) -> str:
+    """``name`` if it is an alias or has the form of a full provider name
+    (``<Name>ExecutionProvider``); else ValueError. Whether it is available is known only
+    where it runs (configure); onnxruntime is not imported here: it prints warnings of its
+    own at import (e.g. about an unwritable cache folder) that would garble a CLI's line."""
+    if not _PROVIDER_RE.match(canonical_provider(name)):
+        raise ValueError(f"onnx_providers: unknown ONNX Runtime provider {name!r}; use tensorrt, cuda, cpu or a "
+                         "full name such as CPUExecutionProvider")
+    return name
 
 
 class TorchBackend:

@@ -115,6 +115,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from panoptic_ros.paths import check_output
     from panoptic_ros.replay.run import ReplayOptions, replay
 
     try:
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             node_name=args.node_name, node_params=tuple(args.param), input_qos=args.qos,
             frame_timeout=args.frame_timeout,
             startup_timeout=args.startup_timeout, samples=args.samples, force=args.force, progress=not args.no_progress)
+        check_output(options.out_dir, folder=True, what="--out folder")
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)
         report = replay(options)

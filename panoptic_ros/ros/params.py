@@ -32,6 +32,7 @@ from rclpy.parameter import Parameter
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, POSTPROCESSORS, PredictorConfig, postprocess_api
 from panoptic_ros.resources import default_weights
+from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS
 
 T = Parameter.Type
 AT_CONFIGURE = "read at configure; change it in the unconfigured state"
@@ -103,7 +104,10 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
                                            "reliable subscriber get an output repaired after the next one is out; "
                                            "each sample of history holds one output message", range=(1, 100)),
     Spec("max_image_side", T.INTEGER, 8192, "input images wider or taller than this are rejected",
-         runtime=True, range=(16, 65535)),
+         runtime=True, range=(16, 16384)),
+    Spec("max_image_pixels", T.INTEGER, DEFAULT_MAX_PIXELS, "input images of more pixels than this are rejected "
+                                                            "before decoding (default: a 4096x2160 camera)",
+         runtime=True, range=(256, 33_554_432)),
     Spec("publish.panoptic", T.BOOL, True, "publish ~/panoptic (32SC1 panoptic ids)", runtime=True),
     Spec("publish.semantic", T.BOOL, True, "publish ~/semantic (mono8 train indices, 255 = void)", runtime=True),
     Spec("publish.instances", T.BOOL, True, "publish ~/instances (mono16 instance index)", runtime=True),
@@ -132,6 +136,7 @@ class IOSettings:
     depth: int
     output_depth: int
     max_image_side: int
+    max_image_pixels: int
     publish_panoptic: bool
     publish_semantic: bool
     publish_instances: bool
@@ -149,6 +154,7 @@ _IO_PARAMETERS = {
     "depth": "qos.depth",
     "output_depth": "qos.output_depth",
     "max_image_side": "max_image_side",
+    "max_image_pixels": "max_image_pixels",
     "publish_panoptic": "publish.panoptic",
     "publish_semantic": "publish.semantic",
     "publish_instances": "publish.instances",
