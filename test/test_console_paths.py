@@ -1,7 +1,6 @@
 """Every console script against paths it cannot use (output under a file, an output that is
 the wrong kind, an unusable cache folder, a config that is not UTF-8 or not YAML): one line
-on stderr naming the path, no traceback, exit code 2 (panoptic-replay: 1, its documented
-code for unusable options; 2 means results written from a damaged bag)."""
+on stderr naming the path, no traceback, exit code 2."""
 from __future__ import annotations
 
 import os
@@ -84,6 +83,6 @@ def test_a_bad_path_is_one_line_naming_it(place, case):
     proc = subprocess.run([str(BIN / script), *map(fill, args)], capture_output=True, text=True, timeout=300,
                           env=environment, cwd=place)
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == (1 if script == "panoptic-replay" else 2), proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
     assert fill(culprit) in lines[0] and lines[0].startswith(f"{script}: "), lines[0]
