@@ -234,7 +234,7 @@ def print_verdicts(v: dict) -> None:
         why += "; this CPU has no x86 bf16 target"
     print(f"target: bf16 >= 2x fp32 (AMX) / >= 1.4x (AVX512-BF16 only) for the paper-size models -> "
           f"{label[v['bf16_met']]} on {v['cpu']} ({v['cpu_kind']}): {why}")
-    shares = ", ".join(f"{m} {100 * s:.0f} %" for m, s in v["data_shares"].items())
+    shares = ", ".join(f"{m} {100 * s:.1f} %" for m, s in v["data_shares"].items())
     print(f"target: data + targets <= 15 % of a step -> {label[v['data_met']]} on {v['cpu']} "
           f"({v['cpu_kind']}), each model's fastest row: {shares}")
 
