@@ -227,3 +227,28 @@ def test_scale_crop_rejects_bad_parameters():
         RandomScaleCrop(2.0, 1.0, 8, 8)
     with pytest.raises(ValueError):
         RandomScaleCrop(0.5, 1.0, 0, 8)
+
+
+def test_color_jitter_matches_the_four_operations_applied_one_by_one():
+    image = street_sample().image
+    jitter = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    grey = np.array([0.299, 0.587, 0.114])
+    yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    for index in range(5):
+        rng = np.random.default_rng([4, 0, index])                # what sample_rng(4, 0, index) gives
+        factors = [rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(-0.1, 0.1)]
+        x = image.reshape(-1, 3).astype(np.float64)
+        for op in rng.permutation(4):
+            f = factors[op]
+            if op == 0:
+                x = x * f
+            elif op == 1:
+                x = f * x + (1 - f) * (x.mean(axis=0) @ grey)
+            elif op == 2:
+                x = f * x + (1 - f) * (x @ grey)[:, None]
+            else:
+                c, s = np.cos(2 * np.pi * f), np.sin(2 * np.pi * f)
+                x = x @ (np.linalg.inv(yiq) @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ yiq).T
+        expected = np.clip(np.rint(x), 0, 255).reshape(image.shape)
+        got = jitter(Sample(image, street_sample().target, "j"), sample_rng(4, 0, index)).image
+        assert np.abs(got.astype(int) - expected).max() <= 1

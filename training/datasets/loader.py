@@ -5,8 +5,8 @@ width, rounded up to ``size_divisor``), then builds each image's targets from it
 panoptic map (:mod:`panoptic_ros.training.targets`). Padding is VOID, so padded cells come
 out as the ignore values by construction (semantic/category maps 255, instance maps 0,
 segment maps -1, FCOS locations negative) and the FCOS location grid matches the padded
-input the network sees. Training normally uses fixed-size crops (``RandomCrop``) whose
-size is a multiple of ``size_divisor``: then nothing is padded. Evaluation batches of
+input the network sees. Training normally uses fixed-size crops (``RandomScaleCrop``)
+whose size is a multiple of ``size_divisor``: then nothing is padded. Evaluation batches of
 mixed sizes are padded; ``Batch.samples`` keeps the unpadded originals (ground truth for
 the evaluator).
 
