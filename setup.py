@@ -38,6 +38,7 @@ setup(
             "panoptic-evaluate = panoptic_ros.training.evaluate:main",
             "panoptic-export = panoptic_ros.training.export:main",
             "panoptic-release = panoptic_ros.training.release:main",
+            "panoptic-snapshot = panoptic_ros.training.snapshot:main",
             "panoptic-bandwidth-search = panoptic_ros.training.bandwidth_search:main",
             "panoptic-replay = panoptic_ros.replay.cli:main",
         ],

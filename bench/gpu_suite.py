@@ -12,7 +12,7 @@ figures):
 2. ``gpu_tests``: the ``gpu``-marked pytest tests (subprocess; skipped with ``--quick``).
 3. ``latency``: PanoNet (shipped weights; paper size) and CIAE (paper size): stage
    p50/p90 (upload, model, post-processing incl. the copy back, end to end) in fp32,
-   fp16, channels_last and compiled; CUDA events on a GPU, ``perf_counter`` on the CPU.
+   fp16 and bf16 autocast, channels_last and compiled; CUDA events on a GPU, ``perf_counter`` on the CPU.
 4. ``fp16_agreement``: fp16 vs fp32 panoptic maps (pixel agreement) on a GPU.
 5. ``postprocess``: PanoNet post-processing per frame (ms) and its host reads / torch
    calls per frame, on the device.
@@ -124,12 +124,9 @@ def run_stages(backend: TorchBackend, post, image: np.ndarray, clock: Clock, rep
     staging: dict = {}
     for i in range(repeat + 2):
         t0 = clock.mark()
-        x = upload_image(image, backend.device, staging).permute(2, 0, 1).unsqueeze(0).to(backend.dtype)
-        if backend.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = upload_image(image, backend.device, staging).permute(2, 0, 1).unsqueeze(0).float()
         t1 = clock.mark()
-        with torch.inference_mode():
-            outputs = {k: v.float() if v.is_floating_point() else v for k, v in backend._model(x).items()}
+        outputs = backend.run_tensor(x)
         t2 = clock.mark()
         post(outputs)
         t3 = clock.mark()
@@ -161,7 +158,8 @@ def section_latency(args, device, report):
     clock = Clock(device)
     variants = [("fp32", {})] + ([] if args.quick else [("channels_last", {"channels_last": True})])
     if device.type == "cuda":
-        variants += [("fp16", {"fp16": True}), ("fp16_channels_last", {"fp16": True, "channels_last": True})]
+        variants += [("fp16", {"precision": "fp16"}), ("bf16", {"precision": "bf16"}),
+                     ("fp16_channels_last", {"precision": "fp16", "channels_last": True})]
     for name, (model, size, settings) in models(args).items():
         kind = "ciae" if name.startswith("ciae") else "panonet"
         post_cls, post_fn = postprocess_api(kind)
@@ -192,12 +190,12 @@ def section_fp16_agreement(args, device, report):
         space = get_label_space(model.config.label_space)
         image = frame(size)
         maps = {}
-        for fp16 in (False, True):
-            outputs = TorchBackend(model, device=device, fp16=fp16)(image)
-            maps[fp16] = post_fn(outputs, config=post_cls(**settings), label_space=space).panoptic
+        for precision in ("fp32", "fp16"):
+            outputs = TorchBackend(model, device=device, precision=precision)(image)
+            maps[precision] = post_fn(outputs, config=post_cls(**settings), label_space=space).panoptic
             model.to("cpu", torch.float32)
-        report[name] = {"same_class": float(np.mean(maps[0] // 1000 == maps[1] // 1000)),
-                        "same_id": float(np.mean(maps[0] == maps[1]))}
+        report[name] = {"same_class": float(np.mean(maps["fp32"] // 1000 == maps["fp16"] // 1000)),
+                        "same_id": float(np.mean(maps["fp32"] == maps["fp16"]))}
 
 
 def section_postprocess(args, device, report):

@@ -157,6 +157,17 @@ def read_weights(weights_path: Path, expected_sha256: str | None = None) -> dict
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
 
 
+def foreign_file_kind(path: Path) -> str:
+    """What a file that is not part of a checkpoint looks like, for the error message."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        return "not a checkpoint"
+    # protocol-2+ pickles start with 0x80; torch.save writes a zip archive of pickles
+    return "a pickle / torch.save file" if head[:1] == b"\x80" or head[:2] == b"PK" else "not a checkpoint"
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model stored at ``path`` (float32, eval mode, on ``device``).
 
@@ -164,6 +175,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         CheckpointError: missing, truncated, foreign or mismatching files; the message
             names the file.
     """
+    path = Path(path)
+    if path.is_file() and path.suffix not in (".safetensors", ".json"):
+        raise CheckpointError(f"{path}: {foreign_file_kind(path)}; weights must be a panoptic_ros checkpoint "
+                              "(.safetensors + .json, named by either or their stem), never unpickled")
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_checkpoint_meta(meta_path)
     try:

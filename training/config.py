@@ -81,6 +81,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class BackboneInit:
+    """ImageNet (or other) backbone weights loaded into a fresh model
+    (``training/backbone_init.py``).
+
+    Attributes:
+        path: the weights file: ``.pth``/``.pt``/``.bin`` (read with
+            ``weights_only=True``) or ``.safetensors``.
+        format: tensor names of the file: ``torchvision`` (``conv1``, ``bn1``,
+            ``layer1.0.conv1``, ..., ``fc``), ``timm`` (the same names for ResNets) or
+            ``ours`` (this project's own names, e.g. a ``panoptic-train`` checkpoint).
+        strict: refuse a file with mismatched shapes or missing backbone tensors (and,
+            for torchvision/timm, tensors other than the classifier left unused);
+            ``false`` loads what fits and goes on.
+    """
+
+    path: Path
+    format: Literal["torchvision", "timm", "ours"] = "torchvision"
+    strict: bool = True
+
+
+@dataclass(frozen=True)
 class InitConfig:
     """Initial weights.
 
@@ -92,14 +113,20 @@ class InitConfig:
             ``semantic_to_instance`` (stage 1: both branches from a trained semantic
             ICNet, instance prediction layers re-initialised) and ``add_coords``
             (stage 2: stage-1 weights plus zero filters for the coordinate channels).
+        backbone: pretrained backbone weights for a fresh model (:class:`BackboneInit`);
+            ``null`` trains from random initialisation.
     """
 
     checkpoint: Optional[Path] = None
     mode: Literal["none", "semantic_to_instance", "add_coords"] = "none"
+    backbone: Optional[BackboneInit] = None
 
     def __post_init__(self) -> None:
         if self.mode != "none" and self.checkpoint is None:
             raise ValueError(f"init.checkpoint: required for init.mode {self.mode!r}")
+        if self.backbone is not None and self.checkpoint is not None:
+            raise ValueError("init.backbone and init.checkpoint: choose one (a checkpoint already "
+                             "holds its backbone)")
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.init.mode != "none" and self.model.kind != "panonet":
             raise ValueError(f"init.mode: {self.init.mode!r} is a PanoNet stage; use 'none' for {self.model.kind}")
+        if self.init.backbone is not None and getattr(self.model, "norm", "bn") == "gn":
+            raise ValueError("init.backbone: model.norm is 'gn', where ImageNet BatchNorm statistics have no "
+                             "place; use model.norm: frozen_bn (FCOS/RetinaNet practice) or bn")
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -46,6 +46,7 @@ from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.inference.backends import BackendError, TorchBackend
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.paths import check_output, os_error_line
 from panoptic_ros.training.engine import evaluate, predictions
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.state import preserved_rng
@@ -151,6 +152,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when available)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="inference precision (torch autocast; default fp32)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     p.add_argument("--set", dest="postprocess", action="append", default=[], metavar="KEY=VALUE",
                    help="post-processing override, e.g. --set default_bandwidth=0.6 (PanoNet) or "
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
-                                          num_threads=args.threads, postprocess=overrides)
+                                          precision=args.precision, num_threads=args.threads, postprocess=overrides)
     label_space = predictor.label_space
     count, samples = _samples(args, label_space)
     scores, truth = PanopticScores(label_space), []
@@ -224,16 +227,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     try:
+        if args.json_out is not None:  # checked before the evaluation, not after it
+            check_output(args.json_out, folder=False, what="--json-out file")
+        if args.predictions_dir is not None:
+            check_output(args.predictions_dir, folder=True, what="--predictions-dir folder")
         summary = run(args)
+        print(format_summary(summary))
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        if args.json_out is not None:
+            _write_json(args.json_out, summary)
     except USER_ERRORS as exc:
         print(f"panoptic-evaluate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(format_summary(summary))
-    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    if args.json_out is not None:
-        text = json.dumps(summary, indent=1, default=_json_default) + "\n"
-        atomic_write_bytes(args.json_out, text.encode())
+    except OSError as exc:  # a write that failed all the same (disk full, a path that vanished)
+        print(f"panoptic-evaluate: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
+
+
+def _write_json(path: Path, summary: dict) -> None:
+    text = json.dumps(summary, indent=1, default=_json_default) + "\n"
+    try:
+        atomic_write_bytes(path, text.encode())
+    except OSError as exc:  # named by the target, not by the temporary file next to it
+        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _json_default(value):

@@ -1,17 +1,18 @@
 """Initial weights of a training run (``init`` section of the config).
 
 ``init.checkpoint`` may be a panoptic_ros checkpoint (``x.safetensors`` + ``x.json``), a
-bare safetensors state dict, or a PyTorch ``.pt``/``.pth`` state dict (e.g. converted
-ImageNet backbone weights) read with ``torch.load(weights_only=True)``: tensors and plain
-containers only, so a file that tries to run code is refused, never executed. Tensors are
-copied where name and shape match; the PanoNet stage modes (``init.mode``) map earlier
-stage weights onto the model themselves (``training/panonet_stages.py``).
+bare safetensors state dict, or a PyTorch ``.pt``/``.pth``/``.bin`` state dict read with
+``torch.load(weights_only=True)``: tensors and plain containers only, so a file that
+tries to run code is refused, never executed. Tensors are copied where name and shape
+match; the PanoNet stage modes (``init.mode``) map earlier stage weights onto the model
+themselves (``training/panonet_stages.py``).
+``init.backbone`` (ImageNet ResNets into a fresh model) is ``training/backbone_init.py``.
 """
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from panoptic_ros.training.config import InitConfig
 def read_init_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of an initialisation file (see the module docstring)."""
     path = Path(path)
-    if path.suffix in (".pt", ".pth"):
+    if path.suffix in (".pt", ".pth", ".bin"):
         return _read_torch_state_dict(path)
     weights, meta = checkpoint_paths(path)
     if meta.is_file():
@@ -63,12 +64,32 @@ def load_matching(model: nn.Module, tensors: Mapping[str, torch.Tensor], source:
     return matched
 
 
-def initialise_model(model: nn.Module, init: InitConfig) -> str:
-    """Apply ``init`` to a freshly built model (in place); returns what was done, for the log.
+class InitResult(NamedTuple):
+    """What :func:`initialise_model` did: ``note`` for the log, ``metadata`` for the run's
+    metadata (the backbone key mapping; empty without ``init.backbone``)."""
 
+    note: str
+    metadata: dict
+
+
+def initialise_model(model: nn.Module, init: InitConfig, log: Callable[[str], None] | None = print) -> InitResult:
+    """Apply ``init`` to a freshly built model (in place).
+
+    Args:
+        log: where the backbone table goes (None: nowhere).
     Raises:
         CheckpointError: unreadable, foreign or non-fitting initial weights (named).
     """
+    if init.backbone is not None:
+        from panoptic_ros.training.backbone_init import load_backbone
+
+        report = load_backbone(model, init.backbone, log=log)
+        return InitResult(f"backbone: {len(report.mapping)} tensors from {init.backbone.path} "
+                          f"({init.backbone.format})", {"init_backbone": report.metadata()})
+    return InitResult(_apply_checkpoint(model, init), {})
+
+
+def _apply_checkpoint(model: nn.Module, init: InitConfig) -> str:
     if init.checkpoint is None:
         return "random initialisation"
     if init.mode == "none":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ class OptimizerConfig:
         grad_clip: clip the global gradient norm to this value (0 = off).
         accumulate: micro-batches per optimizer step (gradients are averaged, exactly as
             DistributedDataParallel averages them across processes).
+        backbone_lr_mult: learning rate of the ImageNet-initialised backbone layers
+            (``training/backbone_init.backbone_prefixes``) relative to ``lr``. 1.0 by
+            default: neither paper uses another (0 keeps the backbone fixed).
     """
 
     name: Literal["sgd", "adadelta", "adamw"] = "sgd"
@@ -43,6 +46,7 @@ class OptimizerConfig:
     eps: float = 1e-6
     grad_clip: float = 0.0
     accumulate: int = 1
+    backbone_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -53,6 +57,8 @@ class OptimizerConfig:
             raise ValueError("weight_decay and grad_clip must be >= 0, eps > 0")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
+        if not 0 <= self.backbone_lr_mult <= 10:
+            raise ValueError(f"backbone_lr_mult must lie in [0, 10], got {self.backbone_lr_mult}")
 
 
 @dataclass(frozen=True)
@@ -106,27 +112,35 @@ def lr_factor(step: int, config: ScheduleConfig) -> float:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, base_lr: float,
                       schedule: ScheduleConfig) -> float:
-    """Set every parameter group's lr for ``step``; returns it."""
+    """Set every parameter group's lr for ``step`` (times the group's ``lr_mult``, if
+    any); returns the base lr of the step."""
     lr = base_lr * lr_factor(step, schedule)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
     return lr
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into decayed (weights) and undecayed (norms, biases)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def parameter_groups(model: nn.Module, weight_decay: float, backbone: Sequence[str] = (),
+                     backbone_lr_mult: float = 1.0) -> list[dict]:
+    """Trainable parameters split into decayed (weights) and undecayed (norms, biases);
+    with ``backbone_lr_mult != 1`` the parameters under the ``backbone`` name prefixes
+    form two more groups carrying ``lr_mult`` (with 1.0 the groups stay as they were, so
+    earlier checkpoints resume unchanged)."""
+    split = backbone_lr_mult != 1.0 and bool(backbone)
+    groups: dict[tuple[bool, bool], list] = {(b, d): [] for b in (False, True) for d in (True, False)}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            groups[(split and name.startswith(tuple(backbone)), param.ndim > 1)].append(param)
+    out = [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+            **({"lr_mult": backbone_lr_mult} if in_backbone else {})}
+           for (in_backbone, decay), params in groups.items()]
+    return [g for g in out if g["params"]]
 
 
-def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` over ``model``'s trainable parameters."""
-    groups = parameter_groups(model, config.weight_decay)
+def build_optimizer(model: nn.Module, config: OptimizerConfig, backbone: Sequence[str] = ()) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``model``'s trainable parameters; ``backbone``:
+    parameter name prefixes that get ``config.backbone_lr_mult``."""
+    groups = parameter_groups(model, config.weight_decay, backbone, config.backbone_lr_mult)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     if config.name == "sgd":

@@ -66,9 +66,10 @@ def semantic_icnet_state(source: Mapping[str, Tensor]) -> dict[str, Tensor]:
                      "trunk.* + semantic_head.*, or trunk.* + head.*)")
 
 
-def _fit(source: Tensor, target: Tensor, key: str) -> tuple[Tensor, bool]:
+def fit_tensor(source: Tensor, target: Tensor, key: str) -> tuple[Tensor, bool]:
     """``source`` shaped like ``target``; the only allowed difference is two more input
-    channels of a conv weight, filled with zeros. Returns (tensor, widened)."""
+    channels of a conv weight (the coordinate channels), filled with zeros. Returns
+    (tensor, widened); raises ValueError naming ``key`` otherwise."""
     if source.shape == target.shape:
         return source.to(target.dtype), False
     widened = (source.dim() == 4 and target.dim() == 4 and target.shape[1] - source.shape[1] == 2
@@ -105,7 +106,7 @@ def init_instance_from_semantic(model: PanoNet, source_state_dict: Mapping[str, 
             continue
         if icnet_key not in semantic:
             raise ValueError(f"{icnet_key}: missing from the semantic source weights (needed for {key})")
-        state[key] = _fit(semantic[icnet_key], target, icnet_key)[0]
+        state[key] = fit_tensor(semantic[icnet_key], target, icnet_key)[0]
     model.load_state_dict(state, strict=False)
     head = model.instance_head if share else model.instance.head
     for layer in (head.classifier, head.cff_sub24.classifier, head.cff_sub124.classifier):
@@ -138,7 +139,7 @@ def add_coordinate_channels(stage1_state_dict: Mapping[str, Tensor], model_with_
                          f"unexpected {unexpected[:5]})")
     state, widened = {}, []
     for key, target in target_state.items():
-        state[key], grew = _fit(stage1_state_dict[key], target, key)
+        state[key], grew = fit_tensor(stage1_state_dict[key], target, key)
         if grew:
             widened.append(key)
     model_with_coords.load_state_dict(state, strict=True)

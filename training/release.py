@@ -27,7 +27,9 @@ from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.backends import resolve_device
 from panoptic_ros.inference.predictor import postprocess_api
+from panoptic_ros.paths import check_output
 from panoptic_ros.training import evaluate as evaluate_cli
+from panoptic_ros.training.snapshot import run_chain
 from panoptic_ros.training.synth_cli import parse_size
 
 MANIFEST_FORMAT = "panoptic_ros.weights_manifest/1"
@@ -45,6 +47,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
         device = str(resolve_device(device))
     except ValueError as exc:  # malformed, or CUDA asked for where there is none
         raise ConfigError(f"--device: {exc}") from None
+    check_output(Path(stem).parent, folder=True, what="--stem folder")
     loaded = load_checkpoint(Path(run) / "model")
     meta = loaded.metadata
     train_seed = meta.get("config", {}).get("data", {}).get("synth_train", {}).get("seed")
@@ -70,6 +73,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
         "steps": meta.get("step"),
         "seed": meta.get("seed"),
         "train_seconds": meta.get("train_seconds"),
+        "chain": run_chain(Path(run)),
         "postprocess_overrides": postprocess or {},
         "validation": {
             "dataset": "synthstreet", "seed": val_seed, "count": val_count, "size": list(size),

@@ -23,6 +23,7 @@ import os
 import random
 import re
 import shutil
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from panoptic_ros.checkpoint import (CheckpointError, atomic_write_bytes, read_tagged_json, read_weights,
-                                     save_checkpoint, sha256_file)
+from panoptic_ros.checkpoint import (CheckpointError, atomic_write_bytes, foreign_file_kind, read_tagged_json,
+                                     read_weights, save_checkpoint, sha256_file)
 
 STATE_FORMAT = "panoptic_ros.train_state/1"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -204,14 +205,21 @@ def remove_partial_checkpoints(out_dir: Path) -> None:
 
 
 def resolve_resume(path: str | Path) -> Path:
-    """The checkpoint folder meant by ``path``: a run folder (its newest checkpoint), a
-    checkpoint folder, or a file inside one."""
+    """The checkpoint folder meant by ``path``: a run folder (its newest intact checkpoint:
+    a damaged newer one is skipped with a warning on stderr, never deleted), a checkpoint
+    folder, or a file inside one."""
     path = Path(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
         found = list_checkpoints(path)
         if not found:
             raise CheckpointError(f"{path}: the run has no complete checkpoint to resume from")
-        return found[-1]
+        for folder in reversed(found):
+            try:
+                read_training_state(folder)  # checks the sha256 of the model and state files
+                return folder
+            except CheckpointError as exc:
+                print(f"panoptic-train: warning: skipping a damaged checkpoint: {exc}", file=sys.stderr, flush=True)
+        raise CheckpointError(f"{path}: every checkpoint of the run is damaged (see the warnings above)")
     if path.is_file():
         if path.name != "state.json" and path.suffix != ".safetensors":
             _refuse_foreign(path)
@@ -222,9 +230,7 @@ def resolve_resume(path: str | Path) -> Path:
 
 
 def _refuse_foreign(path: Path) -> None:
-    head = path.read_bytes()[:4]
-    kind = "a pickle / torch.save file" if head[:1] == b"\x80" or head[:2] == b"PK" else "not a checkpoint"
-    raise CheckpointError(f"{path}: {kind}; resume takes a run folder or a checkpoints/step_N folder "
+    raise CheckpointError(f"{path}: {foreign_file_kind(path)}; resume takes a run folder or a checkpoints/step_N folder "
                           "(training state is never unpickled)")
 
 

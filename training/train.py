@@ -1,12 +1,13 @@
 """``panoptic-train``: train PanoNet or CIAE from a YAML recipe.
 
     panoptic-train --config training/configs/panonet_synthstreet.yaml [key=value ...]
-                   [--out runs/NAME] [--resume | --resume-from PATH]
+                   [--out runs/NAME] [--resume | --resume-from PATH | --force]
 
 Runs as one process or under ``torchrun`` (DDP, one process per GPU or CPU slot; rank 0
 logs and writes checkpoints). Every ``runtime.checkpoint_every`` steps a resumable
 checkpoint lands in ``<out>/checkpoints/step_<N>/``; ``--resume`` continues the newest
-one (``--resume-from``: a given one) with the same subsequent losses. At the end
+one (``--resume-from``: a given one) with the same subsequent losses. A folder that holds
+a run is refused without ``--resume`` or ``--force`` (which moves the old run aside). At the end
 ``<out>/model.{safetensors,json}`` holds the trained model and ``<out>/eval.json`` its
 validation scores.
 
@@ -29,16 +30,19 @@ from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_ch
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.models.build import build_model
+from panoptic_ros.paths import os_error_line
 from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
+from panoptic_ros.training.backbone_init import backbone_prefixes
 from panoptic_ros.training.config import TrainConfig, load_train_config
 from panoptic_ros.training.data import build_train_loader, seed_everything
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, train_one_epoch
 from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
-from panoptic_ros.training.init import initialise_model
+from panoptic_ros.training.init import InitResult, initialise_model
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.logs import RunLogger
 from panoptic_ros.training.optim import build_optimizer, set_learning_rate
+from panoptic_ros.training.run_dir import claim_run_dir
 from panoptic_ros.training.state import (Progress, list_checkpoints, load_training_checkpoint,
                                          remove_partial_checkpoints, resolve_resume, save_training_checkpoint)
 
@@ -55,27 +59,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint of the run folder")
     parser.add_argument("--resume-from", type=Path, metavar="PATH",
                         help="continue the checkpoint at PATH (a run folder or checkpoints/step_N)")
+    parser.add_argument("--force", action="store_true",
+                        help="train afresh into an --out that holds a run; the old run is moved aside to "
+                             "<out>.replaced-<time>, never deleted")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
                         help="sets runtime.device (default: the recipe's, auto unless it says otherwise: CUDA "
                              "when available; under torchrun each process takes the GPU of its LOCAL_RANK)")
     return parser.parse_args(argv)
 
 
-def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.Module, nn.Module, str]:
+def prepare_model(config: TrainConfig, dist: distributed.DistInfo) -> tuple[nn.Module, nn.Module, InitResult]:
     """(module to train: DDP-wrapped under torchrun, the bare model, how it was initialised)."""
     model = build_model(config.model)
-    note = initialise_model(model, config.init)
+    init = initialise_model(model, config.init, log=print if dist.is_main else None)
     if config.runtime.sync_bn and dist.distributed:
         if dist.device.type != "cuda":
             raise ConfigError("runtime.sync_bn: SyncBatchNorm needs CUDA (PyTorch has no CPU implementation)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dist.device)
     if not dist.distributed:
-        return model, model, note
+        return model, model, init
     ids = [dist.device.index] if dist.device.type == "cuda" else None
     # Gradients as views of DDP's buckets: no second copy of them per step.
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True,
-                                               find_unused_parameters=has_unused_parameters(config.model)), model, note
+                                               find_unused_parameters=has_unused_parameters(config.model)), model, init
 
 
 def resume_choice(resume: str | None, out_dir: Path, dist: distributed.DistInfo) -> Path | None:
@@ -118,8 +125,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     if config.runtime.threads:
         torch.set_num_threads(config.runtime.threads)
     seed_everything(config.runtime.seed)
-    module, model, init_note = prepare_model(config, dist)
-    optimizer = build_optimizer(model, config.optimizer)
+    module, model, init = prepare_model(config, dist)
+    optimizer = build_optimizer(model, config.optimizer, backbone_prefixes(model))
     amp_dtype = autocast_dtype(config.runtime.amp, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type) if amp_dtype == torch.float16 else None
     progress, sessions = Progress(), [command]
@@ -136,12 +143,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | None, dist: distrib
     logger = RunLogger(out_dir, enabled=dist.is_main, total_steps=config.schedule.total_steps,
                        initial_step=progress.step, tensorboard=config.runtime.tensorboard)
     ctx = _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger)
-    start = f"resumed at step {progress.step}" if progress.step else f"{init_note}, starting at step 0"
+    start = f"resumed at step {progress.step}" if progress.step else f"{init.note}, starting at step 0"
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
                    f"{dist.world_size} process(es) on {dist.device}, {dtype_name(amp_dtype)}; {start}")
     try:
-        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions)
-        summary = _finish(config, model, out_dir, logger, dist, progress, sessions)
+        provenance = _provenance(sessions, init.metadata)
+        progress = _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, provenance)
+        summary = _finish(config, model, out_dir, logger, dist, progress, provenance)
     finally:
         logger.close()
     return summary
@@ -162,7 +170,7 @@ def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> 
         log_every=config.runtime.log_every)
 
 
-def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, sessions) -> Progress:
+def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, out_dir, provenance) -> Progress:
     """Train in chunks that end at checkpoint / evaluation boundaries."""
     total, rt = config.schedule.total_steps, config.runtime
     started, elapsed_before = time.monotonic(), progress.elapsed_s
@@ -181,7 +189,7 @@ def _loop(config, module, model, loader, sampler, ctx, progress, logger, dist, o
                 save_training_checkpoint(
                     out_dir, model=model, model_config=config.model, optimizer=ctx.optimizer, progress=progress,
                     scaler=ctx.scaler, postprocess=to_dict(config.postprocess), config=config.to_dict(),
-                    metadata=_provenance(sessions), keep=rt.keep_checkpoints)
+                    metadata=provenance, keep=rt.keep_checkpoints)
             distributed.barrier()
         if config.eval.every and step % config.eval.every == 0 and step < total and dist.is_main:
             log_evaluation(logger, step, evaluate_model(model, config, count=config.eval.count, logger=logger,
@@ -195,7 +203,7 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
+def _finish(config, model, out_dir, logger, dist, progress, provenance) -> dict:
     """Final model checkpoint and evaluation (rank 0)."""
     if not dist.is_main:
         return {}
@@ -203,7 +211,7 @@ def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
     log_evaluation(logger, progress.step, summary)
     scores = {group: summary[group] for group in ("All", "Things", "Stuff")}
     save_checkpoint(out_dir / "model", model, config.model, postprocess=to_dict(config.postprocess),
-                    metadata={"step": progress.step, "seed": config.runtime.seed, **_provenance(sessions),
+                    metadata={"step": progress.step, "seed": config.runtime.seed, **provenance,
                               "train_seconds": round(progress.elapsed_s), "world_size": dist.world_size,
                               "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
     atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
@@ -212,10 +220,11 @@ def _finish(config, model, out_dir, logger, dist, progress, sessions) -> dict:
     return summary
 
 
-def _provenance(sessions: list[str]) -> dict:
+def _provenance(sessions: list[str], init_metadata: dict) -> dict:
     """``command``: the one that started the run (what reproduces it); ``sessions``: the
-    command of every session, resumes included."""
-    return {"command": sessions[0], "sessions": list(sessions)}
+    command of every session, resumes included; ``init_backbone`` (with init.backbone):
+    the file, its sha256 and the key mapping our tensor -> file tensor."""
+    return {"command": sessions[0], "sessions": list(sessions), **init_metadata}
 
 
 def _earlier_sessions(folder: Path) -> list[str]:
@@ -258,10 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = args.out or Path("runs") / args.config.stem
         command = " ".join(["panoptic-train", *(argv if argv is not None else sys.argv[1:])])
         resume = str(args.resume_from) if args.resume_from else ("" if args.resume else None)
+        aside = claim_run_dir(out_dir, resume=resume is not None, force=args.force)
+        if aside is not None:
+            print(f"panoptic-train: the earlier run in {out_dir} was moved to {aside}", file=sys.stderr)
         train(config, out_dir, resume, command)
     except USER_ERRORS as exc:
         print(f"panoptic-train: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, NonFiniteLossError) else EXIT_BAD_INPUT
+    except OSError as exc:  # a path that cannot be written after all (the run folder is checked first)
+        print(f"panoptic-train: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

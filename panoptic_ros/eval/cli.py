@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from panoptic_ros.config import ConfigError
 from panoptic_ros.eval.coco_format import CocoFormatError, read_panoptic_json, read_panoptic_png
 from panoptic_ros.eval.pq import PanopticEvaluator
 from panoptic_ros.labels import LABEL_SPACES, get_label_space
+from panoptic_ros.paths import check_output
 from panoptic_ros.types import PanopticFormatError
 
 EXIT_BAD_INPUT = 2
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("--workers must be at least 1")
     start = time.perf_counter()
     try:
+        if args.json_out is not None:  # checked before the evaluation, not after it
+            check_output(args.json_out, folder=False, what="--json-out file")
         evaluator = evaluate_coco_panoptic(args.gt_json, args.gt_folder, args.pred_json, args.pred_folder,
                                            workers=args.workers, label_space=args.label_space)
         results = evaluator.summarize()
@@ -153,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.json_out.write_text(json.dumps(results, sort_keys=True, indent=4))
             except OSError as exc:
                 raise CocoFormatError(f"{args.json_out}: cannot write ({exc.strerror})") from None
-    except (CocoFormatError, PanopticFormatError) as exc:
+    except (CocoFormatError, PanopticFormatError, ConfigError) as exc:
         print(f"panoptic-eval: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_results(evaluator, results))

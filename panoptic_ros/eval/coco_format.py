@@ -19,6 +19,7 @@ import pyspng
 from panoptic_ros.eval.png_ids import png_to_ids
 from panoptic_ros.jsonfile import read_json
 from panoptic_ros.labels import LabelSpace
+from panoptic_ros.serialized.image import PNG_SIGNATURE
 from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
 
 
@@ -101,6 +102,7 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
     ids = png_to_ids(data)
     if ids is not None:
         return ids
+    _check_bit_depth(data, path)
     try:
         rgba = pyspng.load(data, format="RGBA")
     except Exception:  # pyspng raises plain RuntimeError/ValueError for any bad data
@@ -114,6 +116,16 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
     ids = rgba.view(np.uint32)[..., 0]
     ids &= 0xFFFFFF
     return ids.view(np.int32)
+
+
+def _check_bit_depth(data: bytes, path: Path) -> None:
+    """Refuse PNGs whose samples are not 8 bits: libspng's RGBA8 output would keep only the
+    high byte of 16-bit samples (and scale 1/2/4-bit ones), and ids are 8-bit R, G, B."""
+    if len(data) >= 26 and data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
+        depth, colour = data[24], data[25]
+        if depth != 8 and colour != 3:  # palette entries are 8-bit whatever the index width
+            raise CocoFormatError(f"{path}: {depth}-bit PNG; panoptic PNGs must have 8-bit samples "
+                                  "(R + 256 G + 256^2 B ids)")
 
 
 def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:

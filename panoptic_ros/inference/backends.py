@@ -4,7 +4,7 @@ Both backends take an (H, W, 3) uint8 RGB image already at the model's input siz
 return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
 which is what the post-processing functions take.
 
-- :class:`TorchBackend`: CPU or CUDA, optional fp16 weights (CUDA only), channels-last
+- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast, channels-last
   memory format and ``torch.compile``.
 - :class:`OnnxRuntimeBackend`: an exported ``.onnx`` on the first usable provider of an
   ordered list (TensorRT, CUDA, CPU, ...) among ``onnxruntime.get_available_providers()``.
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from panoptic_ros.precision import autocast_dtype, cpu_has_native_bf16
+
 log = logging.getLogger(__name__)
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -29,6 +31,7 @@ PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
 }
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_PROVIDER_RE = re.compile(r"^[A-Z][A-Za-z0-9]*ExecutionProvider$")
 
 
 _ORT_TYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(double)": torch.float64,
@@ -103,14 +106,25 @@ def canonical_provider(name: str) -> str:
     return PROVIDER_ALIASES.get(name.lower(), name)
 
 
+def check_provider(name: str) -> str:
+    """``name`` if it is an alias or has the form of a full provider name
+    (``<Name>ExecutionProvider``); else ValueError. Whether it is available is known only
+    where it runs (configure); onnxruntime is not imported here: it prints warnings of its
+    own at import (e.g. about an unwritable cache folder) that would garble a CLI's line."""
+    if not _PROVIDER_RE.match(canonical_provider(name)):
+        raise ValueError(f"onnx_providers: unknown ONNX Runtime provider {name!r}; use tensorrt, cuda, cpu or a "
+                         "full name such as CPUExecutionProvider")
+    return name
+
+
 class TorchBackend:
     """A PyTorch model in eval mode on one device.
 
     Args:
         model: the network (eval-mode ``forward`` returns ``OUTPUT_NAMES -> Tensor``).
         device: where it runs.
-        fp16: float16 on CUDA (ignored on CPU, with a warning): the weights are cast once
-            here, not by autocast on every call; outputs come back as float32.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on any device (outputs come
+            back as float32).
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: ``torch.compile`` the model (True: the default inductor backend, or a
             backend name such as ``"eager"``); the first call is slow.
@@ -121,17 +135,17 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, *, device: torch.device, fp16: bool = False,
+    def __init__(self, model: nn.Module, *, device: torch.device, precision: str = "fp32",
                  channels_last: bool = False, compile: bool | str = False):
         self.device = device
-        self.fp16 = fp16 and device.type == "cuda"
-        if fp16 and not self.fp16:
-            log.warning("fp16 needs CUDA; running float32 on %s", device)
+        self.precision = precision
+        self._autocast_dtype = autocast_dtype(precision, device)
+        if device.type == "cpu" and self._autocast_dtype is torch.bfloat16 and not cpu_has_native_bf16():
+            log.warning("bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower than fp32")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True   # one input size per predictor: tune once
         self.channels_last = channels_last
-        self.dtype = torch.float16 if self.fp16 else torch.float32
-        model = model.to(device=device, dtype=self.dtype).eval()
+        model = model.to(device).eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if compile:
@@ -145,9 +159,16 @@ class TorchBackend:
         """(H, W, 3) uint8 RGB -> raw outputs with batch size 1."""
         # Moving uint8 to the device and converting there is 4x less transfer; the HWC
         # array permuted to NCHW is already laid out channels-last.
-        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).to(self.dtype)
+        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).float()
+        return self.run_tensor(x)
+
+    @torch.inference_mode()
+    def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(1, 3, H, W) float32 RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        outputs = self._model(x)
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.float32,
+                            enabled=self._autocast_dtype is not None):
+            outputs = self._model(x)
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 
     def synchronize(self) -> None:

@@ -11,12 +11,10 @@ and post-processing settings stored with the weights, overridden by
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import logging
-import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -25,11 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-import panoptic_ros
-from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
-                                             resolve_device)
+                                             check_provider, resolve_device)
+from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, onnx_cache_name  # noqa: F401
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
@@ -62,7 +60,10 @@ class PredictorConfig:
         model: expected model kind; None accepts whatever the checkpoint holds.
         backend: ``torch`` or ``onnxruntime``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        fp16: float16 inference (torch: float16 weights on CUDA, cast once; ONNX Runtime: TensorRT engines).
+        precision: ``fp32``; ``bf16`` or ``fp16`` autocast for the torch backend on any
+            device (bf16 pays on CPUs with AVX512-BF16 or AMX); ``fp16`` also selects
+            TensorRT fp16 engines for ONNX Runtime, which otherwise runs float32.
+        fp16: deprecated spelling of ``precision: fp16`` (warns).
         input_size: (H, W) the image is resized to; None = the checkpoint's.
         channels_last: torch NHWC memory format.
         compile: ``torch.compile`` the model.
@@ -81,6 +82,7 @@ class PredictorConfig:
     model: Literal[MODEL_KINDS] | None = None
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     fp16: bool = False
     input_size: tuple[int, int] | None = None
     channels_last: bool = False
@@ -94,12 +96,21 @@ class PredictorConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.fp16:
+            warnings.warn("PredictorConfig.fp16 is deprecated; use precision='fp16'", DeprecationWarning,
+                          stacklevel=3)
+            if self.precision not in ("fp32", "fp16"):
+                raise ValueError(f"fp16: true contradicts precision {self.precision!r}; set precision alone")
+            object.__setattr__(self, "precision", "fp16")
+            object.__setattr__(self, "fp16", False)
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
             raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads: must be >= 0, got {self.num_threads}")
         if not self.onnx_providers:
             raise ValueError("onnx_providers: name at least one provider (e.g. cpu)")
+        for name in self.onnx_providers:
+            check_provider(name)
 
 
 @dataclass(frozen=True)
@@ -169,19 +180,20 @@ class Predictor:
         postprocess = from_dict(postprocess_cls, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
         input_size = tuple(config.input_size or checkpoint.model_config.input_size)
         if config.backend == "torch":
-            backend = TorchBackend(checkpoint.model, device=device, fp16=config.fp16,
+            backend = TorchBackend(checkpoint.model, device=device, precision=config.precision,
                                    channels_last=config.channels_last, compile=config.compile)
         else:
-            onnx_path = config.onnx_path or _exported_onnx(checkpoint.model, config, input_size)
-            cache_dir = _cache_dir(config)
+            cache_dir = onnx_cache_dir(config.onnx_cache_dir)
+            onnx_path = config.onnx_path or exported_onnx(checkpoint.model, weights=config.weights,
+                                                          cache_dir=cache_dir, input_size=input_size)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
-                                         providers=config.onnx_providers, device=device, fp16=config.fp16,
-                                         num_threads=config.num_threads,
+                                         providers=config.onnx_providers, device=device,
+                                         fp16=config.precision == "fp16", num_threads=config.num_threads,
                                          # one TensorRT engine cache per precision: fp16 and fp32
                                          # engines of one model must not replace each other
-                                         cache_dir=cache_dir / "tensorrt" / ("fp16" if config.fp16 else "fp32"))
-        log.info("%s predictor: backend %s on %s, input %dx%d", kind, backend.name, backend.provider,
-                 input_size[1], input_size[0])
+                                         cache_dir=cache_dir / "tensorrt" / config.precision)
+        log.info("%s predictor: backend %s on %s, %s, input [%d, %d] (H, W)", kind, backend.name,
+                 backend.provider, config.precision, input_size[0], input_size[1])
         predictor = cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
                         input_size=input_size)
         if config.warmup:
@@ -269,15 +281,18 @@ class Predictor:
         self._postprocess = config  # one reference swap: a frame in flight keeps the old one
         return config
 
-    def predict(self, rgb: np.ndarray, *, panoptic_out: np.ndarray | None = None) -> PanopticResult:
+    def predict(self, rgb: np.ndarray, *, panoptic_out: np.ndarray | None = None,
+                output_size: tuple[int, int] | None = None) -> PanopticResult:
         """Panoptic segmentation of one image.
 
         Args:
             rgb: (H, W, 3) uint8 RGB, any size.
-            panoptic_out: (H, W) int32 array the result's id map is written into (the node
+            panoptic_out: (H', W') int32 array the result's id map is written into (the node
                 passes the pixels of its ``~/panoptic`` message: no copy to publish it).
+            output_size: (H', W') of the result when not (H, W): the camera's size of a
+                frame decoded at reduced scale.
         Returns:
-            the result at (H, W); timings of the call in :attr:`last_timings`.
+            the result at (H', W'); timings of the call in :attr:`last_timings`.
         """
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
@@ -289,7 +304,8 @@ class Predictor:
         outputs = self._run_backend(image)
         t2 = time.perf_counter()
         self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
-        result = self.last_model_result.resize(rgb.shape[1], rgb.shape[0], out=panoptic_out)
+        height, width = output_size or rgb.shape[:2]
+        result = self.last_model_result.resize(width, height, out=panoptic_out)
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
@@ -320,50 +336,3 @@ def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrink = height * width < rgb.shape[0] * rgb.shape[1]
     return cv2.resize(np.ascontiguousarray(rgb), (width, height),
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def _cache_dir(config: PredictorConfig) -> Path:
-    if config.onnx_cache_dir is not None:
-        return Path(config.onnx_cache_dir)
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "panoptic_ros"
-
-
-def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any, input_size: tuple[int, int],
-                    opset: int, torch_version: str, package_version: str) -> str:
-    """File name of the cached ONNX export for these weights and this toolchain.
-
-    Everything that changes the exported graph is in the key: the weights (sha256), the
-    model config (what the weights are loaded into), the input size (the graph's shapes
-    are static), the opset, and the torch and panoptic_ros versions (exporter and model
-    code). The name keeps the readable parts: ``<stem>-<weights hash>-<H>x<W>-<key>.onnx``.
-    """
-    key = json.dumps({"weights": weights_sha256, "model": to_dict(model_config), "input_size": list(input_size),
-                      "opset": opset, "torch": torch_version, "panoptic_ros": package_version}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return f"{Path(weights_name).stem}-{weights_sha256[:16]}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
-
-
-def _exported_onnx(model: torch.nn.Module, config: PredictorConfig, input_size: tuple[int, int]) -> Path:
-    """The cached ONNX export of these weights at ``input_size``, exporting it if absent
-    (the cache key: :func:`onnx_cache_name`)."""
-    from panoptic_ros.inference.export import MIN_OPSET, export_onnx
-
-    meta = read_checkpoint_meta(config.weights)
-    name = onnx_cache_name(weights_name=str(meta.get("weights", "model")),
-                           weights_sha256=str(meta.get("weights_sha256", "unhashed")), model_config=model.config,
-                           input_size=input_size, opset=MIN_OPSET, torch_version=torch.__version__,
-                           package_version=panoptic_ros.__version__)
-    path = _cache_dir(config) / "onnx" / name
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-    log.info("exporting %s to %s", config.weights, path)
-    try:
-        export_onnx(model, tmp, input_size=input_size, opset=MIN_OPSET)
-        os.replace(tmp, path)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise BackendError(f"{config.weights}: ONNX export to {path} failed ({exc})") from exc
-    return path

@@ -31,7 +31,15 @@ its upsampling: same function, fewer multiply-adds.
 
 Channel widths follow the released ICNet model (PSPNet-50 with halved kernels:
 stages of 128/256/512/1024 channels, 256 after pyramid pooling, 128 in the CFFs) times
-the ``width`` multiplier; ``blocks`` sets the bottleneck count per ResNet stage.
+the ``width`` multiplier; ``blocks`` sets the bottleneck count per ResNet stage. At
+``width=2.0`` with ``blocks=(3, 4, 6, 3)`` the stages have exactly ResNet-50's shapes
+(ICNet's base model before its kernel halving), so ImageNet weights load one to one
+(``training/backbone_init.py``).
+
+``stem``: ``deep`` is the released ICNet's (and PSPNet's) three 3x3 convolutions
+(32/32/64 x width); ``resnet`` is torchvision's ResNet stem, one 7x7 stride-2
+convolution to a quarter of ``conv2``'s width. Only the ``resnet`` stem has an ImageNet
+counterpart: a random deep stem would feed random features to pretrained ``conv2_x``.
 
 Sizes: for an (H, W) input, every stride-2 step maps n -> ceil(n / 2), so the outputs
 at stride s have size ``(ceil(H / s), ceil(W / s))`` (:func:`guidance_size`). The
@@ -50,6 +58,8 @@ from panoptic_ros.models.common import strided_size
 
 # Released ICNet channel counts at width 1.0 (stem 32/32/64, then stage outputs).
 _STEM = (32, 32, 64)
+STEMS = ("deep", "resnet")
+"""Stem kinds: ICNet's three 3x3 convs, or ResNet's 7x7 conv (ImageNet-loadable)."""
 _SUB1 = (32, 32, 64)
 _STAGE_OUT = (128, 256, 512, 1024)
 _PSP_OUT = 256
@@ -197,6 +207,17 @@ class CascadeFeatureFusion(nn.Module):
         return fused, guidance
 
 
+def _stem(kind: str, in_ch: int, deep: Sequence[int], resnet: int) -> nn.Sequential:
+    """(B, in_ch, h, w) -> (B, c, h/4, w/4): conv(s) to 1/2, max-pool to 1/4."""
+    pool = nn.MaxPool2d(3, stride=2, padding=1)
+    if kind == "deep":
+        s1, s2, s3 = deep
+        return nn.Sequential(ConvBN(in_ch, s1, stride=2), ConvBN(s1, s2), ConvBN(s2, s3), pool)
+    if kind == "resnet":
+        return nn.Sequential(ConvBN(in_ch, resnet, 7, stride=2), pool)
+    raise ValueError(f"stem: expected one of {', '.join(STEMS)}, got {kind!r}")
+
+
 class ICNetTrunk(nn.Module):
     """The three ICNet branches up to (not including) the CFF units.
 
@@ -205,10 +226,11 @@ class ICNetTrunk(nn.Module):
         width: channel multiplier (1.0 = the released ICNet).
         blocks: bottlenecks per ResNet stage (conv2..conv5), e.g. (3, 4, 6, 3).
         psp_bins: pyramid pooling grid sizes.
+        stem: ``deep`` (three 3x3 convs) or ``resnet`` (one 7x7 conv); see the module docstring.
     """
 
     def __init__(self, *, in_channels: int, width: float, blocks: Sequence[int],
-                 psp_bins: Sequence[int]):
+                 psp_bins: Sequence[int], stem: str = "deep"):
         super().__init__()
         s1, s2, s3 = (scaled(c, width) for c in _STEM)
         o2, o3, o4, o5 = (scaled(c, width) for c in _STAGE_OUT)
@@ -218,9 +240,9 @@ class ICNetTrunk(nn.Module):
         self.sub1 = nn.Sequential(ConvBN(in_channels, f1, stride=2), ConvBN(f1, f2, stride=2),
                                   ConvBN(f2, f3, stride=2))
         # sub2 (shared with sub4): stem, conv2_x, conv3_1 on the 1/2 image -> 1/16.
-        self.stem = nn.Sequential(ConvBN(in_channels, s1, stride=2), ConvBN(s1, s2), ConvBN(s2, s3),
-                                  nn.MaxPool2d(3, stride=2, padding=1))
-        self.conv2 = _stage(s3, o2 // 4, o2, blocks[0])
+        self.stem = _stem(stem, in_channels, (s1, s2, s3), o2 // 4)
+        stem_out = s3 if stem == "deep" else o2 // 4
+        self.conv2 = _stage(stem_out, o2 // 4, o2, blocks[0])
         self.conv3_1 = _stage(o2, o3 // 4, o3, 1, stride=2)
         # sub4: rest of conv3, dilated conv4/conv5 (PSPNet style), pyramid pooling -> 1/32.
         self.conv3_rest = _stage(o3, o3 // 4, o3, blocks[1] - 1) if blocks[1] > 1 else nn.Identity()
@@ -288,12 +310,15 @@ class ICNet(nn.Module):
         width: channel multiplier.
         blocks: bottlenecks per ResNet stage.
         psp_bins: pyramid pooling grid sizes.
+        stem: ``deep`` or ``resnet`` (see :class:`ICNetTrunk`).
     """
 
     def __init__(self, *, in_channels: int = 3, num_outputs: int, width: float = 1.0,
-                 blocks: Sequence[int] = (3, 4, 6, 3), psp_bins: Sequence[int] = (1, 2, 3, 6)):
+                 blocks: Sequence[int] = (3, 4, 6, 3), psp_bins: Sequence[int] = (1, 2, 3, 6),
+                 stem: str = "deep"):
         super().__init__()
-        self.trunk = ICNetTrunk(in_channels=in_channels, width=width, blocks=blocks, psp_bins=psp_bins)
+        self.trunk = ICNetTrunk(in_channels=in_channels, width=width, blocks=blocks, psp_bins=psp_bins,
+                                stem=stem)
         self.head = ICNetHead(in_channels=self.trunk.out_channels, num_outputs=num_outputs, width=width)
 
     def forward(self, x: Tensor, *, with_guidance: bool = False) -> tuple[Tensor, ...]:

@@ -63,6 +63,8 @@ class PanoNetConfig:
         embedding_dim: instance embedding channels.
         use_coords: feed the two coordinate channels to the instance branch.
         share_weights: share the trunk between the branches (paper's ablation).
+        stem: ``deep`` (the released ICNet's three 3x3 convs) or ``resnet`` (a 7x7 conv,
+            the only stem an ImageNet ResNet file can fill; see ``models/icnet.py``).
     """
 
     kind: Literal["panonet"] = "panonet"
@@ -76,6 +78,7 @@ class PanoNetConfig:
     embedding_dim: int = 12
     use_coords: bool = True
     share_weights: bool = False
+    stem: Literal["deep", "resnet"] = "deep"
 
     def __post_init__(self) -> None:
         check_image_fields(self, kind="panonet", min_side=1)
@@ -107,18 +110,17 @@ class PanoNet(nn.Module):
         self.config = config
         c = config
         common = dict(width=c.width)
+        trunk = dict(blocks=c.blocks, psp_bins=c.psp_bins, stem=c.stem)
         if c.share_weights:
-            self.trunk = ICNetTrunk(in_channels=c.instance_in_channels, blocks=c.blocks,
-                                    psp_bins=c.psp_bins, **common)
+            self.trunk = ICNetTrunk(in_channels=c.instance_in_channels, **trunk, **common)
             self.semantic_head = ICNetHead(in_channels=self.trunk.out_channels,
                                            num_outputs=c.num_classes, **common)
             self.instance_head = ICNetHead(in_channels=self.trunk.out_channels,
                                            num_outputs=c.embedding_dim, **common)
         else:
-            self.semantic = ICNet(in_channels=3, num_outputs=c.num_classes, blocks=c.blocks,
-                                  psp_bins=c.psp_bins, **common)
+            self.semantic = ICNet(in_channels=3, num_outputs=c.num_classes, **trunk, **common)
             self.instance = ICNet(in_channels=c.instance_in_channels, num_outputs=c.embedding_dim,
-                                  blocks=c.blocks, psp_bins=c.psp_bins, **common)
+                                  **trunk, **common)
         init_weights(self)
         # Not persistent: they come from the config, which the checkpoint stores.
         self.register_buffer("pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1), persistent=False)

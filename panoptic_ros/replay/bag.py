@@ -7,6 +7,9 @@ installation. A damaged bag must still give the results up to the damage:
 - an mcap file without its summary (cut off, or its recorder was killed) cannot be
   opened by ``rosbags``; it is *salvaged* with the ``mcap`` stream reader, which reads the
   records front to back until the first incomplete one;
+- a sqlite3 file that is shorter than its header says (cut off) cannot be opened by SQLite
+  at all; it is salvaged from a private copy (:mod:`.sqlite_salvage`): every message whose
+  pages survived is read, in log-time order;
 - a read error in the middle (a corrupt chunk, a malformed sqlite page) ends the iteration
   at the last good message.
 
@@ -24,6 +27,7 @@ from typing import Iterable, Iterator
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
+from panoptic_ros.replay.sqlite_salvage import SqliteSalvage, SqliteSalvageError
 from panoptic_ros.serialized.image import PICTURE_ENCODINGS
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -94,19 +98,48 @@ class BagSource:
         self.damage: str | None = None
         self._store = get_typestore(Stores.ROS2_JAZZY)
         self._reader: Reader | None = None
-        self._salvage: _McapSalvage | None = None
+        self._salvage: _McapSalvage | SqliteSalvage | None = None
         self.file = _bag_file(self.path)
         try:
             self._reader = Reader(self.path if (self.path / "metadata.yaml").is_file() else self.file)
             self._reader.open()
         except Exception as exc:  # rosbags raises several types for unreadable files
             self._reader = None
-            if self.file.suffix != ".mcap":
-                raise BagError(f"{self.file}: not a readable ROS 2 bag ({_reason(exc)})") from None
+            self._salvage_after(exc)
+        self.topics = self._topic_infos()
+
+    def _salvage_after(self, exc: Exception) -> None:
+        """Read what is left of a file ``rosbags`` cannot open, or raise ``BagError``."""
+        metadata = self.path / "metadata.yaml"
+        if metadata.is_file() and _unusable_metadata(metadata):
+            if self.file.suffix != ".mcap":  # rosbags reads sqlite3 only through metadata.yaml
+                raise BagError(f"{metadata}: {_unusable_metadata(metadata)}; the bag cannot be opened") from None
+            try:  # an mcap file holds its own index: read it without the metadata
+                self._reader = Reader(self.file)
+                self._reader.open()
+            except Exception:  # noqa: BLE001 - the file is damaged too: salvage it below
+                self._reader = None
+            else:
+                self.damage = f"{metadata}: {_unusable_metadata(metadata)}; read {self.file} without it"
+                return
+        if self.file.suffix == ".mcap":
             self._salvage = _McapSalvage(self.file)
             self.damage = (f"{self.file}: damaged or truncated mcap ({_reason(exc)}); read "
                            f"{self._salvage.count} messages up to the last complete record")
-        self.topics = self._topic_infos()
+            return
+        if self.file.suffix != ".db3":
+            raise BagError(f"{self.file}: not a readable ROS 2 bag ({_reason(exc)})") from None
+        try:
+            self._salvage = SqliteSalvage(self.file)
+        except SqliteSalvageError as salvage_error:
+            raise BagError(f"{salvage_error} after {_reason(exc)}") from None
+        if not self._salvage.count:
+            self.close()
+            raise BagError(f"{self.file}: damaged or truncated sqlite3 bag ({_reason(exc)}); no message is "
+                           "readable before the damage")
+        lost = f", {self._salvage.lost} unreadable" if self._salvage.lost else ""
+        self.damage = (f"{self.file}: damaged or truncated sqlite3 bag ({_reason(exc)}); read "
+                       f"{self._salvage.count} messages whose pages survived{lost}")
 
     def __enter__(self) -> "BagSource":
         return self
@@ -118,6 +151,8 @@ class BagSource:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if isinstance(self._salvage, SqliteSalvage):
+            self._salvage.close()
 
     def messages(self, topics: Iterable[str]) -> Iterator[RawMessage]:
         """Messages of ``topics`` in log-time order (file order for a salvaged mcap).
@@ -126,7 +161,8 @@ class BagSource:
         """
         wanted = set(topics)
         if self._salvage is not None:
-            yield from self._salvage.messages(wanted)
+            for topic, log_ns, data in self._salvage.messages(wanted):
+                yield RawMessage(topic, log_ns, data)
             return
         connections = [c for c in self._reader.connections if c.topic in wanted]
         if not connections:
@@ -183,6 +219,19 @@ def _bag_file(path: Path) -> Path:
     return files[0]
 
 
+def _unusable_metadata(metadata: Path) -> str | None:
+    """Why ``metadata`` is not a rosbag2 metadata file, or None if it looks like one."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(metadata.read_bytes())
+    except (yaml.YAMLError, OSError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if not isinstance(data, dict) or "rosbag2_bagfile_information" not in data:
+        return "not a rosbag2 metadata file (no rosbag2_bagfile_information)"
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -200,11 +249,11 @@ class _McapSalvage:
             self.counts[topic] = self.counts.get(topic, 0) + 1
             self.count += 1
         if not self.topics:
-            raise BagError(f"{file}: damaged mcap with no complete channel record; nothing can be read")
+            raise BagError(f"{file}: damaged or truncated mcap with no complete channel record (cut inside its "
+                           "first chunk?); no message can be read")
 
-    def messages(self, wanted: set[str]) -> Iterator[RawMessage]:
-        for topic, log_ns, data in self._records(wanted):
-            yield RawMessage(topic, log_ns, data)
+    def messages(self, wanted: set[str]) -> Iterator[tuple[str, int, bytes]]:
+        yield from self._records(wanted)
 
     def _records(self, wanted: set[str], index: bool = False) -> Iterator[tuple[str, int, bytes]]:
         from mcap.records import Channel, Message, Schema

@@ -7,8 +7,9 @@ Examples::
     panoptic-replay my_bag --model panonet --offline --out runs/replay_panonet
     panoptic-replay my_bag --live --connect /panoptic_node        # a node that is already running
 
-Exit codes: 0 done; 1 unusable options, bag, model or node; 2 results written but the bag
-is damaged or the scoring failed; 130 interrupted (results up to then are written).
+Exit codes: 0 done; 1 unusable options, bag, model or node; 2 a path that cannot be used
+(``--out`` under a file or not writable: nothing is replayed), or results written but the
+bag is damaged or the scoring failed; 130 interrupted (results up to then are written).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.training.synth_cli import _int_at_least, _positive_float
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_BAD_PATH = 2  # as every other console script exits on a path it cannot use
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="live: send the next frame when the previous frame's output is back")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="inference precision (torch autocast; default fp32)")
     p.add_argument("--num-threads", type=_int_at_least(0), default=0, help="CPU inference threads (0 = default)")
     p.add_argument("--max-frames", type=_int_at_least(1), help="replay at most this many frames")
     p.add_argument("--connect", metavar="NAMESPACE/NODE",
@@ -113,6 +117,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from panoptic_ros.config import ConfigError
+    from panoptic_ros.paths import check_output
     from panoptic_ros.replay.run import ReplayOptions, replay
 
     try:
@@ -120,10 +126,20 @@ def main(argv: list[str] | None = None) -> int:
             bag=args.bag, mode="live" if args.live else "offline", model=args.model, weights=args.weights,
             out=args.out, image_topic=args.image_topic, gt_topic=args.gt_topic, use_gt=not args.no_gt,
             rate=args.rate, as_fast_as_possible=args.as_fast_as_possible, device=args.device,
-            backend=args.backend, num_threads=args.num_threads, max_frames=args.max_frames, connect=args.connect,
+            backend=args.backend, precision=args.precision, num_threads=args.num_threads,
+            max_frames=args.max_frames, connect=args.connect,
             node_name=args.node_name, node_params=tuple(args.param), input_qos=args.qos,
             frame_timeout=args.frame_timeout,
             startup_timeout=args.startup_timeout, samples=args.samples, force=args.force, progress=not args.no_progress)
+    except user_errors() as exc:
+        print(f"panoptic-replay: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        check_output(options.out_dir, folder=True, what="--out folder")
+    except ConfigError as exc:
+        print(f"panoptic-replay: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_PATH
+    try:
         print(f"panoptic-replay: {options.mode} replay of {args.bag} into {options.out_dir}", file=sys.stderr,
               flush=True)
         report = replay(options)

@@ -39,7 +39,7 @@ class NodeSpec:
         name: node name; namespace ``/``.
         input_topic: the camera topic to subscribe to.
         compressed: subscribe to CompressedImage instead of Image.
-        backend, device, num_threads: the node's parameters of those names.
+        backend, device, precision, num_threads: the node's parameters of those names.
         diagnostics_period: seconds between ``/diagnostics`` messages.
         input_qos: the camera subscription's reliability. ``reliable`` (the default here,
             with a queue of :data:`RELIABLE_INPUT_DEPTH`): every frame the replay sends
@@ -59,6 +59,7 @@ class NodeSpec:
     compressed: bool = False
     backend: str = "torch"
     device: str = "auto"
+    precision: str = "fp32"
     num_threads: int = 0
     diagnostics_period: float = 0.5
     input_qos: Literal["reliable", "best_effort"] = "reliable"
@@ -77,7 +78,7 @@ class NodeSpec:
     def command(self) -> list[str]:
         """The node's command line."""
         params = {"model": self.model, "weights": str(self.weights), "backend": self.backend,
-                  "device": self.device, "num_threads": str(self.num_threads),
+                  "device": self.device, "precision": self.precision, "num_threads": str(self.num_threads),
                   "compressed": "true" if self.compressed else "false",
                   "diagnostics_period": str(self.diagnostics_period), "qos.reliability": self.input_qos,
                   "qos.depth": str(RELIABLE_INPUT_DEPTH if self.input_qos == "reliable" else 1)}

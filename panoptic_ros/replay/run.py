@@ -64,6 +64,7 @@ class ReplayOptions:
     as_fast_as_possible: bool = False
     device: str = "auto"
     backend: Literal["torch", "onnxruntime"] = "torch"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     num_threads: int = 0
     max_frames: int | None = None
     connect: str | None = None
@@ -136,7 +137,8 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
         from panoptic_ros.replay.offline import OfflineRunner
 
         config = PredictorConfig(weights=resolve_weights(options), model=options.model, backend=options.backend,
-                                 device=options.device, num_threads=options.num_threads)
+                                 device=options.device, precision=options.precision,
+                                 num_threads=options.num_threads)
         return OfflineRunner(config, node_topic=f"/{options.node_name}")
     from panoptic_ros.replay.nodeproc import NodeSpec
     from panoptic_ros.ros.replay_client import LiveRunner  # the only part of a replay that needs ROS
@@ -147,7 +149,8 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
         return LiveRunner(connect=options.connect, **common)
     spec = NodeSpec(model=options.model, weights=resolve_weights(options).resolve(), name=options.node_name,
                     input_topic=topics.image.name, compressed=topics.image.msgtype.endswith("CompressedImage"),
-                    backend=options.backend, device=options.device, num_threads=options.num_threads,
+                    backend=options.backend, device=options.device, precision=options.precision,
+                    num_threads=options.num_threads,
                     input_qos=options.input_qos or "reliable", params=tuple(options.node_params))
     return LiveRunner(spec=spec, **common)
 

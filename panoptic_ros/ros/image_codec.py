@@ -16,7 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from panoptic_ros.serialized.image import (CORRUPT_DATA, DECODE_CAUSES, DEFAULT_MAX_SIDE, EMPTY_DATA,  # noqa: F401
-                                           ENCODINGS, FORMAT_MISMATCH, PICTURE_ENCODINGS, SIZE_MISMATCH,
+                                           DEFAULT_MAX_PIXELS, ENCODINGS, FORMAT_MISMATCH, PICTURE_ENCODINGS, SIZE_MISMATCH,
                                            STEP_MISALIGNED, STEP_TOO_SMALL, TOO_LARGE, TRUNCATED,
                                            UNSUPPORTED_ENCODING, UNSUPPORTED_FORMAT, ZERO_SIZE, ImageDecodeError,
                                            ImageEncodeError, RawCompressedImage, RawImage, check_pixels, compress,

@@ -21,10 +21,10 @@ import os
 import sys
 import threading
 import time
-from typing import Mapping
 
+import cv2
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -41,12 +41,15 @@ from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import messages, params
-from panoptic_ros.ros.memory import keep_freed_buffers_mapped
+from panoptic_ros.ros.diagnostics import diagnostic_array, health
+from panoptic_ros.ros.lifecycle import answer_invalid_transitions
+from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 from panoptic_ros.ros.raw_publish import RawPublisher
-from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, from_serialized, to_rgb8
+from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, check_frame, from_serialized
 
 LOG_PERIOD_S = 10.0
+EXIT_BAD_INPUT = 2  # as argparse and the other console scripts
 _MESSAGE_CLASSES = {messages.IMAGE_TYPE: Image, messages.DETECTIONS_TYPE: Detection2DArray}
 _LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -75,7 +78,9 @@ class PanopticNode(LifecycleNode):
         self._input_type: type = Image
         self._pubs: dict = {}
         self._last_logged: dict[str, float] = {}
+        self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
+        answer_invalid_transitions(self)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
@@ -177,6 +182,8 @@ class PanopticNode(LifecycleNode):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        if self._slot is not None and self._slot.close() is not None:
+            self.stats.on_discarded()
         if self._worker is not None:
             self._worker.stop(on_wait=lambda waited: self.get_logger().warning(
                 f"still waiting for the frame in flight to finish ({waited:.0f} s)"))
@@ -207,30 +214,63 @@ class PanopticNode(LifecycleNode):
             self.stats.on_paused()
             return
         now = time.monotonic()
-        if slot.put(Frame(msg, now, self.stats.on_received(now))):
+        frame = Frame(msg, now, self.stats.on_received(now))
+        if not self._plausible(msg):  # rejected at once: a bomb must not take a good frame's place
+            return
+        lost = slot.put(frame)
+        if lost is frame:  # the slot closed meanwhile (deactivate)
+            self.stats.on_discarded()
+        elif lost is not None:
             self.stats.on_dropped()
+
+    def _plausible(self, msg: bytes) -> bool:
+        """Run the checks that need no decoding (header, sizes, data length); a frame that
+        fails them is counted as rejected and logged here. Microseconds per frame."""
+        try:
+            check_frame(from_serialized(msg, compressed=self._input_type is CompressedImage),
+                        max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels)
+        except ImageDecodeError as exc:
+            self._reject(exc)
+            return False
+        return True
+
+    def _reject(self, exc: ImageDecodeError) -> None:
+        count = self.stats.on_rejected(exc.cause)
+        self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
 
     def _process(self, frame: Frame) -> None:
         with self._gate:
-            if not self._enabled or self.predictor is None:
+            if not self._enabled or self.predictor is None:  # paused after it was taken
+                self.stats.on_discarded()
                 return
             started = time.monotonic()
             try:
                 msg = from_serialized(frame.msg, compressed=self._input_type is CompressedImage)
-                rgb = to_rgb8(msg, max_side=self._io.max_image_side)
-            except ImageDecodeError as exc:
-                count = self.stats.on_rejected(exc.cause)
-                self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
+                rgb, size = camera_rgb8(msg, max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels,
+                                        min_size=self.predictor.input_size)
+            except ImageDecodeError as exc:  # found by the decoder (or limits changed meanwhile)
+                self._reject(exc)
                 return
             wanted = self._wanted_outputs()
             # ~/panoptic is written by the predictor straight into its message's pixels.
-            panoptic = (ImageMessage(rgb.shape[0], rgb.shape[1], "32SC1", msg.header)
-                        if "panoptic" in wanted else None)
-            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels)
+            panoptic = ImageMessage(*size, "32SC1", msg.header) if "panoptic" in wanted else None
+            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels,
+                                            output_size=size)
             timings = self.predictor.last_timings
+            if rgb.shape[:2] != size and "overlay" in wanted:  # decoded at reduced scale
+                rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
             self._publish(msg.header, rgb, result, wanted, panoptic)
+            del rgb, result, panoptic
+            self._trim_after_larger_frames(size[0] * size[1])
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
+
+    def _trim_after_larger_frames(self, pixels: int) -> None:
+        """Return the heap kept for larger frames (memory.keep_freed_buffers) to the system
+        once the frames got smaller, so a burst of large frames does not raise RSS for good."""
+        if pixels < self._last_pixels:
+            release_freed_memory()
+        self._last_pixels = pixels
 
     def _wanted_outputs(self) -> list[str]:
         """The enabled outputs that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""
@@ -266,8 +306,9 @@ class PanopticNode(LifecycleNode):
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._enabled = bool(request.data)
         if not self._enabled:
-            if self._slot is not None:
-                self._slot.clear()
+            slot = self._slot
+            if slot is not None and slot.clear() is not None:
+                self.stats.on_discarded()
             with self._gate:  # wait for the frame in flight: nothing is published after we answer
                 pass
         response.success = True
@@ -312,30 +353,12 @@ class PanopticNode(LifecycleNode):
         p = self.predictor
         if p is not None:
             values.update(model=p.kind, backend=p.backend_name, device=str(p.device), provider=p.provider)
-        level, message = self._health(values)
+        level, message = health(values, configure_error=self.configure_error, state=self.state_label,
+                                enabled=self._enabled)
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diag_pub.publish(diagnostic_array(
             header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=values.get("device", "none"),
             level=level, message=message, values=values))
-
-    def _health(self, values: dict) -> tuple[bytes, str]:
-        if self.configure_error:
-            return DiagnosticStatus.ERROR, f"configure failed: {self.configure_error}"
-        if self.state_label != "active":
-            return DiagnosticStatus.WARN, self.state_label
-        if not self._enabled:
-            return DiagnosticStatus.WARN, "paused (~/enable)"
-        if values["inference_errors"]:
-            return DiagnosticStatus.WARN, f"{values['inference_errors']} inference errors"
-        return DiagnosticStatus.OK, f"active, {values['output_rate_hz']:.1f} Hz out"
-
-
-def diagnostic_array(header: Header, *, name: str, hardware_id: str, level: bytes, message: str,
-                     values: Mapping[str, object]) -> DiagnosticArray:
-    """One ``DiagnosticStatus`` with ``values`` as key/value strings (floats to 3 decimals)."""
-    pairs = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)
-    return DiagnosticArray(header=header, status=[status])
 
 
 def _parse_command_line(argv: list[str]) -> None:
@@ -359,10 +382,10 @@ def main(args: list[str] | None = None) -> int:
         _parse_command_line(argv)
         rclpy.init(args=argv)
         node = PanopticNode()
-    except Exception as exc:  # malformed ROS arguments, or parameter values/types the node refuses
-        print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # malformed ROS arguments or params file, parameter values/types it refuses
+        print(f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 1
+        return EXIT_BAD_INPUT
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -370,8 +393,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 executor.spin()
             except _rclpy.RCLError as exc:
-                # rclpy 7.1 lets an invalid transition requested over ~/change_state raise
-                # out of the service callback; that must not end the node.
+                # Invalid transitions are answered (_answer_invalid_transitions); any other
+                # rcl error raised in a callback must not end the node either.
                 node.get_logger().error(f"request failed: {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -16,6 +16,7 @@ Three kinds of parameters:
 from __future__ import annotations
 
 import array
+import logging
 import dataclasses
 import re
 import types
@@ -31,6 +32,7 @@ from rclpy.parameter import Parameter
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, POSTPROCESSORS, PredictorConfig, postprocess_api
 from panoptic_ros.resources import default_weights
+from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS
 
 T = Parameter.Type
 AT_CONFIGURE = "read at configure; change it in the unconfigured state"
@@ -80,7 +82,10 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
                                   "demo weights of the model"),
     Spec("backend", T.STRING, "torch", "inference backend", choices=("torch", "onnxruntime")),
     Spec("device", T.STRING, "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"),
-    Spec("fp16", T.BOOL, False, "float16 inference (torch: float16 weights on CUDA; onnxruntime: TensorRT)"),
+    Spec("precision", T.STRING, "fp32", "inference precision: torch autocast on any device (bf16 pays on CPUs "
+                                        "with AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines",
+         choices=("fp32", "bf16", "fp16")),
+    Spec("fp16", T.BOOL, False, "deprecated: true means precision fp16 (warns)"),
     Spec("input_size", T.INTEGER_ARRAY, None, "[H, W] the image is resized to for the model; "
                                               "unset = the checkpoint's size"),
     Spec("channels_last", T.BOOL, False, "torch: NHWC memory format"),
@@ -99,7 +104,10 @@ NODE_PARAMETERS: tuple[Spec, ...] = (
                                            "reliable subscriber get an output repaired after the next one is out; "
                                            "each sample of history holds one output message", range=(1, 100)),
     Spec("max_image_side", T.INTEGER, 8192, "input images wider or taller than this are rejected",
-         runtime=True, range=(16, 65535)),
+         runtime=True, range=(16, 16384)),
+    Spec("max_image_pixels", T.INTEGER, DEFAULT_MAX_PIXELS, "input images of more pixels than this are rejected "
+                                                            "before decoding (default: a 4096x2160 camera)",
+         runtime=True, range=(256, 33_554_432)),
     Spec("publish.panoptic", T.BOOL, True, "publish ~/panoptic (32SC1 panoptic ids)", runtime=True),
     Spec("publish.semantic", T.BOOL, True, "publish ~/semantic (mono8 train indices, 255 = void)", runtime=True),
     Spec("publish.instances", T.BOOL, True, "publish ~/instances (mono16 instance index)", runtime=True),
@@ -128,6 +136,7 @@ class IOSettings:
     depth: int
     output_depth: int
     max_image_side: int
+    max_image_pixels: int
     publish_panoptic: bool
     publish_semantic: bool
     publish_instances: bool
@@ -145,6 +154,7 @@ _IO_PARAMETERS = {
     "depth": "qos.depth",
     "output_depth": "qos.output_depth",
     "max_image_side": "max_image_side",
+    "max_image_pixels": "max_image_pixels",
     "publish_panoptic": "publish.panoptic",
     "publish_semantic": "publish.semantic",
     "publish_instances": "publish.instances",
@@ -270,7 +280,7 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
         "model": kind,
         "backend": values["backend"],
         "device": values["device"],
-        "fp16": values["fp16"],
+        "precision": _precision(values),
         "input_size": values["input_size"] or None,
         "channels_last": values["channels_last"],
         "compile": values["compile"],
@@ -281,6 +291,16 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
         "postprocess": postprocess_overrides(values, kind),
     }
     return from_dict(PredictorConfig, data)
+
+
+def _precision(values: Mapping[str, Any]) -> str:
+    """``precision``, or ``fp16`` when only the deprecated ``fp16`` parameter asks for it."""
+    if values.get("fp16"):
+        if values["precision"] not in ("fp32", "fp16"):
+            raise ConfigError(f"fp16: true contradicts precision {values['precision']!r}; set precision alone")
+        logging.getLogger(__name__).warning("parameter fp16 is deprecated; use precision: fp16")
+        return "fp16"
+    return values["precision"]
 
 
 def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any]:

@@ -43,11 +43,13 @@ class LatestSlot(Generic[T]):
         self._on_put = on_put
         self._on_take = on_take
 
-    def put(self, item: T) -> bool:
-        """Store ``item``; returns True if it replaced one that was never taken."""
+    def put(self, item: T) -> T | None:
+        """Store ``item``; returns the item that was not kept: the waiting one it replaced
+        (never taken), ``item`` itself when the slot is closed, else None."""
         with self._cond:
-            replaced = self._item is not None
-            self._item = item
+            if self._closed:
+                return item
+            replaced, self._item = self._item, item
             if self._on_put is not None:
                 self._on_put(item)
             self._cond.notify()
@@ -64,17 +66,20 @@ class LatestSlot(Generic[T]):
                 self._on_take(item)
             return item
 
-    def clear(self) -> None:
-        """Forget the waiting item, if any."""
+    def clear(self) -> T | None:
+        """Forget the waiting item; returns it (None if there was none)."""
         with self._cond:
-            self._item = None
+            item, self._item = self._item, None
+            return item
 
-    def close(self) -> None:
-        """Wake every waiter; later ``take`` calls return None at once."""
+    def close(self) -> T | None:
+        """Wake every waiter; later ``take`` calls return None at once and ``put`` keeps
+        nothing. Returns the waiting item it forgot (None if there was none)."""
         with self._cond:
+            item, self._item = self._item, None
             self._closed = True
-            self._item = None
             self._cond.notify_all()
+            return item
 
 
 class Window:
@@ -126,7 +131,14 @@ class RateMeter:
 
 
 class FrameStats:
-    """Counters and windows for the node's diagnostics; thread-safe."""
+    """Counters and windows for the node's diagnostics; thread-safe.
+
+    Every received frame ends in exactly one of processed, dropped (replaced in the slot
+    by a newer frame), rejected (malformed, by cause), errors (inference failed) or
+    discarded (cleared by a pause or deactivation before it was processed), so once no
+    frame is in flight ``received`` is their sum. Frames that arrive while paused are
+    counted as ``paused`` only: they are not received for processing.
+    """
 
     def __init__(self, window: int = 200):
         self._lock = threading.Lock()
@@ -135,6 +147,7 @@ class FrameStats:
         self.dropped = 0
         self.rejected: Counter[str] = Counter()
         self.errors = 0
+        self.discarded = 0
         self.paused = 0
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
@@ -165,6 +178,11 @@ class FrameStats:
         """A waiting frame was replaced by a newer one before processing."""
         with self._lock:
             self.dropped += 1
+
+    def on_discarded(self) -> None:
+        """A received frame was forgotten before processing (pause, deactivate)."""
+        with self._lock:
+            self.discarded += 1
 
     def on_paused(self) -> None:
         """A frame arrived while inference was paused (ignored)."""
@@ -235,6 +253,7 @@ class FrameStats:
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_rejected": sum(self.rejected.values()),
+                "frames_discarded": self.discarded,
                 "frames_paused": self.paused,
                 "inference_errors": self.errors,
             }

@@ -55,8 +55,8 @@ _LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Reli
 OUTPUT_GRACE_S = 3.0
 CAMERA_TYPES = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage}
 _OUTPUT_CLASSES = {IMAGE_TYPE: Image, DETECTIONS_TYPE: Detection2DArray}
-_COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_paused",
-             "inference_errors")
+_COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_discarded",
+             "frames_paused", "inference_errors")
 
 
 def label_space_of(names: list[str]) -> LabelSpace:

@@ -26,8 +26,14 @@ import cv2
 import numpy as np
 
 from panoptic_ros.serialized.cdr import CdrError, CdrReader, CdrWriter, Header
+from panoptic_ros.serialized.compressed import (DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_size,  # noqa: F401
+                                                decode_compressed, inspect_compressed)
+from panoptic_ros.serialized.decode_errors import (CORRUPT_DATA, DECODE_CAUSES, EMPTY_DATA,  # noqa: F401
+                                                   FORMAT_MISMATCH, SIZE_MISMATCH, STEP_MISALIGNED,
+                                                   STEP_TOO_SMALL, TOO_LARGE, TRUNCATED, UNSUPPORTED_ENCODING,
+                                                   UNSUPPORTED_FORMAT, ZERO_SIZE, ImageDecodeError)
 
-DEFAULT_MAX_SIDE = 8192
+DEFAULT_MAX_SIDE = 8192  # pixels per side; DEFAULT_MAX_PIXELS bounds their product
 
 # encoding -> (element dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -61,49 +67,17 @@ _TO_RGB = {
 }
 PICTURE_ENCODINGS = tuple(_TO_RGB)
 
-UNSUPPORTED_ENCODING = "unsupported_encoding"
-ZERO_SIZE = "zero_size"
-TOO_LARGE = "too_large"
-STEP_TOO_SMALL = "step_too_small"
-STEP_MISALIGNED = "step_misaligned"
-TRUNCATED = "truncated"
-SIZE_MISMATCH = "size_mismatch"
-EMPTY_DATA = "empty_data"
-UNSUPPORTED_FORMAT = "unsupported_format"
-FORMAT_MISMATCH = "format_mismatch"
-CORRUPT_DATA = "corrupt_data"
-DECODE_CAUSES = (UNSUPPORTED_ENCODING, ZERO_SIZE, TOO_LARGE, STEP_TOO_SMALL, STEP_MISALIGNED,
-                 TRUNCATED, SIZE_MISMATCH, EMPTY_DATA, UNSUPPORTED_FORMAT, FORMAT_MISMATCH,
-                 CORRUPT_DATA)
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-class ImageDecodeError(ValueError):
-    """A message that cannot be turned into an image.
-
-    Attributes:
-        cause: machine-readable reason, one of :data:`DECODE_CAUSES`.
-    """
-
-    def __init__(self, cause: str, message: str):
-        if cause not in DECODE_CAUSES:
-            raise ValueError(f"unknown decode cause {cause!r}")
-        super().__init__(message)
-        self.cause = cause
-
-
 class ImageEncodeError(ValueError):
     """An array that does not fit the requested image encoding."""
 
 
-def image_to_numpy(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def image_to_numpy(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The pixels of an ``Image`` as numpy, zero-copy where possible.
 
     Args:
         msg: a :class:`RawImage`, or an rclpy or rosbags ``Image``.
         max_side: widths or heights above this are rejected as absurd.
+        max_pixels: so are images of more pixels than this.
     Returns:
         (H, W) for one channel, else (H, W, C); dtype of the encoding in native byte
         order. A view on ``msg.data`` (read-only) unless the byte order had to change.
@@ -116,7 +90,7 @@ def image_to_numpy(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
                                f"(supported: {', '.join(ENCODINGS)})")
     dtype, channels = ENCODINGS[msg.encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(width, height, max_side)
+    check_size(width, height, max_side, max_pixels)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageDecodeError(STEP_TOO_SMALL, f"step {step} is below width {width} x "
@@ -247,31 +221,19 @@ def compressed_bytes(rgb: np.ndarray, header: Any, fmt: str = "jpeg", *, quality
     return writer.to_bytes()
 
 
-def compressed_to_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def compressed_to_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a JPEG or PNG ``CompressedImage`` to (H, W, 3) uint8 RGB.
 
-    The declared format is checked against the data's magic bytes and the image size is
-    read from the header before decoding, so a decompression bomb is rejected unopened.
+    The declared format is checked against the data's magic bytes, and the size the header
+    declares against the limits and against what the data can hold, before decoding
+    (:mod:`panoptic_ros.serialized.compressed`): a decompression bomb is rejected unopened.
 
     Raises:
-        ImageDecodeError: empty, unsupported, mislabelled, oversized or corrupt data.
+        ImageDecodeError: empty, unsupported, mislabelled, oversized, truncated or corrupt data.
     """
-    fmt = _compressed_format(msg.format)
     data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageDecodeError(EMPTY_DATA, "compressed image has no data")
-    actual = "png" if data[:8].tobytes() == PNG_SIGNATURE else "jpeg" if data[:3].tobytes() == _JPEG_MAGIC else None
-    if actual is None:
-        raise ImageDecodeError(CORRUPT_DATA, f"compressed data is neither JPEG nor PNG "
-                                             f"(starts with {data[:8].tobytes()!r})")
-    if actual != fmt:
-        raise ImageDecodeError(FORMAT_MISMATCH, f"format says {msg.format!r} but the data is {actual}")
-    width, height = _png_size(data) if actual == "png" else _jpeg_size(data)
-    _check_size(width, height, max_side)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None or image.shape[:2] != (height, width):
-        raise ImageDecodeError(CORRUPT_DATA, f"{actual} data of {data.size} bytes does not decode")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_compressed(msg.format, data, max_side=max_side, max_pixels=max_pixels)[0]
 
 
 @dataclass(frozen=True)
@@ -316,8 +278,7 @@ def from_serialized(raw: bytes | memoryview, *, compressed: bool = False) -> Raw
         raise ImageDecodeError(CORRUPT_DATA, str(exc)) from None
 
 
-def to_rgb8(msg: Any, *,
-            max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def to_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A camera message as (H, W, 3) uint8 RGB (the node's input format).
 
     ``rgb8`` comes back as a zero-copy view; other colour and grey encodings are converted
@@ -326,26 +287,49 @@ def to_rgb8(msg: Any, *,
     Raises:
         ImageDecodeError: any malformed message, or an encoding that is not a picture.
     """
-    if hasattr(msg, "format"):  # a CompressedImage
-        return compressed_to_rgb8(msg, max_side=max_side)
+    return camera_rgb8(msg, max_side=max_side, max_pixels=max_pixels)[0]
+
+
+def check_frame(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Every check of :func:`camera_rgb8` that needs no decoding or conversion (microseconds).
+
+    Raises:
+        ImageDecodeError: what :func:`camera_rgb8` would raise, except ``corrupt_data``
+            found only by the decoder.
+    """
+    if hasattr(msg, "format"):
+        inspect_compressed(msg.format, np.frombuffer(msg.data, dtype=np.uint8), max_side=max_side,
+                           max_pixels=max_pixels)
+        return
+    _picture_pixels(msg, max_side=max_side, max_pixels=max_pixels)
+
+
+def _picture_pixels(msg: Any, *, max_side: int, max_pixels: int) -> np.ndarray:
+    """:func:`image_to_numpy` (a view: checks sizes, copies nothing) of a picture encoding."""
     if msg.encoding in ENCODINGS and msg.encoding not in _TO_RGB:
         raise ImageDecodeError(UNSUPPORTED_ENCODING, f"{msg.encoding} is a depth/label encoding, "
                                                      f"not a camera picture ({', '.join(_TO_RGB)})")
-    pixels = image_to_numpy(msg, max_side=max_side)
+    return image_to_numpy(msg, max_side=max_side, max_pixels=max_pixels)
+
+
+def camera_rgb8(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
+                min_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`to_rgb8`, except that a JPEG at least twice ``min_size`` (H, W) per side is
+    decoded at reduced scale (see :func:`~panoptic_ros.serialized.compressed.decode_compressed`).
+
+    Returns:
+        ((h, w, 3) uint8 RGB, (H, W) the frame's size); ``(h, w) == (H, W)`` unless reduced.
+    """
+    if hasattr(msg, "format"):  # a CompressedImage
+        data = np.frombuffer(msg.data, dtype=np.uint8)
+        return decode_compressed(msg.format, data, max_side=max_side, max_pixels=max_pixels, min_size=min_size)
+    pixels = _picture_pixels(msg, max_side=max_side, max_pixels=max_pixels)
     conversion = _TO_RGB[msg.encoding]
     if conversion is None:
-        return pixels
+        return pixels, pixels.shape[:2]
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
-
-
-def _check_size(width: int, height: int, max_side: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError(ZERO_SIZE, f"image is {width}x{height} pixels")
-    if width > max_side or height > max_side:
-        raise ImageDecodeError(TOO_LARGE, f"image is {width}x{height} pixels, above the "
-                                          f"{max_side} pixel limit per side")
+    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion), pixels.shape[:2]
 
 
 def _check_length(actual: int, expected: int, what: str) -> None:
@@ -353,44 +337,3 @@ def _check_length(actual: int, expected: int, what: str) -> None:
         raise ImageDecodeError(TRUNCATED, f"data holds {actual} bytes, {what} need {expected}")
     if actual != expected:
         raise ImageDecodeError(SIZE_MISMATCH, f"data holds {actual} bytes, {what} are {expected}")
-
-
-def _compressed_format(text: str) -> str:
-    """'jpeg' or 'png' from a CompressedImage format ('jpeg', 'rgb8; jpeg compressed bgr8')."""
-    words = text.lower().replace(";", " ").split()
-    found = {"jpeg" if w in ("jpeg", "jpg") else w for w in words} & {"jpeg", "png"}
-    if len(found) != 1:
-        raise ImageDecodeError(UNSUPPORTED_FORMAT, f"compressed format {text!r} is not jpeg or png")
-    return found.pop()
-
-
-def _png_size(data: np.ndarray) -> tuple[int, int]:
-    if data.size < 24 or data[12:16].tobytes() != b"IHDR":
-        raise ImageDecodeError(CORRUPT_DATA, "PNG data has no IHDR header")
-    width, height = (int.from_bytes(data[i:i + 4].tobytes(), "big") for i in (16, 20))
-    return width, height
-
-
-def _jpeg_size(data: np.ndarray) -> tuple[int, int]:
-    """Width and height from the first start-of-frame marker of a JPEG stream."""
-    raw = data.tobytes()
-    pos = 2
-    while pos + 4 <= len(raw):
-        if raw[pos] != 0xFF:
-            break
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            pos += 2
-            continue
-        length = int.from_bytes(raw[pos + 2:pos + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > len(raw):
-                break
-            height = int.from_bytes(raw[pos + 5:pos + 7], "big")
-            width = int.from_bytes(raw[pos + 7:pos + 9], "big")
-            return width, height
-        pos += 2 + length
-    raise ImageDecodeError(CORRUPT_DATA, "JPEG data has no readable frame header")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from pq_cases import assert_same_results, random_case, run_official, write_case
@@ -124,8 +125,22 @@ def _png_not_readable(paths):
     return _pred_png(paths), "not a readable PNG"
 
 
+def _sixteen_bit_png(paths):
+    # the same ids in the high bytes, noise in the low bytes: narrowing would score it as the 8-bit file
+    rgb = np.stack([(read_panoptic_png(_pred_png(paths)) >> s) & 255 for s in (0, 8, 16)], -1).astype(np.uint16)
+    noise = np.random.default_rng(3).integers(0, 256, rgb.shape, dtype=np.uint16)
+    assert cv2.imwrite(str(_pred_png(paths)), np.ascontiguousarray(((rgb << 8) | noise)[..., ::-1]))
+    return _pred_png(paths), "16-bit PNG"
+
+
+def _one_bit_png(paths):
+    grey = np.zeros(read_panoptic_png(_pred_png(paths)).shape, np.uint8)
+    assert cv2.imwrite(str(_pred_png(paths)), grey, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    return _pred_png(paths), "1-bit PNG"
+
+
 @pytest.mark.parametrize("corrupt", [
-    _wrong_size, _listed_not_in_png, _png_id_not_listed, _unknown_category, _missing_png, _missing_json,
+    _sixteen_bit_png, _one_bit_png, _wrong_size, _listed_not_in_png, _png_id_not_listed, _unknown_category, _missing_png, _missing_json,
     _malformed_json, _no_prediction, _missing_folder, _png_not_readable])
 def test_bad_input_gives_one_line_naming_the_file_and_exit_code_2(corrupt, tmp_path):
     paths = _small(tmp_path)

@@ -256,7 +256,7 @@ def test_cuda_fp16_channels_last_runs_and_agrees_with_the_cpu(weights, kind):
     cuda = Predictor.from_checkpoint(weights[kind], device="cuda", channels_last=True)
     assert cuda.device.type == "cuda"
     assert (cuda.predict(rgb).panoptic == cpu.panoptic).mean() > 0.99
-    half = Predictor.from_checkpoint(weights[kind], device="auto", fp16=True, channels_last=True)
+    half = Predictor.from_checkpoint(weights[kind], device="auto", precision="fp16", channels_last=True)
     result = half.predict(rgb)
     result.validate()
     assert result.panoptic.shape == rgb.shape[:2]

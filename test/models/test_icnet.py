@@ -81,3 +81,26 @@ def test_dilated_stages_keep_the_1_32_resolution():
         sub1, sub2, sub4 = net.trunk(torch.randn(1, 3, 128, 256))
     assert sub1.shape[-2:] == (16, 32) and sub2.shape[-2:] == (8, 16) and sub4.shape[-2:] == (4, 8)
     assert net.trunk.conv4[0].conv[0].dilation == (2, 2) and net.trunk.conv5[0].conv[0].dilation == (4, 4)
+
+
+@pytest.mark.parametrize("size", [(64, 128), (33, 47)])
+def test_resnet_stem_keeps_every_output_size(size):
+    deep = ICNet(num_outputs=5, width=0.25, blocks=(1, 1, 1, 1)).eval()
+    resnet = ICNet(num_outputs=5, width=0.25, blocks=(1, 1, 1, 1), stem="resnet").eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        assert [o.shape for o in resnet(x, with_guidance=True)] == [o.shape for o in deep(x, with_guidance=True)]
+    conv = resnet.trunk.stem[0][0]
+    # torchvision's stem: 7x7, stride 2, padding 3, to a quarter of conv2_x's output width
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (2, 2), (3, 3))
+    assert conv.out_channels == scaled(128, 0.25) // 4 == resnet.trunk.conv2[0].reduce[0].in_channels
+
+
+def test_icnet_at_width_2_has_resnet50_stage_shapes():
+    # ResNet-50: layer1..4 end in 256/512/1024/2048 channels with 64/128/256/512 inside.
+    trunk = ICNet(num_outputs=19, width=2.0, stem="resnet").trunk
+    assert [trunk.conv2[0].expand[0].out_channels, trunk.conv3_1[0].expand[0].out_channels,
+            trunk.conv4[0].expand[0].out_channels, trunk.conv5[0].expand[0].out_channels] == [256, 512, 1024, 2048]
+    assert [trunk.conv2[0].reduce[0].out_channels, trunk.conv5[0].reduce[0].out_channels] == [64, 512]
+    with pytest.raises(ValueError, match="stem: expected one of deep, resnet, got 'vgg'"):
+        ICNet(num_outputs=3, width=0.25, stem="vgg")

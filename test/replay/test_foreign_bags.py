@@ -78,7 +78,7 @@ def test_bag_paths_a_folder_without_metadata_and_a_bare_mcap_file(tmp_path):
     with pytest.raises(BagError, match="holds no .mcap or .db3"):
         BagSource(tmp_path / "empty")
     (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
-    with pytest.raises(BagError, match="junk.mcap: damaged mcap with no complete channel record"):
+    with pytest.raises(BagError, match="junk.mcap: damaged or truncated mcap with no complete channel record"):
         BagSource(tmp_path / "junk.mcap")
 
 

@@ -67,7 +67,7 @@ def _spin_for(spinner, seconds: float) -> None:
 def test_console_node_refuses_bad_parameters_without_a_traceback():
     process = _start("-p", "overlay_alpha:=3.0", "-p", "autostart:=false")
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 1
+    assert process.returncode == 2
     assert "overlay_alpha" in err and "Traceback" not in err
 
 
@@ -77,7 +77,7 @@ def test_console_node_answers_help_and_refuses_stray_arguments():
     out = subprocess.run([str(EXECUTABLE), "--frobnicate"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unrecognized arguments: --frobnicate" in out.stderr
     out = subprocess.run([str(EXECUTABLE), "--ros-args", "-p"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1 and "panoptic_node:" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "panoptic_node:" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("environment, expected", [({}, "ASYNCHRONOUS"), ({"RMW_FASTRTPS_PUBLICATION_MODE": "SYNCHRONOUS"},

@@ -10,6 +10,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from panoptic_ros.ros import image_codec as codec
+from panoptic_ros.serialized import image
 from panoptic_ros.ros.image_codec import ImageDecodeError, ImageEncodeError
 
 RNG = np.random.default_rng(0)
@@ -193,20 +194,67 @@ def _valid(fmt: str) -> bytes:
     ("jpeg", b"hello world, not an image", codec.CORRUPT_DATA),
     ("png", "jpeg", codec.FORMAT_MISMATCH),
     ("jpeg", "png", codec.FORMAT_MISMATCH),
-    ("png", "png_truncated", codec.CORRUPT_DATA),
-    ("jpeg", "jpeg_truncated", codec.CORRUPT_DATA),
+    ("png", "png_truncated", codec.TRUNCATED),
+    ("jpeg", "jpeg_truncated", codec.TRUNCATED),
+    ("png", "png_flipped", codec.CORRUPT_DATA),
     ("png", _png_declaring(100000, 100000), codec.TOO_LARGE),
     ("jpeg", _jpeg_declaring(60000, 60000), codec.TOO_LARGE),
+    ("jpeg", _jpeg_declaring(8000, 8000), codec.TOO_LARGE),  # above the 4096x2160 pixel budget
+    ("jpeg", _jpeg_declaring(9000, 16), codec.TOO_LARGE),  # above the 8192 side limit
+    # within both limits, yet far too little data for the size: libjpeg would fill it in
+    ("jpeg", _jpeg_declaring(4000, 2000), codec.TRUNCATED),
+    ("png", _png_declaring(3000, 2000), codec.TRUNCATED),
     ("png", _png_declaring(0, 4), codec.ZERO_SIZE),
 ])
 def test_malformed_compressed_images_raise_with_their_cause(fmt, data, cause):
     if isinstance(data, str):
-        kind, _, cut = data.partition("_")
+        kind, _, damage = data.partition("_")
         data = _valid(kind)
-        data = data[: len(data) // 2] if cut else data
+        if damage == "truncated":
+            data = data[: len(data) // 2]
+        elif damage == "flipped":  # a byte of the image data changed: the chunk CRC no longer matches
+            data = data[:45] + bytes([data[45] ^ 0xFF]) + data[46:]
     with pytest.raises(ImageDecodeError) as err:
         codec.to_rgb8(_compressed(fmt, data))
     assert err.value.cause == cause
+
+
+def test_the_pixel_budget_is_a_parameter_of_the_decoders():
+    ok, small = cv2.imencode(".png", np.zeros((40, 50, 3), np.uint8))
+    msg = _compressed("png", small.tobytes())
+    assert codec.to_rgb8(msg, max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(ImageDecodeError, match="2000 pixels, above the 1999 pixel limit") as err:
+        codec.to_rgb8(msg, max_pixels=1999)
+    assert err.value.cause == codec.TOO_LARGE
+    raw = codec.numpy_to_image(np.zeros((40, 50, 3), np.uint8), "rgb8")
+    with pytest.raises(ImageDecodeError, match="above the 1999 pixel limit"):
+        codec.to_rgb8(raw, max_pixels=1999)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_the_data_bound_accepts_the_flattest_real_images(progressive):
+    # a uniform frame is the smallest a real encoder makes for its size
+    grey = np.full((2160, 4096), 77, np.uint8)
+    ok, jpg = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_OPTIMIZE, 1, cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])
+    out = codec.to_rgb8(_compressed("jpeg", jpg.tobytes()))
+    assert out.shape == (2160, 4096, 3) and np.abs(out.astype(int) - 77).max() <= 1
+    ok, png = cv2.imencode(".png", grey, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert codec.to_rgb8(_compressed("png", png.tobytes())).shape == (2160, 4096, 3)
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_for_a_small_model_input():
+    rng = np.random.default_rng(5)
+    rgb = cv2.resize(rng.integers(0, 256, (60, 100, 3), dtype=np.uint8), (1000, 600), interpolation=cv2.INTER_LINEAR)
+    msg = _compressed("jpeg", codec.numpy_to_compressed(rgb, "jpeg").data.tobytes())
+    full, size = image.camera_rgb8(msg)
+    assert full.shape == (600, 1000, 3) and size == (600, 1000)
+    # the coarsest of 1/2, 1/4, 1/8 that keeps at least the model input: 1/4 for 150x250
+    reduced, size = image.camera_rgb8(msg, min_size=(150, 250))
+    assert reduced.shape == (150, 250, 3) and size == (600, 1000)
+    expected = cv2.resize(full, (250, 150), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(reduced.astype(int) - expected).mean() < 3
+    assert image.camera_rgb8(msg, min_size=(151, 250))[0].shape == (300, 500, 3)
+    assert image.camera_rgb8(msg, min_size=(301, 250))[0].shape == (600, 1000, 3)
 
 
 def test_decode_error_causes_are_closed():

@@ -102,6 +102,9 @@ def test_enable_service_pauses_and_resumes_output(node, probe, spinner):
     ("overlay_alpha", 1.5, "overlay_alpha"),
     ("qos.depth", 0, "qos.depth"),
     ("max_image_side", 8, "max_image_side"),
+    ("max_image_side", 65535, "max_image_side"),  # a 2-core robot cannot decode such frames
+    ("max_image_pixels", 100, "max_image_pixels"),
+    ("max_image_pixels", 100_000_000, "max_image_pixels"),
     ("overlay_alpha", "opaque", "type"),
     ("ciae.score_threshold", 1.5, "score_threshold"),
     ("ciae.max_instances", -3, "max_instances"),

@@ -38,6 +38,14 @@ def _jpeg(rgb=None) -> bytes:
     return codec.numpy_to_compressed(rgb, "jpeg").data.tobytes()
 
 
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """The probe's bomb: a small valid JPEG whose frame header claims another size."""
+    data = bytearray(_jpeg())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
 def _png_bomb() -> bytes:
     ok, png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))
     data = bytearray(png.tobytes())
@@ -71,8 +79,10 @@ COMPRESSED_CASES = {
     "unsupported format": (("tiff", b"II*\0abc"), codec.UNSUPPORTED_FORMAT),
     "garbage bytes": (("jpeg", b"\x00" * 64), codec.CORRUPT_DATA),
     "png labelled jpeg": (("jpeg", "png"), codec.FORMAT_MISMATCH),
-    "truncated jpeg": (("jpeg", "truncated"), codec.CORRUPT_DATA),
+    "truncated jpeg": (("jpeg", "truncated"), codec.TRUNCATED),
     "decompression bomb": (("png", _png_bomb()), codec.TOO_LARGE),
+    "8000x8000 jpeg bomb": (("jpeg", _jpeg_declaring(8000, 8000)), codec.TOO_LARGE),
+    "4000x2000 jpeg bomb": (("jpeg", _jpeg_declaring(4000, 2000)), codec.TRUNCATED),
 }
 
 
@@ -118,5 +128,7 @@ def test_malformed_compressed_images_are_counted_by_cause_and_skipped(ros_contex
 
     with running(spinner, node, probe.node):
         probe.connect(node)
-        assert _check_cases(node, probe, spinner, COMPRESSED_CASES, build, good) == 6
-        assert node.stats.snapshot()["frames_rejected"] == 6 and node.stats.errors == 0
+        assert _check_cases(node, probe, spinner, COMPRESSED_CASES, build, good) == 8
+        snap = node.stats.snapshot()
+        assert snap["frames_rejected"] == 8 and node.stats.errors == 0
+        assert (snap["rejected.too_large"], snap["rejected.truncated"]) == (2, 2)

@@ -10,13 +10,14 @@ from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, RateMeter, 
 
 def test_slot_keeps_only_the_newest_item():
     slot = LatestSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True
-    assert slot.put(3) is True
+    assert slot.put(1) is None
+    assert slot.put(2) == 1
+    assert slot.put(3) == 2
     assert slot.take(timeout=0) == 3
     assert slot.take(timeout=0) is None
+    assert slot.clear() is None
     slot.put(4)
-    slot.clear()
+    assert slot.clear() == 4
     assert slot.take(timeout=0) is None
 
 
@@ -28,8 +29,8 @@ def test_close_wakes_a_waiting_taker():
     slot.close()
     taker.join(5)
     assert not taker.is_alive() and got == [None]
-    slot.put(1)
-    assert slot.take(timeout=0) is None
+    assert slot.put(1) == 1  # a closed slot keeps nothing: the item comes back
+    assert slot.take(timeout=0) is None and slot.close() is None
 
 
 def test_worker_processes_the_newest_frame_and_survives_errors():

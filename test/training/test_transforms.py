@@ -6,7 +6,7 @@ import torch
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.training.datasets.sample import Sample
 from panoptic_ros.training.datasets.transforms import (
-    ColorJitter, Compose, HorizontalFlip, RandomCrop, RandomScale, Resize, TransformedDataset,
+    ColorJitter, Compose, HorizontalFlip, RandomCrop, RandomScale, RandomScaleCrop, Resize, TransformedDataset,
     sample_rng, standard_train_transform, to_tensor)
 from panoptic_ros.types import PanopticResult
 
@@ -160,3 +160,95 @@ def test_to_tensor_layout_and_range():
 def test_invalid_parameters_raise(bad):
     with pytest.raises((ValueError, TypeError)):
         bad()
+
+
+def scale_then_crop(min_scale: float, max_scale: float, height: int, width: int, fill=(0, 0, 0)) -> Compose:
+    """The two-step reference that RandomScaleCrop fuses."""
+    return Compose((RandomScale(min_scale, max_scale), RandomCrop(height, width, fill)))
+
+
+def street_sample(height: int = 96, width: int = 160, seed: int = 0) -> Sample:
+    """A smooth image (bilinear and area resizes stay comparable) over blocky segments."""
+    rng = np.random.default_rng(seed)
+    pan = np.full((height, width), 7000, np.int32)
+    pan[: height // 3] = 23000
+    for k in range(1, 7):
+        y, x = int(rng.integers(0, height - 20)), int(rng.integers(0, width - 24))
+        pan[y:y + int(rng.integers(6, 20)), x:x + int(rng.integers(6, 24))] = 26000 + k
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([(yy * 2) % 256, (xx * 1.5) % 256, (pan // 1000) * 7 % 256], axis=-1).astype(np.uint8)
+    return Sample(image, PanopticResult.from_panoptic_map(pan, CITYSCAPES), "street")
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 3.0])
+def test_scale_crop_equals_scale_then_crop_for_integer_factors(scale):
+    s = street_sample()
+    for index in range(6):
+        fused = RandomScaleCrop(scale, scale, 48, 64)(s, sample_rng(0, 0, index))
+        assert_same(fused, scale_then_crop(scale, scale, 48, 64)(s, sample_rng(0, 0, index)))
+
+
+def test_scale_crop_draws_like_scale_then_crop_and_agrees_up_to_a_subpixel_phase():
+    s = street_sample()
+    agree, total = 0, 0
+    for index in range(40):
+        a_rng, b_rng = sample_rng(1, 0, index), sample_rng(1, 0, index)
+        fused = RandomScaleCrop(0.5, 1.5, 48, 64)(s, a_rng)
+        reference = scale_then_crop(0.5, 1.5, 48, 64)(s, b_rng)
+        assert a_rng.random() == b_rng.random()              # the same numbers were drawn
+        fused.target.validate()
+        same = fused.target.panoptic == reference.target.panoptic
+        agree, total = agree + same.sum(), total + same.size
+        # a label differs only next to a boundary of the reference (a shift below one pixel)
+        ref = np.pad(reference.target.panoptic, 1, mode="edge")
+        near = np.zeros_like(same)
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                near |= ref[dy:dy + 48, dx:dx + 64] == fused.target.panoptic
+        assert near.all()
+        assert np.abs(fused.image.astype(int) - reference.image.astype(int)).mean() < 6
+    assert agree / total > 0.97
+
+
+def test_scale_crop_pads_where_the_scaled_image_is_smaller():
+    s = street_sample(24, 32)
+    for index in range(5):
+        fused = RandomScaleCrop(0.5, 0.7, 40, 48, fill=(9, 8, 7))(s, sample_rng(2, 0, index))
+        reference = scale_then_crop(0.5, 0.7, 40, 48, fill=(9, 8, 7))(s, sample_rng(2, 0, index))
+        fused.target.validate()
+        pad = (reference.target.panoptic == 0) & np.all(reference.image == (9, 8, 7), axis=-1)
+        np.testing.assert_array_equal(fused.target.panoptic[pad], 0)
+        assert np.all(fused.image[pad] == (9, 8, 7))
+        assert (fused.target.panoptic != 0).sum() == (reference.target.panoptic != 0).sum()
+
+
+def test_scale_crop_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        RandomScaleCrop(2.0, 1.0, 8, 8)
+    with pytest.raises(ValueError):
+        RandomScaleCrop(0.5, 1.0, 0, 8)
+
+
+def test_color_jitter_matches_the_four_operations_applied_one_by_one():
+    image = street_sample().image
+    jitter = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+    grey = np.array([0.299, 0.587, 0.114])
+    yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    for index in range(5):
+        rng = np.random.default_rng([4, 0, index])                # what sample_rng(4, 0, index) gives
+        factors = [rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(-0.1, 0.1)]
+        x = image.reshape(-1, 3).astype(np.float64)
+        for op in rng.permutation(4):
+            f = factors[op]
+            if op == 0:
+                x = x * f
+            elif op == 1:
+                x = f * x + (1 - f) * (x.mean(axis=0) @ grey)
+            elif op == 2:
+                x = f * x + (1 - f) * (x @ grey)[:, None]
+            else:
+                c, s = np.cos(2 * np.pi * f), np.sin(2 * np.pi * f)
+                x = x @ (np.linalg.inv(yiq) @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ yiq).T
+        expected = np.clip(np.rint(x), 0, 255).reshape(image.shape)
+        got = jitter(Sample(image, street_sample().target, "j"), sample_rng(4, 0, index)).image
+        assert np.abs(got.astype(int) - expected).max() <= 1

@@ -5,8 +5,8 @@ width, rounded up to ``size_divisor``), then builds each image's targets from it
 panoptic map (:mod:`panoptic_ros.training.targets`). Padding is VOID, so padded cells come
 out as the ignore values by construction (semantic/category maps 255, instance maps 0,
 segment maps -1, FCOS locations negative) and the FCOS location grid matches the padded
-input the network sees. Training normally uses fixed-size crops (``RandomCrop``) whose
-size is a multiple of ``size_divisor``: then nothing is padded. Evaluation batches of
+input the network sees. Training normally uses fixed-size crops (``RandomScaleCrop``)
+whose size is a multiple of ``size_divisor``: then nothing is padded. Evaluation batches of
 mixed sizes are padded; ``Batch.samples`` keeps the unpadded originals (ground truth for
 the evaluator).
 
@@ -26,6 +26,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -112,8 +113,10 @@ class PanopticCollate:
         per_image = []
         for i, sample in enumerate(samples):
             h, w = sample.image.shape[:2]
-            # One strided copy with the uint8 -> float32 cast (to_tensor's layout, no temporary).
-            images[i, :, :h, :w].copy_(torch.from_numpy(sample.image).permute(2, 0, 1))
+            # HWC -> CHW: OpenCV splits the planes (0.2 ms at 256x512), then one contiguous
+            # uint8 -> float32 copy each; a strided permuted copy_ took 1.4 ms.
+            for channel, plane in enumerate(cv2.split(sample.image)):
+                images[i, channel, :h, :w].copy_(torch.from_numpy(plane))
             if self.targets is not None:
                 per_image.append(self._targets(sample, height, width))
         return Batch(images, _stack(per_image), list(samples))
