@@ -1,0 +1,104 @@
+"""PQ statistics on random small maps against a straightforward per-pair reference
+(the rules of the official ``pq_compute_single_core``, written out in this file)."""
+from collections import defaultdict
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from panoptic_ros.eval.pq import PanopticEvaluator
+
+CATEGORIES = [{"id": 1, "isthing": 1}, {"id": 2, "isthing": 1}, {"id": 3, "isthing": 0}]
+
+
+def reference_counts(gt, gt_info, pred, pred_info):
+    """Per category id: [tp, fp, fn, iou sum], one (gt, pred) pair at a time."""
+    stats = defaultdict(lambda: [0, 0, 0, 0.0])
+    gt_segs = {s["id"]: s for s in gt_info}
+    pred_segs = {s["id"]: dict(s, area=int((pred == s["id"]).sum())) for s in pred_info}
+    inter = defaultdict(int)
+    for g, p in zip(gt.ravel().tolist(), pred.ravel().tolist()):
+        inter[g, p] += 1
+    gt_matched, pred_matched = set(), set()
+    for (g, p), n in inter.items():
+        if g not in gt_segs or p not in pred_segs or gt_segs[g]["iscrowd"]:
+            continue
+        if gt_segs[g]["category_id"] != pred_segs[p]["category_id"]:
+            continue
+        union = pred_segs[p]["area"] + gt_segs[g]["area"] - n - inter.get((0, p), 0)
+        if n / union > 0.5:
+            stat = stats[gt_segs[g]["category_id"]]
+            stat[0] += 1
+            stat[3] += n / union
+            gt_matched.add(g)
+            pred_matched.add(p)
+    crowd = {}
+    for g, seg in gt_segs.items():
+        if g in gt_matched:
+            continue
+        if seg["iscrowd"]:
+            crowd[seg["category_id"]] = g
+        else:
+            stats[seg["category_id"]][2] += 1
+    for p, seg in pred_segs.items():
+        if p in pred_matched:
+            continue
+        ignored = inter.get((0, p), 0) + inter.get((crowd.get(seg["category_id"], -1), p), 0)
+        if ignored / seg["area"] <= 0.5:
+            stats[seg["category_id"]][1] += 1
+    return stats
+
+
+@st.composite
+def image_pairs(draw):
+    """GT and prediction maps of up to 5 x 6 pixels over a few ids, and their segment lists."""
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    gt = np.array(draw(st.lists(st.sampled_from([0, 11, 12, 13, 14]), min_size=h * w, max_size=h * w)))
+    pred = np.array(draw(st.lists(st.sampled_from([0, 21, 22, 23, 24]), min_size=h * w, max_size=h * w)))
+    gt, pred = gt.reshape(h, w), pred.reshape(h, w)
+    gt_info = [{"id": i, "category_id": draw(st.sampled_from([1, 2, 3])), "iscrowd": int(draw(st.booleans())),
+                "area": int((gt == i).sum())} for i in np.unique(gt).tolist() if i]
+    pred_info = [{"id": i, "category_id": draw(st.sampled_from([1, 2, 3]))}
+                 for i in np.unique(pred).tolist() if i]
+    return gt, gt_info, pred, pred_info
+
+
+@settings(max_examples=300, deadline=None)
+@given(image_pairs())
+def test_counts_and_iou_sums_equal_the_reference(pair):
+    gt, gt_info, pred, pred_info = pair
+    evaluator = PanopticEvaluator(CATEGORIES)
+    evaluator.add_coco(gt, gt_info, pred, pred_info)
+    expected = reference_counts(gt, gt_info, pred, pred_info)
+    for i, category in enumerate(evaluator.category_ids):
+        tp, fp, fn, iou = expected[category]
+        assert (evaluator.tp[i], evaluator.fp[i], evaluator.fn[i]) == (tp, fp, fn), category
+        assert abs(evaluator.iou[i] - iou) < 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(image_pairs(), min_size=1, max_size=3))
+def test_summary_is_pq_sq_rq_of_the_summed_counts(pairs):
+    evaluator = PanopticEvaluator(CATEGORIES)
+    totals = defaultdict(lambda: [0, 0, 0, 0.0])
+    for gt, gt_info, pred, pred_info in pairs:
+        evaluator.add_coco(gt, gt_info, pred, pred_info)
+        for category, stat in reference_counts(gt, gt_info, pred, pred_info).items():
+            totals[category] = [a + b for a, b in zip(totals[category], stat)]
+    summary = evaluator.summarize()
+    used = []
+    for category in (1, 2, 3):
+        tp, fp, fn, iou = totals[category]
+        got = summary["per_class"][category]
+        if tp + fp + fn == 0:
+            assert got == {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+            continue
+        used.append(category)
+        assert np.isclose(got["pq"], iou / (tp + fp / 2 + fn / 2), rtol=1e-12, atol=0)
+        assert np.isclose(got["rq"], tp / (tp + fp / 2 + fn / 2), rtol=1e-12, atol=0)
+        assert np.isclose(got["sq"], iou / tp if tp else 0.0, rtol=1e-12, atol=0)
+    assert summary["All"]["n"] == len(used)
+    assert summary["Things"]["n"] == len([c for c in used if c != 3])
+    if used:
+        mean_pq = np.mean([summary["per_class"][c]["pq"] for c in used])
+        assert np.isclose(summary["All"]["pq"], mean_pq, rtol=1e-12, atol=0)
