@@ -139,6 +139,18 @@ def test_window_includes_points_exactly_one_bandwidth_away():
     assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
 
 
+@pytest.mark.filterwarnings("ignore:Binning data failed:UserWarning")
+def test_a_kept_mode_suppresses_modes_exactly_one_bandwidth_away():
+    # Hand-worked (scikit-learn agrees): every point of -1, 0, 1, 2 has its own cell, so the
+    # points seed. The seeds stop at -0.5 (2 points), 0 (3), 1 (3) and 1.5 (2). Sorted by
+    # intensity then coordinate, 1 is kept first and suppresses 0 (exactly one bandwidth
+    # away) and 1.5; -0.5 is kept. A strict test (< bandwidth) would keep 0 as well.
+    x = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    labels, modes = mean_shift(x, 1.0)
+    np.testing.assert_allclose(modes.numpy(), [[1.0, 0.0], [-0.5, 0.0]], atol=1e-6)
+    assert labels.tolist() == [1, 1, 0, 0]   # 0 is nearer -0.5 than 1
+
+
 def _nearest_mode_distances(x: np.ndarray, modes: np.ndarray) -> np.ndarray:
     return np.sqrt(((x[:, None, :] - modes[None, :, :]) ** 2).sum(-1))
 
