@@ -268,3 +268,14 @@ def test_documented_error_exits(program, args, code, says, capsys, tmp_path, mon
     err = capsys.readouterr().err.strip()
     assert says in err and "Traceback" not in err
     assert len(err.splitlines()) == 1 or program == "panoptic-replay"
+
+
+def test_links_between_docs_point_at_existing_headings():
+    def anchor(heading: str) -> str:  # GitHub's rule: lower case, punctuation dropped, spaces -> '-'
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    for doc in DOCS:
+        for target, fragment in re.findall(r"\]\(([\w./-]*\.md)?#([\w-]+)\)", doc.read_text()):
+            path = (doc.parent / target) if target else doc
+            headings = {anchor(h) for h in re.findall(r"^#+ (.*)$", path.read_text(), flags=re.M)}
+            assert fragment in headings, f"{doc.name}: link to {target}#{fragment}"
