@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import torch
 
-from panoptic_ros.postprocess.nms import batched_nms, box_iou
+from panoptic_ros.postprocess.nms import batched_nms, box_area, box_iou
 
 
 def _iou_py(a, b) -> float:
@@ -78,6 +78,15 @@ def test_box_iou_values_and_degenerate_boxes():
     assert iou[0, 0].item() == pytest.approx(50 / 150)
     assert iou[1, 1].item() == 0.0  # empty union gives 0, not NaN
     assert torch.isfinite(iou).all()
+
+
+def test_sub_pixel_boxes_have_their_true_area_and_iou():
+    # boxes smaller than a pixel (e.g. at 1/4 scale): area 0.5 x 2 = 1, IoU of a 0.5 x 0.5
+    # box with itself 1 and with its left half 0.5; nothing is rounded up to a pixel
+    tiny = torch.tensor([[0.0, 0.0, 0.5, 2.0], [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.25, 0.5]])
+    assert box_area(tiny).tolist() == [1.0, 0.25, 0.125]
+    iou = box_iou(tiny[1:], tiny[1:])
+    torch.testing.assert_close(iou, torch.tensor([[1.0, 0.5], [0.5, 1.0]]))
 
 
 def test_bad_shapes_raise():
