@@ -28,13 +28,14 @@ MODULES: dict[str, list[str]] = {
     "panoptic_ros/segments.py": ["test/test_segments.py", "test/test_types.py"],
     "panoptic_ros/types.py": ["test/test_types.py", "test/test_id_properties.py", "test/test_segments.py"],
     "panoptic_ros/checkpoint.py": ["test/training/test_checkpoint_safety.py", "test/training/test_release.py",
-                                   "test/inference/test_predictor.py"],
+                                   "test/training/test_bandwidth_search.py"],
     "panoptic_ros/postprocess/nms.py": ["test/postprocess/test_nms.py"],
     "panoptic_ros/postprocess/meanshift.py": ["test/postprocess/test_meanshift.py"],
     "panoptic_ros/postprocess/panonet.py": ["test/postprocess/test_panonet_postprocess.py"],
     "panoptic_ros/postprocess/ciae.py": ["test/postprocess/test_ciae_postprocess.py"],
-    "panoptic_ros/serialized/cdr.py": ["test/serialized/test_serialized_image.py"],
-    "panoptic_ros/serialized/image.py": ["test/serialized/test_serialized_image.py", "test/ros/test_image_codec.py"],
+    "panoptic_ros/serialized/cdr.py": ["test/serialized/test_cdr.py", "test/serialized/test_serialized_image.py"],
+    "panoptic_ros/serialized/image.py": ["test/serialized/test_serialized_image.py", "test/serialized/test_cdr.py",
+                                        "test/ros/test_image_codec.py"],
     "panoptic_ros/eval/pq.py": ["test/eval/test_pq.py", "test/eval/test_pq_properties.py"],
     "panoptic_ros/eval/miou.py": ["test/eval/test_miou.py"],
     "panoptic_ros/eval/scores.py": ["test/eval/test_scores.py"],
@@ -67,9 +68,12 @@ def prepare(module: str, tests: list[str]) -> Path:
     shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
     for name in ("config", "weights"):  # data some tests read next to the package
         (work / name).symlink_to(ROOT / name)
+    # The whole package is the source tree (mutmut copies it, so nothing is imported from
+    # the editable install); only the one module is mutated.
     (work / "setup.cfg").write_text("[mutmut]\n" + "".join(  # lists: one item per continuation line
         f"{key} =\n" + "".join(f"    {item}\n" for item in items) for key, items in (
-            ("source_paths", [installed_path(module)]),
+            ("source_paths", ["panoptic_ros"]),
+            ("only_mutate", [installed_path(module)]),
             ("pytest_add_cli_args_test_selection", tests),
             ("pytest_add_cli_args", ["-p", "no:cacheprovider", "-x", "-q"]))))
     return work
