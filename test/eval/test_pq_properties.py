@@ -1,12 +1,16 @@
 """PQ statistics on random small maps against a straightforward per-pair reference
 (the rules of the official ``pq_compute_single_core``, written out in this file)."""
+import re
 from collections import defaultdict
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from panoptic_ros.eval.pq import PanopticEvaluator
+from panoptic_ros.segments import segment_stats
+from panoptic_ros.types import PanopticFormatError, PanopticResult, Segment
 
 CATEGORIES = [{"id": 1, "isthing": 1}, {"id": 2, "isthing": 1}, {"id": 3, "isthing": 0}]
 
@@ -102,3 +106,90 @@ def test_summary_is_pq_sq_rq_of_the_summed_counts(pairs):
     if used:
         mean_pq = np.mean([summary["per_class"][c]["pq"] for c in used])
         assert np.isclose(summary["All"]["pq"], mean_pq, rtol=1e-12, atol=0)
+
+
+# ---- the PanopticResult entry point (add) against the same reference -------------------
+
+
+def _result(ids: np.ndarray, listed_area: dict[int, int] | None = None) -> PanopticResult:
+    """A result whose segment ids encode their category (1, 2 things; 3 stuff); thing
+    instance 0 is a crowd region."""
+    segments = []
+    for i, area, box in zip(*segment_stats(ids)):
+        category = int(i) // 1000
+        area = (listed_area or {}).get(int(i), int(area))
+        segments.append(Segment(int(i), category, category != 3, area, tuple(int(v) for v in box)))
+    return PanopticResult(ids.astype(np.int32), segments)
+
+
+def _info(result: PanopticResult, *, gt: bool) -> list[dict]:
+    if gt:
+        return [{"id": s.id, "category_id": s.category_id, "iscrowd": int(s.iscrowd), "area": s.area}
+                for s in result.segments]
+    return [{"id": s.id, "category_id": s.category_id} for s in result.segments]
+
+
+@st.composite
+def result_pairs(draw):
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    gt = draw(st.lists(st.sampled_from([0, 1000, 1001, 1002, 2000, 2001, 3000]), min_size=h * w, max_size=h * w))
+    pred = draw(st.lists(st.sampled_from([0, 1000, 1001, 1003, 2001, 2002, 3000]), min_size=h * w, max_size=h * w))
+    return _result(np.array(gt).reshape(h, w)), _result(np.array(pred).reshape(h, w))
+
+
+@settings(max_examples=200, deadline=None)
+@given(result_pairs())
+def test_results_are_scored_like_their_coco_form(pair):
+    # GT thing segments with instance 0 are crowd regions; a prediction's never are
+    gt, pred = pair
+    evaluator = PanopticEvaluator(CATEGORIES)
+    evaluator.add(gt, pred)
+    expected = reference_counts(gt.panoptic, _info(gt, gt=True), pred.panoptic, _info(pred, gt=False))
+    for i, category in enumerate(evaluator.category_ids):
+        tp, fp, fn, iou = expected[category]
+        assert (evaluator.tp[i], evaluator.fp[i], evaluator.fn[i]) == (tp, fp, fn), category
+        assert abs(evaluator.iou[i] - iou) < 1e-12
+
+
+def test_listed_gt_areas_count_and_listed_prediction_areas_do_not():
+    # Official rules: the GT area is the listed one, a prediction's is its pixel count.
+    # The prediction covers 3 of the 4 GT pixels: IoU 3/4 with the true areas; with the GT
+    # listed as 8 pixels, 3/8: no match.
+    gt_ids = np.full((2, 2), 1001)
+    pred_ids = np.array([[1001, 1001], [1001, 0]])
+    for listed_gt, listed_pred, matched in ((None, None, 1), ({1001: 8}, None, 0), (None, {1001: 100}, 1)):
+        evaluator = PanopticEvaluator(CATEGORIES)
+        evaluator.add(_result(gt_ids, listed_gt), _result(pred_ids, listed_pred))
+        assert evaluator.tp[0] == matched, (listed_gt, listed_pred)
+
+
+def test_predicted_categories_must_be_evaluated_and_gt_ones_need_not():
+    unknown = list(range(4, 16))                       # 12 categories the evaluator lacks
+    pred = _result(np.array([[1001, 3000]]))
+    pred = PanopticResult(pred.panoptic, [*pred.segments, *(Segment(c * 1000, c, False, 0, (0, 0, 0, 0))
+                                                           for c in unknown)])
+    with pytest.raises(PanopticFormatError, match=re.escape(f"prediction: categories {unknown[:10]} are not "
+                                                            "evaluated") + "$"):
+        PanopticEvaluator(CATEGORIES).add(_result(np.array([[1001, 3000]])), pred)
+    gt = _result(np.array([[1001, 3000]]))
+    gt = PanopticResult(gt.panoptic, [*gt.segments, Segment(9000, 9, False, 0, (0, 0, 0, 0))])
+    evaluator = PanopticEvaluator(CATEGORIES)
+    evaluator.add(gt, _result(np.array([[1001, 3000]])))     # GT outside the categories: ignored
+    assert evaluator.tp.tolist() == [1, 0, 1]
+
+
+def test_merge_refuses_other_categories_or_thing_flags():
+    other_flags = [{"id": 1, "isthing": 1}, {"id": 2, "isthing": 0}, {"id": 3, "isthing": 0}]
+    for categories in (other_flags, CATEGORIES[:2]):
+        with pytest.raises(ValueError, match="^cannot merge PanopticEvaluators over different categories$"):
+            PanopticEvaluator(CATEGORIES).merge(PanopticEvaluator(categories))
+
+
+def test_size_errors_name_both_sides():
+    evaluator = PanopticEvaluator(CATEGORIES)
+    with pytest.raises(PanopticFormatError, match=re.escape("prediction: size 3x1 differs from the ground "
+                                                            "truth's 2x3") + "$"):
+        evaluator.add(_result(np.full((3, 2), 1001)), _result(np.full((1, 3), 1001)))
+    with pytest.raises(PanopticFormatError, match=re.escape("p.png: size shape (6,) differs from the ground "
+                                                            "truth's 2x3") + "$"):
+        evaluator.add_coco(np.full((3, 2), 11), [], np.zeros(6, int), [], pred_source="p.png")
