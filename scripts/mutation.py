@@ -2,6 +2,7 @@
 each against its own tests only; prints the score per module and every surviving mutant.
 
     .venv/bin/python scripts/mutation.py [MODULE ...]      # default: every module below
+    .venv/bin/python scripts/mutation.py --again MODULE   # re-run the last survivors with today's tests
 
 Why mutmut (3.x) and not cosmic-ray: mutmut imports the code and the tests once, then forks
 a child per mutant that runs only the tests that executed the mutated function (a
@@ -60,7 +61,7 @@ def installed_path(module: str) -> str:
 
 def prepare(module: str, tests: list[str]) -> Path:
     """A scratch tree for one module with a setup.cfg that points mutmut at it."""
-    work = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
+    work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "panoptic_ros", work / "panoptic_ros", ignore=ignore)
@@ -68,6 +69,11 @@ def prepare(module: str, tests: list[str]) -> Path:
     shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
     for name in ("config", "weights"):  # data some tests read next to the package
         (work / name).symlink_to(ROOT / name)
+    write_config(work, module, tests)
+    return work
+
+
+def write_config(work: Path, module: str, tests: list[str]) -> None:
     # The whole package is the source tree (mutmut copies it, so nothing is imported from
     # the editable install); only the one module is mutated.
     (work / "setup.cfg").write_text("[mutmut]\n" + "".join(  # lists: one item per continuation line
@@ -76,15 +82,33 @@ def prepare(module: str, tests: list[str]) -> Path:
             ("only_mutate", [installed_path(module)]),
             ("pytest_add_cli_args_test_selection", tests),
             ("pytest_add_cli_args", ["-p", "no:cacheprovider", "-x", "-q"]))))
-    return work
 
 
-def run(module: str, tests: list[str]) -> dict:
-    work = prepare(module, tests)
-    log = work / "mutmut.log"
-    with log.open("w") as out:
-        code = subprocess.call([sys.executable, "-m", "mutmut", "run"], cwd=work, stdout=out, stderr=subprocess.STDOUT)
+def workdir(module: str) -> Path:
+    return WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
+
+
+def run(module: str, tests: list[str], *, again: bool = False) -> dict:
+    """Mutate ``module`` and run its tests on every mutant; with ``again``, re-run only the
+    survivors of the last run against the tests as they are now (after new tests)."""
+    work = workdir(module)
     meta = work / "mutants" / f"{installed_path(module)}.meta"
+    names = []
+    if again:
+        if not meta.is_file():
+            return {"module": module, "error": "no earlier run to repeat"}
+        names = [k for k, c in json.loads(meta.read_text())["exit_code_by_key"].items() if c in SURVIVED]
+        for tree in (work / "test", work / "mutants" / "test"):
+            shutil.rmtree(tree, ignore_errors=True)
+            shutil.copytree(ROOT / "test", tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        write_config(work, module, tests)
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)   # which tests run which code
+    else:
+        prepare(module, tests)
+    log = work / ("mutmut-again.log" if again else "mutmut.log")
+    with log.open("w") as out:
+        code = subprocess.call([sys.executable, "-m", "mutmut", "run", *names], cwd=work, stdout=out,
+                               stderr=subprocess.STDOUT)
     if code != 0 or not meta.is_file():
         return {"module": module, "error": f"mutmut exited {code}; see {log}"}
     return score(module, json.loads(meta.read_text())["exit_code_by_key"])
@@ -110,15 +134,17 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    unknown = [m for m in argv if m not in MODULES]
+    again = "--again" in argv
+    modules = [m for m in argv if m != "--again"]
+    unknown = [m for m in modules if m not in MODULES]
     if unknown:
         print(f"mutation: unknown modules {unknown}; known: {', '.join(MODULES)}", file=sys.stderr)
         return 2
     results = []
-    for module in argv or list(MODULES):
-        results.append(run(module, MODULES[module]))
+    for module in modules or list(MODULES):
+        results.append(run(module, MODULES[module], again=again))
         print(report(results[-1]), flush=True)
-    (WORK / "summary.json").write_text(json.dumps(results, indent=1) + "\n")
+    (WORK / ("summary-again.json" if again else "summary.json")).write_text(json.dumps(results, indent=1) + "\n")
     print("\nscore per module (mutmut show <name> prints a mutant's diff, run in .mutation/<module>/):")
     for result in results:
         print(f"  {result['module']}: " + (f"{result['score']:.1f} %" if "score" in result else "error"))
