@@ -193,3 +193,61 @@ def test_size_errors_name_both_sides():
     with pytest.raises(PanopticFormatError, match=re.escape("p.png: size shape (6,) differs from the ground "
                                                             "truth's 2x3") + "$"):
         evaluator.add_coco(np.full((3, 2), 11), [], np.zeros(6, int), [], pred_source="p.png")
+
+
+# ---- COCO-form input: defaults, ids and messages -----------------------------------------
+
+
+def _exact(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+def test_coco_form_defaults_name_the_sides_and_a_missing_iscrowd_is_not_crowd():
+    evaluator = PanopticEvaluator(CATEGORIES)
+    with pytest.raises(PanopticFormatError, match=_exact("ground truth: expected an (H, W) id map, got shape (6,)")):
+        evaluator.add_coco(np.zeros(6, int), [], np.zeros(6, int), [])
+    with pytest.raises(PanopticFormatError, match=_exact("prediction: size 3x1 differs from the ground truth's 2x3")):
+        evaluator.add_coco(np.zeros((3, 2), int), [], np.zeros((1, 3), int), [])
+    evaluator.add_coco(np.full((2, 2), 11), [{"id": 11, "category_id": 1}],       # no iscrowd key, no area
+                       np.full((2, 2), 21), [{"id": 21, "category_id": 1}])
+    assert (evaluator.tp[0], evaluator.fp[0], evaluator.fn[0]) == (1, 0, 0)
+
+
+def test_prediction_id_errors_quote_the_first_ten():
+    evaluator = PanopticEvaluator(CATEGORIES)
+    ids = np.arange(1, 13).reshape(3, 4)
+    with pytest.raises(PanopticFormatError, match=_exact(f"p.png: PNG segment ids {list(range(1, 11))} are not "
+                                                         "listed in segments_info")):
+        evaluator.add_coco(ids, [], ids, [], pred_source="p.png")
+    listed = [{"id": i, "category_id": 1} for i in range(101, 113)]
+    with pytest.raises(PanopticFormatError, match=_exact(f"p.png: segments_info ids {list(range(101, 111))} do not "
+                                                         "occur in the PNG")):
+        evaluator.add_coco(ids, [], np.zeros((3, 4), int), listed, pred_source="p.png")
+    unknown = [{"id": i, "category_id": 100 + i} for i in range(1, 13)]
+    with pytest.raises(PanopticFormatError, match=_exact(f"p.png: segments have categories "
+                                                         f"{list(range(101, 111))} that are not evaluated")):
+        evaluator.add_coco(ids, [], ids, unknown, pred_source="p.png")
+
+
+@pytest.mark.parametrize("bad_id", [1.5, True, "7", None])
+def test_segment_ids_must_be_integral_numbers(bad_id):
+    with pytest.raises(PanopticFormatError, match="has no valid integer id"):
+        PanopticEvaluator(CATEGORIES).add_coco(np.ones((1, 1), int), [{"id": bad_id, "category_id": 1}],
+                                               np.zeros((1, 1), int), [])
+
+
+def test_integral_float_ids_and_category_ids_of_other_types():
+    evaluator = PanopticEvaluator(CATEGORIES)
+    evaluator.add_coco(np.full((1, 1), 7), [{"id": 7.0, "category_id": np.int64(1)}],   # 7.0 is id 7
+                       np.full((1, 1), 7), [{"id": 7, "category_id": 1}])
+    assert evaluator.tp[0] == 1
+    with pytest.raises(PanopticFormatError, match=_exact("p: segments have categories ['1'] that are not "
+                                                         "evaluated")):
+        evaluator.add_coco(np.full((1, 1), 7), [], np.full((1, 1), 7), [{"id": 7, "category_id": "1"}],
+                           pred_source="p")
+
+
+@pytest.mark.parametrize("bad", [5, ["id", "isthing"], {"id": 1}, {"isthing": 1}])
+def test_categories_need_id_and_isthing(bad):
+    with pytest.raises(PanopticFormatError, match=_exact(f"category {bad!r} lacks 'id' or 'isthing'")):
+        PanopticEvaluator([bad])
