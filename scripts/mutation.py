@@ -16,6 +16,7 @@ cores); the figures and the equivalent mutants are in docs/testing.md.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -134,12 +135,15 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    again = "--again" in argv
-    modules = [m for m in argv if m != "--again"]
+    parser = argparse.ArgumentParser(prog="scripts/mutation.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="repository paths of modules (default: all of them)")
+    parser.add_argument("--again", action="store_true",
+                        help="re-run only the survivors of the last run, against the tests as they are now")
+    args = parser.parse_args(argv)
+    again, modules = args.again, args.modules
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
-        print(f"mutation: unknown modules {unknown}; known: {', '.join(MODULES)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown modules {unknown}; known: {', '.join(MODULES)}")
     results = []
     for module in modules or list(MODULES):
         results.append(run(module, MODULES[module], again=again))

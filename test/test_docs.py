@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import runpy
 import shlex
@@ -30,6 +31,7 @@ PROGRAMS = {
     "panoptic-bandwidth-search": "panoptic_ros.training.bandwidth_search:main",
     "panoptic-replay": "panoptic_ros.replay.cli:main",
     **{f"bench/{p.name}": str(p) for p in sorted((ROOT / "bench").glob("*.py"))},
+    "scripts/mutation.py": str(ROOT / "scripts" / "mutation.py"),
 }
 # Programs of other projects the docs show; their options are theirs. panoptic_node takes
 # ROS arguments only (tested by test/ros/test_console.py).
@@ -64,7 +66,7 @@ def shell_commands() -> list[tuple[str, str, list[str]]]:
 
 def _program(words: list[str]) -> tuple[str, list[str]]:
     """The program a command line runs and its arguments, through the usual launchers."""
-    if words[0] == ".venv/bin/python" and words[1].startswith("bench/"):
+    if words[0] == ".venv/bin/python" and words[1].startswith(("bench/", "scripts/")):
         return words[1], words[2:]
     if words[0] == "torchrun":  # torchrun's own options, then -m our module
         module = words.index("-m")
@@ -86,13 +88,15 @@ class Parsed(Exception):
 
 def run_program(program: str, args: list[str]) -> int | None:
     target = PROGRAMS[program]
-    if program.startswith("bench/"):
-        saved = sys.argv
+    if program.startswith(("bench/", "scripts/")):
+        saved, environment = sys.argv, dict(os.environ)   # a script may set variables at import
         sys.argv = [target, *args]
         try:
             runpy.run_path(target, run_name="__main__")
         finally:
             sys.argv = saved
+            os.environ.clear()
+            os.environ.update(environment)
         return 0
     module, function = target.split(":")
     return getattr(importlib.import_module(module), function)(args)
