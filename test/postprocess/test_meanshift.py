@@ -111,6 +111,7 @@ def test_float64_and_empty_inputs():
     (dict(points=torch.zeros(3, 2), bandwidth=1.0, max_iter=-1), "max_iter"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match):
+    kwargs = dict(kwargs)  # the parameter dict is shared by every run of this case: leave it whole
     points = kwargs.pop("points")
     bandwidth = kwargs.pop("bandwidth")
     with pytest.raises(ValueError, match=match):
