@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.panoptic_ros_setup
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench mutation clean
 
 setup: $(STAMP)
 
@@ -26,5 +26,11 @@ demo: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Mutation testing of the core (not part of `make test`; tens of minutes on 2 cores).
+# MODULES=panoptic_ros/types.py limits it to some modules; docs/testing.md has the figures.
+mutation: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-mutation.txt
+	nice -n 15 $(PY) scripts/mutation.py $(MODULES)
+
 clean:
-	rm -rf $(VENV) .build build install log
+	rm -rf $(VENV) .build build install log .mutation

@@ -12,6 +12,7 @@ Supported field types: ``bool int float str``, ``pathlib.Path``, ``Literal[...]`
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import Any, Iterable, Mapping, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+# YAML 1.1 (PyYAML) reads ``1e-3`` as a string: it wants a dot and a signed exponent
+# (``1.0e-3``). Float fields accept the plain scientific notation most people write.
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 class ConfigError(ValueError):
@@ -204,6 +209,8 @@ def _convert_scalar(tp: Any, value: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             return float(value)
     elif tp is str:
         if isinstance(value, str):

@@ -230,7 +230,10 @@ class PanopticResult:
                 return self
             np.copyto(out, self.panoptic)
             return PanopticResult(out, self.segments)   # the same map: areas and boxes hold
-        resized = cv2.resize(self.panoptic, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT)
+        # OpenCV writes into ``out`` only when it is one contiguous block (a view with a
+        # column step is refused): other views get a copy below
+        dst = out if out is not None and out.flags.c_contiguous else None
+        resized = cv2.resize(self.panoptic, (width, height), dst=dst, interpolation=cv2.INTER_NEAREST_EXACT)
         if out is not None and resized is not out:  # OpenCV allocated anew (it writes in place when it can)
             np.copyto(out, resized)
             resized = out

@@ -69,3 +69,27 @@ def test_overrides_and_files(tmp_path):
     f.write_text("name: n\nbogus: 1\n")
     with pytest.raises(ConfigError, match=rf"{f}: bogus: unknown key"):
         load(Outer, f)
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E+2", 500.0), ("+2.5e-1", 0.25), (".5e1", 5.0),
+                                         ("3.e0", 3.0)])
+def test_float_fields_accept_plain_scientific_notation(tmp_path, text, value):
+    # YAML 1.1 reads 1e-3 as a string; a float field takes it as the number it means, in a
+    # file and in an override alike
+    f = tmp_path / "c.yaml"
+    f.write_text(f"name: n\ninner:\n  width: {text}\ntable:\n  car: {text}\n")
+    cfg = load(Outer, f)
+    assert cfg.inner.width == value and cfg.table == {"car": value}
+    assert load(Outer, tmp_path / "c.yaml", [f"inner.width={text}"]).inner.width == value
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "n", "inner": {"width": "1e"}}, r"inner.width: expected float, got '1e'"),
+    ({"name": "n", "inner": {"width": "e3"}}, r"inner.width: expected float, got 'e3'"),
+    ({"name": "n", "inner": {"width": "1e-3x"}}, r"inner.width: expected float, got '1e-3x'"),
+    ({"name": "n", "inner": {"sizes": ["1e3"]}}, r"inner.sizes\[0\]: expected int, got '1e3'"),
+    ({"name": "1e3", "limit": "1e3"}, r"limit: expected int, got '1e3'"),
+])
+def test_scientific_notation_is_only_a_float(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, data)

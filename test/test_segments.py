@@ -14,6 +14,7 @@ def test_segment_stats_equal_brute_force(h, w, seed):
     rng = np.random.default_rng(seed)
     pan = rng.choice(np.array([0, 7000, 26001, 26002, 24000]), size=(h, w)).astype(np.int32)
     ids, areas, bboxes = segment_stats(pan)
+    assert ids.dtype == areas.dtype == bboxes.dtype == np.int64   # as documented: counts, not floats
     expected = [i for i in np.unique(pan).tolist() if i != 0]
     assert ids.tolist() == expected
     for i, area, bbox in zip(ids, areas, bboxes):

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,105 @@ def test_resize_keeps_scores_and_drops_vanished():
     assert big.panoptic.shape == (12, 16)
     assert big.segment(26002).score == 0.3 and big.segment(26002).area == 4 * res.segment(26002).area
     big.validate()
+
+
+# ---- contracts the mutation run found unguarded (messages, dtypes, edge values) --------
+
+
+def _exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+def test_colour_image_shape_errors_say_what_they_got():
+    for bad in (np.zeros((2, 2), np.uint8), np.zeros((2, 2, 4), np.uint8)):
+        with pytest.raises(PanopticFormatError, match=_exactly(f"expected an (H, W, 3) colour image, got shape "
+                                                               f"{bad.shape}")):
+            rgb2id(bad)
+    with pytest.raises(PanopticFormatError, match=_exactly("segment ids must lie in [0, 2**24) to be stored as RGB")):
+        id2rgb(np.array([[-1]]))
+
+
+def test_constructor_messages_name_type_dtype_and_shape():
+    with pytest.raises(PanopticFormatError, match=_exactly("panoptic must be an (H, W) int32 array, got ndarray "
+                                                           "float64 (2, 3)")):
+        PanopticResult(np.zeros((2, 3)), ())
+    with pytest.raises(PanopticFormatError, match=_exactly("panoptic must be an (H, W) int32 array, got list  ")):
+        PanopticResult([[7000]], ())
+    result = PanopticResult(np.full((1, 1), 7000, np.int32), [Segment(7000, 7, False, 1, (0, 0, 1, 1))])
+    assert isinstance(result.segments, tuple)        # a list given is stored as a tuple
+    with pytest.raises(KeyError, match="no segment with id 26001"):
+        result.segment(26001)
+
+
+def test_from_panoptic_map_takes_any_integer_map_as_int32():
+    result = PanopticResult.from_panoptic_map(np.full((2, 2), 7000, np.int64), CITYSCAPES)
+    assert result.panoptic.dtype == np.int32 and result.panoptic.flags.c_contiguous
+
+
+def test_cityscapes_ids_at_the_edges_of_the_encoding():
+    # 1000 is label 1 (ego vehicle, not evaluated) instance 0: VOID, not an unknown label 1000
+    ids = np.array([[1000, 26000, 26998, 7]], np.int32)
+    result = PanopticResult.from_cityscapes(ids, CITYSCAPES)
+    assert result.panoptic.tolist() == [[0, 26001, 26999, 7000]]
+    with pytest.raises(PanopticFormatError, match=_exactly("a Cityscapes instance number reaches 999; "
+                                                           "cannot re-encode")):
+        PanopticResult.from_cityscapes(np.array([[26999]]), CITYSCAPES)
+    labels, instances = result.to_cityscapes()
+    assert labels.dtype == np.uint8 and instances.dtype == np.int32
+    assert instances.tolist() == [[0, 26000, 26998, 7]]
+
+
+def test_error_lists_quote_the_first_ten_ids():
+    first_ten = list(range(40, 50))
+    with pytest.raises(PanopticFormatError, match=_exactly(f"Cityscapes label ids {first_ten} do not exist")):
+        PanopticResult.from_cityscapes(np.arange(40, 52).reshape(1, 12), CITYSCAPES)
+    stuff = [Segment(c * 1000, c, False, 1, (0, 0, 1, 1)) for c in (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23)]
+    empty = PanopticResult(np.zeros((1, 1), np.int32), stuff)       # 11 segments absent from the map
+    absent = [s.id for s in stuff][:10]
+    with pytest.raises(PanopticFormatError, match=re.escape(f"segments absent from the map: {absent}") + "$"):
+        empty.validate()
+    row = np.array([[s.id for s in stuff]], np.int32)
+    unlisted = PanopticResult(row, ())
+    with pytest.raises(PanopticFormatError, match=re.escape(f"ids in the map without a segment: {absent};")):
+        unlisted.validate()
+    wrong_area = PanopticResult(row, [Segment(s.id, s.category_id, False, 2, (i, 0, 1, 1)) for i, s in enumerate(stuff)])
+    with pytest.raises(PanopticFormatError, match=_exactly(f"area or bbox disagrees with the map for segment ids "
+                                                           f"{absent}")):
+        wrong_area.validate()
+    with pytest.raises(PanopticFormatError, match=_exactly(f"ids {absent} of the new map are not segments of this "
+                                                           f"result")):
+        PanopticResult(np.zeros((1, 1), np.int32), ()).with_panoptic(row)
+
+
+def test_coco_errors_without_a_source_have_no_prefix_and_quote_ten_ids():
+    coco = np.arange(1, 13, dtype=np.int64).reshape(1, 12)
+    info = [{"id": int(i), "category_id": 7} for i in range(1, 13)]
+    with pytest.raises(PanopticFormatError, match=_exactly(f"PNG ids {list(range(1, 11))} have no entry in "
+                                                           f"segments_info")):
+        PanopticResult.from_coco(id2rgb(coco), [], CITYSCAPES)
+    with pytest.raises(PanopticFormatError, match=_exactly(f"segments_info ids {list(range(1, 11))} do not occur "
+                                                           f"in the PNG")):
+        PanopticResult.from_coco(id2rgb(np.zeros((1, 1), np.int64)), info, CITYSCAPES)
+
+
+def test_to_coco_entry_has_exactly_the_coco_keys():
+    result = PanopticResult.from_panoptic_map(np.array([[26001, 7000]], np.int32), CITYSCAPES, scores={26001: 0.5})
+    png, entry = result.to_coco(3, "f.png")
+    assert entry == {"image_id": 3, "file_name": "f.png", "segments_info": [
+        {"id": 7000, "category_id": 7, "iscrowd": 0, "area": 1, "bbox": [1, 0, 1, 1], "score": 1.0},
+        {"id": 26001, "category_id": 26, "iscrowd": 0, "area": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]}
+    np.testing.assert_array_equal(rgb2id(png), result.panoptic)
+
+
+def test_instance_map_of_a_stuff_only_map_is_all_zero():
+    result = PanopticResult.from_panoptic_map(np.array([[7000, 23000]], np.int32), CITYSCAPES)
+    assert result.instance_map().tolist() == [[0, 0]] and result.instance_map().dtype == np.uint16
+
+
+def test_resize_writes_into_a_strided_out_array():
+    # OpenCV cannot write into a view with a column step: the map is copied there
+    res = PanopticResult.from_panoptic_map(_scene(), CITYSCAPES)
+    out = np.full((12, 32), -1, np.int32)[:, ::2]
+    into = res.resize(16, 12, out=out)
+    assert into.panoptic is out
+    np.testing.assert_array_equal(out, res.resize(16, 12).panoptic)

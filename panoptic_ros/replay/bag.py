@@ -33,6 +33,8 @@ from panoptic_ros.serialized.image import PICTURE_ENCODINGS
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 GT_ENCODING = "32SC1"
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+"""Storage files of a bag (a bag is one of them, or a folder holding them)."""
 
 
 class BagError(ValueError):
@@ -211,7 +213,7 @@ def _bag_file(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise BagError(f"{path}: no such bag (expected a rosbag2 folder or an .mcap file)")
-    files = sorted(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+    files = sorted(p for p in path.iterdir() if p.suffix in BAG_FILE_SUFFIXES)
     if not files:
         raise BagError(f"{path}: folder holds no .mcap or .db3 bag file")
     if not (path / "metadata.yaml").is_file() and len(files) != 1:

@@ -28,7 +28,7 @@ from typing import Callable, Literal
 
 from panoptic_ros.checkpoint import checkpoint_paths
 from panoptic_ros.config import ConfigError
-from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, select_topics, stamp_text
+from panoptic_ros.replay.bag import BAG_FILE_SUFFIXES, BagError, BagSource, ReplayTopics, select_topics, stamp_text
 from panoptic_ros.replay.evaluate import score_outputs
 from panoptic_ros.replay.metrics import RunLog, summarize
 from panoptic_ros.replay.outbag import OutputBag
@@ -105,7 +105,9 @@ class ReplayOptions:
         if self.out is not None:
             return Path(self.out)
         what = self.model or Path(self.connect).name
-        return Path(f"replay_{Path(self.bag).name}_{what}_{self.mode}")
+        bag = Path(self.bag)
+        name = bag.stem if bag.suffix in BAG_FILE_SUFFIXES else bag.name  # a one-file bag: its stem
+        return Path(f"replay_{name}_{what}_{self.mode}")
 
 
 def resolve_weights(options: ReplayOptions) -> Path:

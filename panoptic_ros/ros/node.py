@@ -117,7 +117,7 @@ class PanopticNode(LifecycleNode):
             return self._configure_failed(f"{type(exc).__name__}: {exc}")
         p = self.predictor
         self.get_logger().info(f"loaded {p.kind} from {config.weights}: {p.backend_name} on {p.provider}, "
-                               f"input {p.input_size[1]}x{p.input_size[0]}")
+                               f"input_size [{p.input_size[0]}, {p.input_size[1]}]")  # [H, W], as in configs
         # Reliable with a few samples of history: a reliable subscriber that has not yet
         # acknowledged one output can still get it repaired after the next is published.
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._io.output_depth,

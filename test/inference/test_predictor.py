@@ -33,12 +33,70 @@ def _frame(height=90, width=150, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): output pixel i averages the source interval [i s, (i + 1) s), s = n_in / n_out,
+    each source pixel weighted by its overlap."""
+    s = n_in / n_out
+    lo, hi = np.arange(n_out)[:, None] * s, (np.arange(n_out)[:, None] + 1) * s
+    j = np.arange(n_in)[None, :]
+    return np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None) / s
+
+
+def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): half-pixel centres, src = (i + 0.5) n_in / n_out - 0.5, clamped at the edges."""
+    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    j0 = np.floor(src).astype(int)
+    j1 = np.minimum(j0 + 1, n_in - 1)
+    w = np.zeros((n_out, n_in))
+    np.add.at(w, (np.arange(n_out), j0), 1 - (src - j0))
+    np.add.at(w, (np.arange(n_out), j1), src - j0)
+    return w
+
+
+def reference_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area averaging when the image shrinks, bilinear otherwise, as separable weights (float)."""
+    shrink = size[0] * size[1] < rgb.shape[0] * rgb.shape[1]
+    weights = _area_weights if shrink else _bilinear_weights
+    wy, wx = weights(rgb.shape[0], size[0]), weights(rgb.shape[1], size[1])
+    return np.einsum("yh,hwc,xw->yxc", wy, rgb.astype(np.float64), wx)
+
+
+def _source_under_centres(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output pixel i, the source pixel under its centre, (i + 0.5) n_in / n_out in exact
+    integer arithmetic: (lower, upper) candidates, different only where the centre lies
+    exactly on the border of two source pixels (either is right; OpenCV picks the lower)."""
+    numerator, denominator = (2 * np.arange(n_out) + 1) * n_in, 2 * n_out
+    upper = numerator // denominator
+    lower = np.maximum(-(-numerator // denominator) - 1, 0)
+    return lower, upper
+
+
+def assert_nearest_resize(resized: np.ndarray, source: np.ndarray) -> None:
+    """``resized`` is the centre-aligned nearest-neighbour resize of ``source``."""
+    (y0, y1), (x0, x1) = (_source_under_centres(n, m) for n, m in zip(source.shape, resized.shape))
+    candidates = [source[ys[:, None], xs[None, :]] for ys in (y0, y1) for xs in (x0, x1)]
+    assert np.logical_or.reduce([resized == c for c in candidates]).all()
+    assert (resized == candidates[-1]).mean() > 0.9    # ties are the exception
+
+
+@pytest.mark.parametrize("size", [(90, 150), (60, 100), (45, 75), (37, 61), (180, 300), (120, 211)])
+def test_resize_image_is_area_when_shrinking_and_bilinear_otherwise(size):
+    rgb = _frame()   # (90, 150) noise: any other interpolation is tens of levels off
+    resized = resize_image(rgb, size)
+    assert resized.shape == size + (3,) and resized.dtype == np.uint8
+    # OpenCV's fixed-point weights round to within one level of the exact value
+    np.testing.assert_allclose(resized, reference_resize(rgb, size), atol=1.0)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_predict_is_resize_model_postprocess_resize(weights, kind):
+def test_predict_is_resize_model_postprocess_resize(weights, kind, monkeypatch):
     predictor = Predictor.from_checkpoint(weights[kind], device="cpu")
     size = SIZES[kind]
     assert (predictor.kind, predictor.label_space, predictor.input_size) == (kind, CITYSCAPES, size)
     assert (predictor.backend_name, predictor.device) == ("torch", torch.device("cpu"))
+    seen = []
+    run_backend = predictor._run_backend
+    monkeypatch.setattr(predictor, "_run_backend", lambda image: seen.append(image) or run_backend(image))
     rgb = _frame()
     result = predictor.predict(rgb)
     assert result.panoptic.shape == (90, 150)
@@ -47,20 +105,26 @@ def test_predict_is_resize_model_postprocess_resize(weights, kind):
     assert timings.preprocess_ms > 0 and timings.model_ms > 0 and timings.postprocess_ms > 0
     assert timings.total_ms == pytest.approx(timings.preprocess_ms + timings.model_ms + timings.postprocess_ms)
 
+    # 1. the network saw the frame resized to its input size (bilinear: 90 x 150 grows)
+    (image,) = seen
+    assert image.shape == size + (3,)
+    np.testing.assert_allclose(image, reference_resize(rgb, size), atol=1.0)
+    # 2. its outputs were post-processed at the input size
     checkpoint = load_checkpoint(weights[kind])
     config_cls, postprocess = postprocess_api(kind)
-    image = torch.from_numpy(resize_image(rgb, size)).permute(2, 0, 1)[None].float()
     with torch.inference_mode():
-        outputs = checkpoint.model(image)
-    expected = postprocess(outputs, config=config_cls(**checkpoint.postprocess), label_space=CITYSCAPES)
-    expected = expected.resize(150, 90)
-    np.testing.assert_array_equal(result.panoptic, expected.panoptic)
-    assert result.segments == expected.segments
+        outputs = checkpoint.model(torch.from_numpy(image).permute(2, 0, 1)[None].float())
+    model_result = postprocess(outputs, config=config_cls(**checkpoint.postprocess), label_space=CITYSCAPES)
+    np.testing.assert_array_equal(predictor.last_model_result.panoptic, model_result.panoptic)
+    # 3. and the id map was brought back to the frame's size, centre-aligned
+    assert_nearest_resize(result.panoptic, model_result.panoptic)
+    assert {s.id: s.score for s in result.segments} == \
+        {s.id: s.score for s in model_result.segments if (result.panoptic == s.id).any()}
 
     out = np.zeros((90, 150), np.int32)  # e.g. the pixels of the node's ~/panoptic message
     into = predictor.predict(rgb, panoptic_out=out)
-    assert into.panoptic is out and into.segments == expected.segments
-    np.testing.assert_array_equal(out, expected.panoptic)
+    assert into.panoptic is out and into.segments == result.segments
+    np.testing.assert_array_equal(out, result.panoptic)
 
 
 def test_channels_last_gives_the_same_result(weights):
@@ -196,8 +260,14 @@ def test_onnxruntime_gives_the_same_result_as_torch(weights, kind, tmp_path, cap
     assert onnx.backend_name == "onnxruntime" and onnx.provider == "CPUExecutionProvider"
     assert "ONNX Runtime provider CPUExecutionProvider" in caplog.text
     result = onnx.predict(rgb)
-    np.testing.assert_array_equal(result.panoptic, expected.panoptic)
-    assert [(s.id, s.area, s.bbox) for s in result.segments] == [(s.id, s.area, s.bbox) for s in expected.segments]
+    # The networks agree to ~1e-5 (test_export_*), so a label may flip only where two
+    # classes or queries tie to float rounding: the same tolerance as test_export_ciae
+    # (at most 0.1 % of the pixels), the same segments, scores to 1e-4.
+    assert (result.panoptic != expected.panoptic).mean() <= 1e-3
+    assert [s.id for s in result.segments] == [s.id for s in expected.segments]
+    pixels = result.panoptic.size
+    for got, want in zip(result.segments, expected.segments):
+        assert abs(got.area - want.area) <= 1e-3 * pixels, (got, want)
     np.testing.assert_allclose([s.score for s in result.segments], [s.score for s in expected.segments], atol=1e-4)
     exported = list((tmp_path / "onnx").glob("*.onnx"))
     height, width = SIZES[kind]

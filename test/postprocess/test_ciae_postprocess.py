@@ -121,6 +121,25 @@ def test_small_stuff_segments_become_void_with_the_area_scaled_by_resolution():
     assert (result.panoptic[0:4, 80:84] == 21000).all()
 
 
+@pytest.mark.parametrize("reference, kept_at, dropped_at", [
+    ((64, 96), 16, 17),        # the image's own size: the threshold is the pixel count itself
+    ((128, 192), 64, 65),      # 4x the pixels: 4x the threshold
+    ((32, 96), 8, 9),          # half the rows: half; H and W enter as the product H * W
+    ((64, 48), 8, 9),          # half the columns
+])
+def test_stuff_area_threshold_scales_with_the_pixel_count_of_area_reference(reference, kept_at, dropped_at):
+    # The 16 px vegetation cell sits exactly on the threshold at ``kept_at`` (kept: >=) and
+    # one pixel-equivalent below it at ``dropped_at``. Threshold = stuff_min_area * (64 * 96)
+    # / (H_ref * W_ref), worked out by hand for each reference size.
+    quarter = _gt_quarter()
+    quarter[0, 20] = 21000
+    outputs = _oracle_outputs(quarter, SCORES)
+    for min_area, expected in ((kept_at, 21000), (dropped_at, 0)):
+        config = CIAEPostprocessConfig(stuff_min_area=min_area, area_reference=reference, resolution="quarter")
+        result = postprocess_ciae(outputs, config=config, label_space=CITYSCAPES)
+        assert (result.panoptic[0:4, 80:84] == expected).all(), (reference, min_area)
+
+
 def test_score_threshold_and_nms_drop_proposals():
     quarter = _gt_quarter()
     outputs = _oracle_outputs(quarter, SCORES)

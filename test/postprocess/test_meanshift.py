@@ -1,6 +1,8 @@
 """Mean-shift against scikit-learn's MeanShift (the reference) on small seeded cases."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from sklearn.cluster import MeanShift
 from sklearn.cluster._mean_shift import get_bin_seeds
@@ -109,6 +111,7 @@ def test_float64_and_empty_inputs():
     (dict(points=torch.zeros(3, 2), bandwidth=1.0, max_iter=-1), "max_iter"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match):
+    kwargs = dict(kwargs)  # the parameter dict is shared by every run of this case: leave it whole
     points = kwargs.pop("points")
     bandwidth = kwargs.pop("bandwidth")
     with pytest.raises(ValueError, match=match):
@@ -124,3 +127,46 @@ def test_cuda_matches_cpu():
     assert labels_gpu.device.type == "cuda"
     assert adjusted_rand_score(labels_cpu.numpy(), labels_gpu.cpu().numpy()) >= 0.99
     torch.testing.assert_close(modes_gpu.cpu(), modes_cpu, atol=1e-4, rtol=0)
+
+
+def test_window_includes_points_exactly_one_bandwidth_away():
+    # Hand-worked (scikit-learn agrees): with bandwidth 1 the seed cells 0, 1, 3, 4 climb to
+    # (0.25, 0) = mean of (0,0)x3 and (1,0), and (11/3, 0) = mean of (3,0) and (4,0)x2,
+    # because (1,0) and (3,0) lie exactly on the window's edge. A strict test (< bandwidth)
+    # would leave them out and stop at (0, 0) and (4, 0).
+    x = np.array([[0, 0]] * 3 + [[1, 0], [3, 0]] + [[4, 0]] * 2, dtype=np.float32)
+    labels, modes = mean_shift(torch.from_numpy(x), 1.0)
+    np.testing.assert_allclose(modes.numpy(), [[0.25, 0.0], [11 / 3, 0.0]], atol=1e-6)
+    assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.filterwarnings("ignore:Binning data failed:UserWarning")
+def test_a_kept_mode_suppresses_modes_exactly_one_bandwidth_away():
+    # Hand-worked (scikit-learn agrees): every point of -1, 0, 1, 2 has its own cell, so the
+    # points seed. The seeds stop at -0.5 (2 points), 0 (3), 1 (3) and 1.5 (2). Sorted by
+    # intensity then coordinate, 1 is kept first and suppresses 0 (exactly one bandwidth
+    # away) and 1.5; -0.5 is kept. A strict test (< bandwidth) would keep 0 as well.
+    x = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    labels, modes = mean_shift(x, 1.0)
+    np.testing.assert_allclose(modes.numpy(), [[1.0, 0.0], [-0.5, 0.0]], atol=1e-6)
+    assert labels.tolist() == [1, 1, 0, 0]   # 0 is nearer -0.5 than 1
+
+
+def _nearest_mode_distances(x: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    return np.sqrt(((x[:, None, :] - modes[None, :, :]) ** 2).sum(-1))
+
+
+@pytest.mark.filterwarnings("ignore:Binning data failed:UserWarning")  # scikit-learn seeds from the points then, as we do
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(-4, 4), st.integers(-4, 4)), min_size=1, max_size=30),
+       st.sampled_from([1.0, 2.0, 3.0]))
+def test_lattice_points_on_window_edges_match_sklearn(cells, bandwidth):
+    # Integer points and bandwidths: many points sit exactly one bandwidth from a seed or a
+    # mean, and the float arithmetic of both implementations is exact there.
+    x = np.array(cells, dtype=np.float64)
+    ref = MeanShift(bandwidth=bandwidth, bin_seeding=True).fit(x)
+    labels, modes = mean_shift(torch.from_numpy(x), bandwidth)
+    np.testing.assert_allclose(modes.numpy(), ref.cluster_centers_, atol=1e-9)
+    # every point takes a nearest mode (ties may go either way)
+    distances = _nearest_mode_distances(x, modes.numpy())
+    np.testing.assert_allclose(distances[np.arange(len(x)), labels.numpy()], distances.min(1), atol=1e-9)

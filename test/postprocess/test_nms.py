@@ -1,9 +1,11 @@
 """NMS against a brute-force greedy reference (pure Python, one class at a time)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
-from panoptic_ros.postprocess.nms import batched_nms, box_iou
+from panoptic_ros.postprocess.nms import batched_nms, box_area, box_iou
 
 
 def _iou_py(a, b) -> float:
@@ -78,6 +80,15 @@ def test_box_iou_values_and_degenerate_boxes():
     assert torch.isfinite(iou).all()
 
 
+def test_sub_pixel_boxes_have_their_true_area_and_iou():
+    # boxes smaller than a pixel (e.g. at 1/4 scale): area 0.5 x 2 = 1, IoU of a 0.5 x 0.5
+    # box with itself 1 and with its left half 0.5; nothing is rounded up to a pixel
+    tiny = torch.tensor([[0.0, 0.0, 0.5, 2.0], [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.25, 0.5]])
+    assert box_area(tiny).tolist() == [1.0, 0.25, 0.125]
+    iou = box_iou(tiny[1:], tiny[1:])
+    torch.testing.assert_close(iou, torch.tensor([[1.0, 0.5], [0.5, 1.0]]))
+
+
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="boxes must be"):
         batched_nms(torch.zeros(3, 5), torch.zeros(3), None, 0.5)
@@ -92,3 +103,21 @@ def test_max_output_zero_keeps_nothing_and_negative_is_rejected():
     assert batched_nms(boxes, scores, None, 0.5, max_output=1).tolist() == [0]
     with pytest.raises(ValueError, match="max_output must be >= 0"):
         batched_nms(boxes, scores, None, 0.5, max_output=-1)
+
+
+_coords = st.integers(0, 30)
+_boxes = st.lists(st.tuples(_coords, _coords, st.integers(0, 12), st.integers(0, 12),
+                            st.integers(0, 4), st.integers(0, 2)), max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_boxes, st.sampled_from([0.0, 0.25, 1 / 3, 0.5, 2 / 3, 1.0]), st.one_of(st.none(), st.integers(0, 6)))
+def test_nms_equals_brute_force_on_integer_boxes(rows, thr, max_output):
+    # Integer boxes on a small grid: many IoUs equal a threshold exactly (kept: the test
+    # is IoU > threshold), and scores in quarters give many ties (lower index first).
+    boxes = [[x, y, x + w, y + h] for x, y, w, h, _, _ in rows]
+    scores = [s / 4 for *_, s, _ in rows]
+    classes = [c for *_, c in rows]
+    keep = batched_nms(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(scores),
+                       torch.tensor(classes, dtype=torch.int64), thr, max_output=max_output)
+    assert keep.tolist() == _reference(boxes, scores, classes, thr, max_output)

@@ -53,3 +53,16 @@ def test_drops_before_a_best_effort_node_point_at_the_qos():
                                  "input delivers every frame); 2 replaced in the node's one-frame slot by newer frames")
     report["run"]["input_reliability"] = "reliable"
     assert drop_text(report).startswith("5 dropped: 3 lost in DDS before the node; 2 replaced")
+
+
+@pytest.mark.parametrize("bag, model, connect, mode, expected", [
+    ("recordings/drive_1", "ciae", None, "offline", "replay_drive_1_ciae_offline"),        # a bag folder
+    ("recordings/trunc.mcap", "panonet", None, "offline", "replay_trunc_panonet_offline"),  # one-file bags
+    ("x/street.db3", "ciae", None, "offline", "replay_street_ciae_offline"),
+    ("recordings/trunc.mcap", None, "/my_node", "live", "replay_trunc_my_node_live"),
+])
+def test_default_out_folder_is_replay_bag_model_mode(bag, model, connect, mode, expected):
+    # docs/replay.md: replay_<bag>_<model>_<mode>, <bag> without the storage extension
+    options = ReplayOptions(bag=Path(bag), mode=mode, model=model, connect=connect)
+    assert options.out_dir == Path(expected)
+    assert ReplayOptions(bag=Path(bag), mode=mode, model=model, connect=connect, out=Path("o")).out_dir == Path("o")

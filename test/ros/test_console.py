@@ -56,6 +56,7 @@ def test_console_node_with_a_params_file_answers_over_dds(ros_context, spinner, 
         code, err = _stop(process)
     assert code == 0, err[-3000:]
     assert "Traceback" not in err and "loaded panonet" in err
+    assert "input_size [128, 192]" in err   # [H, W] like configs and docs (the tiny model is 128 x 192)
 
 
 def _spin_for(spinner, seconds: float) -> None:

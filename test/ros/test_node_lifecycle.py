@@ -3,12 +3,14 @@ node alive (missing or corrupt weights)."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
+from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
@@ -22,7 +24,9 @@ class LifecycleClient:
         self.spinner = spinner
         self.change = probe_node.create_client(ChangeState, f"/{name}/change_state")
         self.get = probe_node.create_client(GetState, f"/{name}/get_state")
+        self.available = probe_node.create_client(GetAvailableTransitions, f"/{name}/get_available_transitions")
         assert self.change.wait_for_service(timeout_sec=30) and self.get.wait_for_service(timeout_sec=30)
+        assert self.available.wait_for_service(timeout_sec=30)
 
     def transition(self, transition_id: int) -> bool:
         request = ChangeState.Request()
@@ -31,6 +35,11 @@ class LifecycleClient:
 
     def state(self) -> int:
         return self.spinner.future(self.get.call_async(GetState.Request())).current_state.id
+
+    def transitions(self) -> set[str]:
+        """Labels of the transitions the node offers now (what `ros2 lifecycle list` shows)."""
+        response = self.spinner.future(self.available.call_async(GetAvailableTransitions.Request()))
+        return {t.transition.label for t in response.available_transitions}
 
 
 def test_transitions_load_subscribe_pause_and_free(ros_context, spinner, tiny_weights):
@@ -99,6 +108,8 @@ def test_bad_weights_fail_configure_and_the_node_stays_up(ros_context, spinner, 
         assert str(stem) in node.configure_error and expected[damage] in node.configure_error
         status = _error_status(spinner, probe_node, name)
         assert status.level == DiagnosticStatus.ERROR and expected[damage] in status.message
+        # what docs/node.md tells the user: from here only configure (again) or shutdown
+        assert LifecycleClient(probe_node, spinner, name).transitions() == {"configure", "shutdown"}
         # the node is alive: fix the parameter and configure again
         assert node.set_parameters([Parameter("weights", value=str(source))])[0].successful
         assert node.autostart() and node.state_label == "active" and node.configure_error == ""
@@ -112,16 +123,28 @@ def test_a_checkpoint_of_the_other_model_is_refused(ros_context, spinner, tiny_w
 
 
 def test_deactivate_and_cleanup_wait_for_the_frame_in_flight(ros_context, spinner, tiny_weights):
-    # the tiny model at 384x768 makes one frame slow: deactivate arrives while it runs
+    # The frame in flight is held inside predict() until deactivation has begun (its first
+    # step removes the input subscription, which the probe's publisher sees): so the frame
+    # is still running when deactivate starts, by construction rather than by timing.
     name, topic = "slow_frame_node", "/slow_frame_test/image"
-    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, input_size=[384, 768],
-                     **{"qos.reliability": "reliable"})
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, **{"qos.reliability": "reliable"})
     probe = Probe(ros_context, spinner, name=name, topic=topic)
+    entered = threading.Event()
+    predict = node.predictor.predict
+
+    def held_predict(*args, **kwargs):
+        entered.set()
+        deadline = time.monotonic() + 30
+        while probe.pub.get_subscription_count() > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # waiting for a condition, not for time to pass
+        return predict(*args, **kwargs)
+
+    node.predictor.predict = held_predict
     with running(spinner, node, probe.node):
         probe.connect(node)
-        probe.pub.publish(camera_image(9, height=768, width=1536))
-        spinner.until(lambda: node.stats.starts, what="processing of the frame to start")
-        assert node.stats.processed == 0  # still running
+        probe.pub.publish(camera_image(9))
+        spinner.until(entered.is_set, what="processing of the frame to start")
+        assert node.stats.processed == 0  # held until deactivate begins
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         # the transition returned after the frame finished, with every output published
         assert (node.stats.processed, node.stats.errors) == (1, 0)

@@ -67,24 +67,32 @@ def test_worker_processes_the_newest_frame_and_survives_errors():
 
 
 def test_stop_waits_for_a_slow_frame_past_its_wait_period(tiny_weights):
-    # a real model on a large input: one frame takes far longer than the wait period
-    predictor = Predictor.from_checkpoint(tiny_weights["ciae"], device="cpu", num_threads=1, input_size=(384, 768))
-    rgb = np.random.default_rng(0).integers(0, 256, (768, 1536, 3), dtype=np.uint8)
-    started, results, waits = threading.Event(), [], []
+    # The frame is slow by construction, not by timing: it cannot finish before stop()
+    # has waited two full wait periods (the second on_wait call releases it). stop()
+    # returning earlier would leave ``results`` empty.
+    predictor = Predictor.from_checkpoint(tiny_weights["ciae"], device="cpu", num_threads=1)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    started, release, results, waits = threading.Event(), threading.Event(), [], []
 
     def process(frame):
         started.set()
+        assert release.wait(30)
         results.append(predictor.predict(frame.msg))
+
+    def on_wait(seconds):
+        waits.append(seconds)
+        if len(waits) == 2:
+            release.set()
 
     slot = LatestSlot()
     worker = Worker(slot, process, on_error=results.append)
     slot.put(Frame(rgb, 0.0, 0))
     worker.start()
     assert started.wait(30)
-    worker.stop(on_wait=waits.append, wait_period=0.01)
+    worker.stop(on_wait=on_wait, wait_period=0.01)
     # stop returned only once the frame was done: what it used may be freed now
-    assert len(results) == 1 and results[0].panoptic.shape == (768, 1536)
-    assert waits and waits == sorted(waits)  # it said it was waiting, and kept waiting
+    assert len(results) == 1 and results[0].panoptic.shape == (48, 64)
+    assert len(waits) >= 2 and waits == sorted(waits)  # it said it was waiting, and kept waiting
     predictor.close()
 
 

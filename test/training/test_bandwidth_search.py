@@ -1,6 +1,8 @@
 """panoptic-bandwidth-search: selection rule, checkpoint update, CLI errors."""
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
 from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig
 from panoptic_ros.training import bandwidth_search
-from panoptic_ros.training.bandwidth_search import best_bandwidths, main, parse_bandwidths
+from panoptic_ros.training.bandwidth_search import best_bandwidths, main, parse_bandwidths, sweep
+from panoptic_ros.types import PanopticResult
 
 CAR, PERSON, BUS = 26, 24, 28
 
@@ -81,3 +84,35 @@ def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing"), "--count", "1", "--size", "64x128"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("panoptic-bandwidth-search: error:") and "missing" in err and "Traceback" not in err
+
+
+def two_cars_one_unit_apart():
+    """(ground truth, PanoNet outputs) of a 32 x 64 road with two 16 x 16 cars whose cell
+    embeddings are the points (0, 0) and (1, 0): one instance each below bandwidth 1, one
+    merged blob at bandwidth 1 and above."""
+    car, road = CITYSCAPES.train_index(CAR), CITYSCAPES.train_index(7)
+    panoptic = np.full((32, 64), 7000, np.int32)
+    panoptic[8:24, 8:24] = 26001
+    panoptic[8:24, 40:56] = 26002
+    target = PanopticResult.from_panoptic_map(panoptic, CITYSCAPES)
+    semantic = torch.where(torch.from_numpy(panoptic) > 7000, car, road)[None]
+    cells = semantic[0, ::4, ::4]                                               # (8, 16)
+    logits = torch.nn.functional.one_hot(cells, CITYSCAPES.num_classes).permute(2, 0, 1)[None].float() * 10
+    embedding = torch.zeros(1, 2, 8, 16)
+    embedding[0, 0, :, 8:] = 1.0                                                # right car at (1, 0)
+    return target, {"semantic": semantic, "semantic_logits": logits, "embedding": embedding}
+
+
+def test_sweep_evaluates_each_candidate_bandwidth():
+    # Hand-worked: at 0.4 and 0.6 the cars are separate instances (PQ 1); at 1.5 they are one
+    # segment whose IoU with either car is exactly 0.5, not a match (PQ 0: 1 FP, 2 FN).
+    cached = [two_cars_one_unit_apart()]
+    current = PanoNetPostprocessConfig(default_bandwidth=0.5, min_area=16)
+    table = sweep(cached, (0.4, 0.6, 1.5), current, CITYSCAPES)
+    assert [table[b][CAR]["pq"] for b in (0.4, 0.6, 1.5)] == [1.0, 1.0, 0.0]
+    assert all(table[b][CAR]["seen"] and not table[b][PERSON]["seen"] for b in table)
+    assert table[1.5][7]["pq"] == 1.0                           # road does not depend on it
+    # ...and a current setting that merges them does not leak into the candidates
+    merged = PanoNetPostprocessConfig(default_bandwidth=1.5, bandwidths={"car": 1.5}, min_area=16)
+    assert sweep(cached, (0.4,), merged, CITYSCAPES)[0.4][CAR]["pq"] == 1.0
+    assert best_bandwidths(table, merged, CITYSCAPES)["car"] == 0.6   # the tie goes nearer to 1.5

@@ -121,7 +121,7 @@ def test_truncated_state_is_refused_by_name(tmp_path):
 def test_malicious_pickle_as_training_state_is_not_executed(tmp_path):
     marker, files = write_evil_files(tmp_path)
     for path in files:
-        with pytest.raises(CheckpointError, match="pickle"):
+        with pytest.raises(CheckpointError, match=r"evil\.(pkl|pt): a pickle / torch\.save file; resume takes"):
             resolve_resume(path)
         folder = tmp_path / f"run_{path.name}"
         folder.mkdir()
@@ -131,6 +131,20 @@ def test_malicious_pickle_as_training_state_is_not_executed(tmp_path):
         with pytest.raises(CheckpointError, match="not a panoptic_ros training state file"):
             load_training_checkpoint(folder, model=model, optimizer=torch.optim.SGD(model.parameters(), lr=1))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("head, kind", [
+    (pickle.dumps([1]), "a pickle / torch.save file"),       # protocol 2+ starts with 0x80
+    (b"PK\x03\x04 zip", "a pickle / torch.save file"),        # torch.save's zip container
+    (b"\x89PNG\r\n", "not a checkpoint"),
+    (b"hello", "not a checkpoint"),
+])
+def test_foreign_files_are_named_by_what_they_are(tmp_path, head, kind):
+    path = tmp_path / "foreign.bin"
+    path.write_bytes(head)
+    with pytest.raises(CheckpointError) as caught:
+        resolve_resume(path)
+    assert str(caught.value).startswith(f"{path}: {kind}; resume takes a run folder")
 
 
 def test_full_state_restores_model_optimizer_and_rng(tmp_path):

@@ -47,6 +47,32 @@ def test_steps_stop_at_stop_step_and_when_batches_run_out():
     assert values["loss"] == pytest.approx(sum(terms))
 
 
+def test_accumulation_steps_on_the_mean_of_the_micro_batch_gradients():
+    # Reference, by hand: the gradient of each micro-batch's summed loss terms on the same
+    # starting weights, averaged. The engine must step on exactly that (not on the sum).
+    data = batches(2, batch_size=1)
+    loss_fn = kind_spec("panonet").loss_fn(PanoNetLossConfig())
+    reference = tiny_panonet().train()
+    per_batch = []
+    for images, targets in data:
+        reference.zero_grad()
+        sum(loss_fn(reference(images), targets, 0.0).values()).backward()
+        per_batch.append({n: p.grad.clone() for n, p in reference.named_parameters() if p.grad is not None})
+    expected = {n: (per_batch[0][n] + per_batch[1][n]) / 2 for n in per_batch[0]}
+
+    model = tiny_panonet()
+    ctx = context(model, torch.device("cpu"), accumulate=2)
+    seen = []
+    ctx.optimizer.register_step_pre_hook(lambda *_: seen.append(
+        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    assert train_one_epoch(model, data, ctx, step=0, stop_step=1) == 1
+    (grads,) = seen
+    assert grads.keys() == expected.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert max(float(g.abs().max()) for g in expected.values()) > 1e-3  # not a vacuous comparison
+
+
 def test_non_finite_input_stops_before_any_weight_changes():
     model = tiny_panonet()
     before = {k: v.clone() for k, v in model.state_dict().items()}

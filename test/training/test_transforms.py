@@ -112,13 +112,22 @@ def test_color_jitter_leaves_grey_under_saturation_and_hue_and_never_the_target(
     assert np.abs(got.astype(int) - expected).max() <= 1
 
 
-def test_contrast_pivots_on_mean_grey():
-    img = np.full((10, 10, 3), 100, np.uint8)
-    img[:5] = 140
+@pytest.mark.parametrize("top, bottom", [((140, 140, 140), (100, 100, 100)), ((200, 40, 90), (30, 160, 10))])
+def test_contrast_pivots_on_the_grey_level_of_the_mean_colour(top, bottom):
+    # Reference, by hand: x -> g + c (x - g), g = 0.299 R + 0.587 G + 0.114 B of the mean
+    # colour (ITU-R 601 luma), c the second draw of the sample's generator (brightness,
+    # drawn first, is the identity here).
+    img = np.empty((10, 10, 3), np.uint8)
+    img[:5], img[5:] = top, bottom
     s = Sample(img, make_sample(10, 10).target, "c")
-    out = ColorJitter(brightness=0, contrast=0.5, saturation=0, hue=0)(s, sample_rng(0, 0, 7)).image.astype(float)
-    assert out.mean() == pytest.approx(120, abs=0.5)
-    assert abs(out[0, 0, 0] - out[9, 0, 0]) != 40      # contrast actually changed
+    draws = np.random.default_rng([0, 0, 7])
+    draws.uniform(1, 1)                                # brightness
+    factor = draws.uniform(0.5, 1.5)
+    grey = np.array([0.299, 0.587, 0.114]) @ img.reshape(-1, 3).mean(0)
+    expected = np.clip(np.rint(grey + factor * (img.astype(np.float64) - grey)), 0, 255)
+    out = ColorJitter(brightness=0, contrast=0.5, saturation=0, hue=0)(s, sample_rng(0, 0, 7)).image
+    assert abs(factor - 1) > 0.1                       # the case changes contrast visibly
+    assert np.abs(out.astype(int) - expected).max() <= 1
 
 
 def test_pipeline_is_deterministic_per_seed_epoch_index():
@@ -153,12 +162,18 @@ def test_to_tensor_layout_and_range():
         to_tensor(img.astype(np.float32))
 
 
-@pytest.mark.parametrize("bad", [lambda: RandomScale(0, 1), lambda: RandomScale(2, 1), lambda: RandomCrop(0, 4),
-                                 lambda: RandomCrop(4, 4, fill=(0, 0, 300)), lambda: HorizontalFlip(1.5),
-                                 lambda: ColorJitter(hue=0.7), lambda: ColorJitter(brightness=-1),
-                                 lambda: Compose((1,))])
-def test_invalid_parameters_raise(bad):
-    with pytest.raises((ValueError, TypeError)):
+@pytest.mark.parametrize("bad, error, message", [
+    (lambda: RandomScale(0, 1), ValueError, r"RandomScale: need 0 < min_scale <= max_scale, got 0, 1"),
+    (lambda: RandomScale(2, 1), ValueError, r"RandomScale: need 0 < min_scale <= max_scale, got 2, 1"),
+    (lambda: RandomCrop(0, 4), ValueError, r"RandomCrop: size must be positive, got 0x4"),
+    (lambda: RandomCrop(4, 4, fill=(0, 0, 300)), ValueError, r"RandomCrop: fill must be three values in 0\.\.255"),
+    (lambda: HorizontalFlip(1.5), ValueError, r"HorizontalFlip: p must lie in \[0, 1\], got 1\.5"),
+    (lambda: ColorJitter(hue=0.7), ValueError, r"ColorJitter: hue must lie in \[0, 0\.5\], got 0\.7"),
+    (lambda: ColorJitter(brightness=-1), ValueError, r"ColorJitter: brightness must lie in \[0, 1\], got -1"),
+    (lambda: Compose((1,)), TypeError, r"Compose: 1 is not callable"),
+])
+def test_invalid_parameters_raise(bad, error, message):
+    with pytest.raises(error, match=message):
         bad()
 
 
