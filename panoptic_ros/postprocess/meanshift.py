@@ -341,7 +341,9 @@ def mean_shift(
     seeds = bin_seeds(points, bandwidth, min_bin_freq) if bin_seeding else points
     # Centred, the |x|^2 - 2 c.x window test stays far from cancellation; matmuls in full
     # fp32 (TF32's 1e-3 error would move points across window borders).
-    centre = points.mean(0)
+    # The centre is a node of the bandwidth grid: bin cells stay aligned and points that
+    # are exact multiples of the bandwidth stay exact (window edges decide alike).
+    centre = torch.round(points.mean(0) / bandwidth) * bandwidth
     points, seeds = points - centre, seeds - centre
     with full_fp32():
         modes, intensity = _climb(points, seeds, bandwidth, max_iter)
