@@ -7,6 +7,8 @@ import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
 
+from panoptic_ros.config import to_dict
+from panoptic_ros.inference.predictor import postprocess_api
 from panoptic_ros.resources import REPOSITORY_ROOT, default_weights
 from panoptic_ros.ros import params
 from panoptic_ros.ros.node import PanopticNode
@@ -50,6 +52,36 @@ def test_parameter_files_load_through_rclpy_and_name_only_declared_parameters(ro
         params.io_settings(values)
     finally:
         node.destroy_node()
+
+
+def _commented_postprocess_block(path: Path, kind: str) -> dict:
+    """The ``# <kind>:`` block of a parameter file's comments, read as YAML."""
+    lines = path.read_text().splitlines()
+    start = lines.index(f"    # {kind}:")
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith("    #   "):
+            break
+        block.append(line[len("    #   "):])
+    return yaml.safe_load("\n".join(block))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_parameter_files_hold_the_declared_defaults(path: Path):
+    # the files set every node parameter to its declared default (model: the file's own);
+    # their commented post-processing examples show the post-processing config's defaults
+    values = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
+    specs = {s.name: s for s in params.all_specs()}
+    defaults = {name: specs[name].default for name in values if name != "model"}
+    assert {name: value for name, value in values.items() if name != "model"} == defaults
+    assert set(specs) - set(values) - {"input_size", "fp16"} == \
+        {name for name in specs if name.startswith(("panonet.", "ciae."))}
+    config_cls, _ = postprocess_api(path.stem)
+    example = _commented_postprocess_block(path, path.stem)
+    shipped = {name: value for name, value in to_dict(config_cls()).items() if name in example}
+    assert {name: value for name, value in example.items() if shipped[name] != {}} == \
+        {name: value for name, value in shipped.items() if value != {}}
+    assert len(example) >= 5
 
 
 def test_every_parameter_is_described_and_numbers_have_ranges():
