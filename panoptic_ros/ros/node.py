@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import threading
 import time
 
@@ -61,9 +62,9 @@ class PanopticNode(LifecycleNode):
     def __init__(self, node_name: str = "panoptic_node", **kwargs):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
-        if self.get_parameter("memory.keep_freed_buffers").value and not keep_freed_buffers_mapped():
+        self._io = params.node_settings(params.parameter_values(self))
+        if self._io.keep_freed_buffers and not keep_freed_buffers_mapped():
             self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
-        self._io = params.io_settings(params.parameter_values(self))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.stats = FrameStats()
@@ -84,7 +85,7 @@ class PanopticNode(LifecycleNode):
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
-        if self.get_parameter("autostart").value:
+        if self._io.autostart:
             self.autostart()
 
     @property
@@ -333,7 +334,7 @@ class PanopticNode(LifecycleNode):
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _after_set_parameters(self, parameters: list) -> None:
-        self._io = params.io_settings(params.parameter_values(self))
+        self._io = params.node_settings(params.parameter_values(self))
         validated, self._validated = self._validated, None
         if self.predictor is not None:
             changes = self._postprocess_changes({p.name: p.value for p in parameters})
@@ -363,10 +364,13 @@ class PanopticNode(LifecycleNode):
 
 def _parse_command_line(argv: list[str]) -> None:
     """Answer ``--help`` and refuse stray arguments (everything else is ``--ros-args``)."""
+    usage = ("Configure it with ROS arguments, e.g. panoptic_node --ros-args --params-file config/panonet.yaml "
+             "-r image:=/camera/image_raw -p device:=cpu. Parameters (also: ros2 param describe /panoptic_node "
+             "<name>):")
     parser = argparse.ArgumentParser(
         prog="panoptic_node", description="Panoptic segmentation lifecycle node (PanoNet or CIAE).",
-        epilog="Configure it with ROS arguments, e.g. panoptic_node --ros-args --params-file config/panonet.yaml "
-               "-r image:=/camera/image_raw -p device:=cpu. Parameters: ros2 param describe /panoptic_node <name>.")
+        epilog=f"{textwrap.fill(usage, 100)}\n{params.parameter_help()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(remove_ros_args(argv)[1:])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from panoptic_ros.resources import REPOSITORY_ROOT
+from panoptic_ros.ros.params import all_specs
 from ros_helpers import Probe, camera_image
 
 pytestmark = pytest.mark.ros
@@ -75,6 +76,12 @@ def test_console_node_refuses_bad_parameters_without_a_traceback():
 def test_console_node_answers_help_and_refuses_stray_arguments():
     out = subprocess.run([str(EXECUTABLE), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage: panoptic_node" in out.stdout and "--ros-args" in out.stdout
+    # every parameter is listed with its default and constraints, from the same specs as the descriptors
+    text = " ".join(out.stdout.split())
+    for spec in all_specs():
+        assert f"{spec.name} ({spec.type.name.lower()}," in text, spec.name
+    assert "ciae.score_threshold (double, unset): ciae post-processing: minimum sqrt(cls * centerness)" in text
+    assert "must be in [0, 1]" in text and "qos.depth (integer, 1)" in text
     out = subprocess.run([str(EXECUTABLE), "--frobnicate"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unrecognized arguments: --frobnicate" in out.stderr
     out = subprocess.run([str(EXECUTABLE), "--ros-args", "-p"], capture_output=True, text=True, timeout=120)
