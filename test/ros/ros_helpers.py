@@ -79,10 +79,11 @@ OUTPUTS = {"panoptic": Image, "semantic": Image, "instances": Image, "overlay": 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def make_node(context, weights, name=NAME, topic=INPUT, **overrides) -> PanopticNode:
+def make_node(context, weights, name=NAME, topic=INPUT, record_starts=False, **overrides) -> PanopticNode:
     values = {"model": "ciae", "weights": str(weights), "device": "cpu", "num_threads": 1, **overrides}
-    return PanopticNode(name, context=context, cli_args=["--ros-args", "-r", f"image:={topic}",
-                                                         "-r", f"image/compressed:={topic}/compressed"],
+    return PanopticNode(name, record_starts=record_starts, context=context,
+                        cli_args=["--ros-args", "-r", f"image:={topic}",
+                                  "-r", f"image/compressed:={topic}/compressed"],
                         parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
