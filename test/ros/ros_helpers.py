@@ -1,11 +1,15 @@
 """Helpers for the ROS tests: an executor driven from
 the test thread (spin until a condition holds; never sleep for correctness), camera frames,
-a node factory and a probe node that publishes frames and records the outputs."""
+a node factory, a probe node that publishes frames and records the outputs, and an ament
+prefix for a pip-installed package."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -18,6 +22,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from panoptic_ros.ros.image_codec import numpy_to_image
+from panoptic_ros.launch_config import EXECUTABLE
 from panoptic_ros.ros.node import PanopticNode
 
 WAIT_S = 60.0
@@ -112,3 +117,27 @@ class Probe:
         seq = msg.header.stamp.nanosec
         self.spinner.until(lambda: all(seq in self.got[o] for o in outputs), what=f"outputs of frame {seq}")
         return {o: self.got[o][seq] for o in outputs}
+
+
+def ensure_ament_prefix(directory: Path) -> str:
+    """Make ``panoptic_ros`` findable the way ``ros2 run`` and launch_ros find packages
+    (``<prefix>/share/ament_index/resource_index/packages/<package>`` and
+    ``<prefix>/lib/<package>/<executable>``) where it was pip-installed rather than built by
+    colcon: a prefix in ``directory`` holding the index entry and a link to the console
+    script next to this Python, put first in ``AMENT_PREFIX_PATH``. Returns the package's
+    prefix (an existing one when the package is already indexed)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        return get_package_prefix("panoptic_ros")
+    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH is not set
+        pass
+    index = directory / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True, exist_ok=True)
+    (index / "panoptic_ros").touch()
+    lib = directory / "lib" / "panoptic_ros"
+    lib.mkdir(parents=True, exist_ok=True)
+    if not (lib / EXECUTABLE).exists():
+        (lib / EXECUTABLE).symlink_to(Path(sys.executable).parent / EXECUTABLE)
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, (str(directory),
+                                                                    os.environ.get("AMENT_PREFIX_PATH"))))
+    return get_package_prefix("panoptic_ros")

@@ -12,7 +12,7 @@ import pytest
 
 from panoptic_ros.resources import REPOSITORY_ROOT
 from panoptic_ros.ros.params import all_specs
-from ros_helpers import Probe, camera_image
+from ros_helpers import Probe, camera_image, ensure_ament_prefix
 
 pytestmark = pytest.mark.ros
 
@@ -71,6 +71,16 @@ def test_console_node_refuses_bad_parameters_without_a_traceback():
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "overlay_alpha" in err and "Traceback" not in err
+
+
+def test_the_node_is_found_through_the_ament_index_as_launch_files_find_it(tmp_path, monkeypatch):
+    # what launch_ros' Node(package="panoptic_ros", executable="panoptic_node") resolves
+    # (test_launch_file.py relies on it where launch_ros is installed)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.environ.get("AMENT_PREFIX_PATH", ""))
+    prefix = Path(ensure_ament_prefix(tmp_path))
+    out = subprocess.run([str(prefix / "lib" / "panoptic_ros" / "panoptic_node"), "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "usage: panoptic_node" in out.stdout
 
 
 def test_console_node_answers_help_and_refuses_stray_arguments():
