@@ -23,6 +23,7 @@ from vision_msgs.msg import Detection2DArray
 
 from panoptic_ros.ros.image_codec import numpy_to_image
 from panoptic_ros.launch_config import EXECUTABLE
+from panoptic_ros.resources import REPOSITORY_ROOT
 from panoptic_ros.ros.node import PanopticNode
 
 WAIT_S = 60.0
@@ -123,8 +124,9 @@ def ensure_ament_prefix(directory: Path) -> str:
     """Make ``panoptic_ros`` findable the way ``ros2 run`` and launch_ros find packages
     (``<prefix>/share/ament_index/resource_index/packages/<package>`` and
     ``<prefix>/lib/<package>/<executable>``) where it was pip-installed rather than built by
-    colcon: a prefix in ``directory`` holding the index entry and a link to the console
-    script next to this Python, put first in ``AMENT_PREFIX_PATH``. Returns the package's
+    colcon: a prefix in ``directory`` holding the index entry, the share directory with
+    ``package.xml`` and a link to the console script next to this Python, put first in
+    ``AMENT_PREFIX_PATH``. Returns the package's
     prefix (an existing one when the package is already indexed)."""
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
     try:
@@ -134,6 +136,10 @@ def ensure_ament_prefix(directory: Path) -> str:
     index = directory / "share" / "ament_index" / "resource_index" / "packages"
     index.mkdir(parents=True, exist_ok=True)
     (index / "panoptic_ros").touch()
+    share = directory / "share" / "panoptic_ros"
+    share.mkdir(exist_ok=True)
+    if not (share / "package.xml").exists():
+        (share / "package.xml").symlink_to(REPOSITORY_ROOT / "package.xml")
     lib = directory / "lib" / "panoptic_ros"
     lib.mkdir(parents=True, exist_ok=True)
     if not (lib / EXECUTABLE).exists():

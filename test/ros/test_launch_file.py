@@ -5,14 +5,21 @@ topic); the active test waits until the node reports the ``active`` lifecycle st
 ``get_state``, logs that it listens on the remapped topic and publishes its latched
 ``~/label_info``; the launch then shuts down and the node must exit with status 0.
 
-Runs where ``launch_ros`` and ``launch_testing`` are installed (a ROS 2 install: run it
-with pytest, whose launch_testing plugin collects ``generate_test_description``, or with
-``launch_test``); skipped where they are not. PyPI has no launch_ros, so the pip-built CI
-venv skips it; the argument logic and the file's shape are tested without ROS in
-``test/test_launch_config.py``.
+Runs where ``launch_ros`` and ``launch_testing`` are installed (a ROS 2 install), skipped
+where they are not: PyPI has no launch_ros, so the pip-built CI venv skips it (the argument
+logic and the file's shape are tested without ROS in ``test/test_launch_config.py``).
+
+Three ways run the same launch and test cases: ``launch_test test/ros/test_launch_file.py``;
+pytest with launch_testing's plugin, which collects ``generate_test_description`` and owns
+the module; and plain pytest (the plugin does not load under pytest 8 and later, whose
+hook specs dropped the ``path`` argument it declares), where
+:func:`test_camera_launch_file_under_launch_testing` hands the module to launch_testing's
+runner. The ``unittest`` classes say ``__test__ = False`` so that plain pytest does not also
+run them outside a launch.
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import unittest
@@ -29,6 +36,8 @@ import launch.launch_description_sources  # noqa: E402
 import launch_testing  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
+from launch_testing.loader import LoadTestsFromPythonModule  # noqa: E402
+from launch_testing.test_runner import LaunchTestRunner  # noqa: E402
 import rclpy  # noqa: E402
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -60,8 +69,20 @@ def generate_test_description():
     return launch.LaunchDescription([camera, launch_testing.actions.ReadyToTest()])
 
 
+def test_camera_launch_file_under_launch_testing():
+    runner = LaunchTestRunner(test_runs=LoadTestsFromPythonModule(sys.modules[__name__], name=__name__))
+    runner.validate()
+    results = list(runner.run().values())
+    failures = [f"{type(case).__name__}.{case._testMethodName}: {text}"
+                for result in results for case, text in result.errors + result.failures]
+    assert not failures, "\n".join(failures)
+    assert results and all(r.wasSuccessful() and r.testsRun == 2 and not r.skipped for r in results)
+
+
 class TestTheLaunchedNode(unittest.TestCase):
     """Runs while the launch is up."""
+
+    __test__ = False  # launch_testing runs it (see the module docstring)
 
     @classmethod
     def setUpClass(cls):
@@ -115,6 +136,8 @@ class TestTheLaunchedNode(unittest.TestCase):
 @launch_testing.post_shutdown_test()
 class TestTheNodeExitsCleanly(unittest.TestCase):
     """Runs after the launch has shut down."""
+
+    __test__ = False
 
     def test_exit_status_is_zero(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)
