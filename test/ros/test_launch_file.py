@@ -19,6 +19,7 @@ run them outside a launch.
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -69,7 +70,9 @@ def generate_test_description():
     return launch.LaunchDescription([camera, launch_testing.actions.ReadyToTest()])
 
 
-def test_camera_launch_file_under_launch_testing():
+def test_camera_launch_file_under_launch_testing(monkeypatch):
+    # generate_test_description may extend AMENT_PREFIX_PATH: restored afterwards
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.environ.get("AMENT_PREFIX_PATH", ""))
     runner = LaunchTestRunner(test_runs=LoadTestsFromPythonModule(sys.modules[__name__], name=__name__))
     runner.validate()
     results = list(runner.run().values())
