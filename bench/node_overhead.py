@@ -124,7 +124,7 @@ class Harness:
         rclpy.init(context=self.context)
         overrides = {"weights": str(weights), "model": kind, "device": device, "qos.reliability": "reliable",
                      "qos.depth": 2}
-        self.node = PanopticNode("bench_node", context=self.context,
+        self.node = PanopticNode("bench_node", record_starts=True, context=self.context,
                                  cli_args=["--ros-args", "-r", "image:=/bench/image"],
                                  parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         if self.node.state_label != "active":

@@ -8,6 +8,10 @@ the full key path (``model.backbone.width: expected float, got 'wide'``).
 Supported field types: ``bool int float str``, ``pathlib.Path``, ``Literal[...]``,
 ``Optional[X]`` / ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``,
 ``dict[str, X]`` and nested dataclasses.
+
+Each setting's default, description and allowed range are written once, in its field
+(:func:`setting`); validation (:func:`check_ranges`), the node's ROS parameter
+descriptors and its ``--help`` read them from there.
 """
 from __future__ import annotations
 
@@ -29,6 +33,70 @@ _SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 class ConfigError(ValueError):
     """A configuration value or file that cannot be used; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of a number: ``low <= value <= high`` (``low < value`` when
+    ``low_open``); a missing bound is no bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None and not self.low_open:
+            return f"in [{self.low}, {self.high}]"
+        bounds = [f"{'>' if self.low_open else '>='} {self.low}"] if self.low is not None else []
+        bounds += [f"<= {self.high}"] if self.high is not None else []
+        return " and ".join(bounds) or "any number"
+
+
+def setting(default: Any = dataclasses.MISSING, *, description: str, range: Range | None = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that carries its description and allowed range.
+
+    Args:
+        default / default_factory: as for ``dataclasses.field``.
+        description: what the setting does, one sentence (ROS descriptors, ``--help``).
+        range: allowed values of a number, or of each item of a tuple or dict of numbers.
+    """
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"description": description, "range": range})
+
+
+def description_of(f: dataclasses.Field) -> str:
+    """The description :func:`setting` gave field ``f`` ("" if none)."""
+    return f.metadata.get("description", "")
+
+
+def range_of(f: dataclasses.Field) -> Range | None:
+    """The range :func:`setting` gave field ``f`` (None if none)."""
+    return f.metadata.get("range")
+
+
+def check_ranges(config: Any) -> None:
+    """Check every field of dataclass instance ``config`` against its :func:`setting` range.
+
+    Raises:
+        ValueError: ``"<field>: must be <range>, got <value>"`` for the first value outside.
+    """
+    for f in dataclasses.fields(config):
+        allowed = range_of(f)
+        value = getattr(config, f.name)
+        if allowed is None or value is None:
+            continue
+        if isinstance(value, Mapping):
+            outside = {k: v for k, v in value.items() if v not in allowed}
+        else:
+            outside = [v for v in (value if isinstance(value, (tuple, list)) else (value,)) if v not in allowed]
+        if outside:
+            shown = outside if isinstance(value, Mapping) else value
+            raise ValueError(f"{f.name}: must be {allowed}, got {shown!r}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:

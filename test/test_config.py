@@ -1,10 +1,13 @@
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
 
-from panoptic_ros.config import ConfigError, apply_overrides, from_dict, load, to_dict
+from panoptic_ros.config import (ConfigError, Range, apply_overrides, check_ranges, description_of, from_dict, load,
+                                 range_of, setting, to_dict)
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,30 @@ def test_float_fields_accept_plain_scientific_notation(tmp_path, text, value):
 def test_scientific_notation_is_only_a_float(data, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(Outer, data)
+
+
+@dataclass(frozen=True)
+class Ranged:
+    rate: float = setting(0.5, range=Range(0, 1), description="a fraction")
+    width: float = setting(1.0, range=Range(0, low_open=True), description="a positive width")
+    sizes: tuple[int, ...] = setting((1, 2), range=Range(1), description="counts of at least one")
+    table: dict[str, float] = setting(default_factory=dict, range=Range(high=10), description="at most ten each")
+    name: str = setting("n", description="no range")
+
+    def __post_init__(self):
+        check_ranges(self)
+
+
+def test_settings_carry_their_description_and_range_and_are_checked_by_them():
+    fields = {f.name: f for f in dataclasses.fields(Ranged)}
+    assert description_of(fields["rate"]) == "a fraction" and range_of(fields["name"]) is None
+    assert [str(range_of(fields[n])) for n in ("rate", "width", "sizes", "table")] == \
+        ["in [0, 1]", "> 0", ">= 1", "<= 10"]
+    assert Ranged(rate=1.0, width=1e-9, sizes=(1,), table={"a": 10.0}).table == {"a": 10.0}
+    for data, message in (({"rate": 1.5}, "rate: must be in [0, 1], got 1.5"),
+                          ({"width": 0.0}, "width: must be > 0, got 0.0"),
+                          ({"width": float("nan")}, "width: must be > 0, got nan"),
+                          ({"sizes": [2, 0]}, "sizes: must be >= 1, got (2, 0)"),
+                          ({"table": {"a": 1, "b": 11}}, "table: must be <= 10, got {'b': 11.0}")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            from_dict(Ranged, data)

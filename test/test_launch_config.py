@@ -74,6 +74,22 @@ def test_every_argument_is_described():
     assert all(len(a.description) > 20 for a in lc.LAUNCH_ARGUMENTS)
 
 
+def test_argument_descriptions_and_defaults_agree_with_the_node_parameters():
+    # the launch arguments that override a parameter name its choices and the parameter
+    # file's default as the node declares them (from the config dataclasses)
+    from panoptic_ros.ros.params import all_specs
+
+    specs = {s.name: s for s in all_specs()}
+    arguments = {a.name: a for a in lc.LAUNCH_ARGUMENTS}
+    for name in ("model", "backend"):
+        assert arguments[name].description.startswith(" or ".join(specs[name].choices)), name
+    assert f"({specs['model'].default} when params_file is empty too)" in arguments["model"].description
+    for name in ("device", "backend"):
+        assert arguments[name].description.endswith(f"the params file's value ({specs[name].default})"), name
+    for name in ("compressed", "autostart"):
+        assert arguments[name].default == str(specs[name].default).lower(), name
+
+
 def test_launch_file_is_thin_and_uses_the_standard_actions():
     tree = ast.parse(LAUNCH_FILE.read_text())
     imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)

@@ -15,7 +15,7 @@ import importlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
-from panoptic_ros.config import ConfigError, from_dict, to_dict
+from panoptic_ros.config import ConfigError, Range, check_ranges, from_dict, setting, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
                                              check_provider, resolve_device)
 from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, onnx_cache_name  # noqa: F401
@@ -53,46 +53,35 @@ def postprocess_api(kind: str) -> tuple[type, Callable[..., PanopticResult]]:
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    """How to build a :class:`Predictor`.
+    """How to build a :class:`Predictor` (each field describes itself)."""
 
-    Attributes:
-        weights: checkpoint (``x``, ``x.safetensors`` or ``x.json``).
-        model: expected model kind; None accepts whatever the checkpoint holds.
-        backend: ``torch`` or ``onnxruntime``.
-        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32``; ``bf16`` or ``fp16`` autocast for the torch backend on any
-            device (bf16 pays on CPUs with AVX512-BF16 or AMX); ``fp16`` also selects
-            TensorRT fp16 engines for ONNX Runtime, which otherwise runs float32.
-        fp16: deprecated spelling of ``precision: fp16`` (warns).
-        input_size: (H, W) the image is resized to; None = the checkpoint's.
-        channels_last: torch NHWC memory format.
-        compile: ``torch.compile`` the model.
-        num_threads: CPU threads for inference (0 = the library default).
-        onnx_path: a ready ``.onnx`` file (ONNX Runtime); None exports one into the cache.
-        onnx_cache_dir: where exported models live (None: ``$XDG_CACHE_HOME/panoptic_ros``).
-        onnx_providers: ONNX Runtime providers by preference (``tensorrt``, ``cuda``,
-            ``cpu`` or full names); the first available one is used.
-        postprocess: post-processing settings over the checkpoint's.
-        warmup: run one black frame when built: the first inference's one-off costs
-            (allocations, kernel selection, ``torch.compile``) are paid at load, and
-            settings only the post-processing can judge are checked there.
-    """
-
-    weights: Path
-    model: Literal[MODEL_KINDS] | None = None
-    backend: Literal["torch", "onnxruntime"] = "torch"
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    fp16: bool = False
-    input_size: tuple[int, int] | None = None
-    channels_last: bool = False
-    compile: bool = False
-    num_threads: int = 0
-    onnx_path: Path | None = None
-    onnx_cache_dir: Path | None = None
-    onnx_providers: tuple[str, ...] = DEFAULT_PROVIDERS
-    postprocess: dict[str, Any] = field(default_factory=dict)
-    warmup: bool = True
+    weights: Path = setting(description="checkpoint (.safetensors, .json or their stem)")
+    model: Literal[MODEL_KINDS] | None = setting(None, description="model architecture the checkpoint must hold; "
+                                                                   "unset = whatever it holds")
+    backend: Literal["torch", "onnxruntime"] = setting("torch", description="inference backend")
+    device: str = setting("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    precision: Literal["fp32", "bf16", "fp16"] = setting(
+        "fp32", description="inference precision: torch autocast on any device (bf16 pays on CPUs with "
+                            "AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines")
+    fp16: bool = setting(False, description="deprecated: true means precision fp16 (warns)")
+    input_size: tuple[int, int] | None = setting(None, range=Range(32), description="[H, W] the image is resized "
+                                                 "to for the model; unset = the checkpoint's size")
+    channels_last: bool = setting(False, description="torch: NHWC memory format")
+    compile: bool = setting(False, description="torch: torch.compile the model (slow first frame)")
+    num_threads: int = setting(0, range=Range(0, 256), description="CPU inference threads (0 = library default)")
+    onnx_path: Path | None = setting(None, description="onnxruntime: a ready .onnx file; unset or empty = "
+                                                       "export into the cache")
+    onnx_cache_dir: Path | None = setting(None, description="onnxruntime: export cache; unset or empty = "
+                                                            "$XDG_CACHE_HOME/panoptic_ros (~/.cache)")
+    onnx_providers: tuple[str, ...] = setting(
+        DEFAULT_PROVIDERS, description="onnxruntime providers by preference (tensorrt, cuda, cpu or full names); "
+                                       "the first available one is used")
+    postprocess: dict[str, Any] = setting(default_factory=dict,
+                                          description="post-processing settings over the checkpoint's")
+    warmup: bool = setting(True, description="run one black frame when built: the first inference's one-off "
+                                             "costs (allocations, kernel selection, torch.compile) are paid at "
+                                             "load, and settings only the post-processing can judge are "
+                                             "checked there")
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -105,8 +94,7 @@ class PredictorConfig:
             object.__setattr__(self, "fp16", False)
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
             raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
-        if self.num_threads < 0:
-            raise ValueError(f"num_threads: must be >= 0, got {self.num_threads}")
+        check_ranges(self)
         if not self.onnx_providers:
             raise ValueError("onnx_providers: name at least one provider (e.g. cpu)")
         for name in self.onnx_providers:

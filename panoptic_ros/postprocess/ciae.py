@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from panoptic_ros.config import Range, check_ranges, setting
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.models.ciae import EMBED_STRIDE
 from panoptic_ros.postprocess.nms import batched_nms
@@ -40,36 +41,26 @@ from panoptic_ros.types import LABEL_DIVISOR, PanopticResult
 
 @dataclass(frozen=True)
 class CIAEPostprocessConfig:
-    """Runtime-tunable CIAE inference settings.
+    """Runtime-tunable CIAE inference settings (each field describes itself)."""
 
-    Attributes:
-        score_threshold: minimum sqrt(cls * centerness) of a proposal.
-        pre_nms_top_k: candidates kept before NMS.
-        nms_threshold: class-wise NMS IoU threshold.
-        max_instances: proposals kept after NMS (0: no instances, stuff only).
-        stuff_min_area: stuff segments below this many pixels (at ``area_reference``) -> VOID.
-        area_reference: (H, W) at which ``stuff_min_area`` holds (COCO's 800 x 1333).
-        max_similarity_elements: largest similarity block computed at once.
-        resolution: ``input`` (the paper: assign every input pixel) or ``quarter`` (assign
-            the 1/4-scale cells, then upsample the labels).
-    """
-
-    score_threshold: float = 0.3
-    pre_nms_top_k: int = 1000
-    nms_threshold: float = 0.6
-    max_instances: int = 100
-    stuff_min_area: int = 4096
-    area_reference: tuple[int, int] = (800, 1333)
-    max_similarity_elements: int = 1 << 25
-    resolution: Literal["input", "quarter"] = "input"
+    score_threshold: float = setting(0.3, range=Range(0, 1),
+                                     description="minimum sqrt(cls * centerness) of a proposal")
+    pre_nms_top_k: int = setting(1000, range=Range(1), description="candidates kept before NMS")
+    nms_threshold: float = setting(0.6, range=Range(0, 1), description="class-wise NMS IoU threshold")
+    max_instances: int = setting(100, range=Range(0), description="proposals kept after NMS (0: no instances, "
+                                                                  "stuff only)")
+    stuff_min_area: int = setting(4096, range=Range(0), description="stuff segments below this many pixels (at "
+                                                                    "area_reference) become VOID")
+    area_reference: tuple[int, int] = setting((800, 1333), range=Range(1), description="(H, W) at which "
+                                              "stuff_min_area holds (COCO's 800 x 1333)")
+    max_similarity_elements: int = setting(1 << 25, range=Range(1),
+                                           description="largest similarity block computed at once")
+    resolution: Literal["input", "quarter"] = setting(
+        "input", description="input (the paper: assign every input pixel) or quarter (assign the 1/4-scale "
+                             "cells, then upsample the labels; faster on CPU)")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.score_threshold <= 1 or not 0 <= self.nms_threshold <= 1:
-            raise ValueError("score_threshold and nms_threshold: must lie in [0, 1]")
-        if self.pre_nms_top_k < 1 or self.max_instances < 0 or self.stuff_min_area < 0:
-            raise ValueError("pre_nms_top_k must be >= 1; max_instances and stuff_min_area >= 0")
-        if min(self.area_reference) < 1 or self.max_similarity_elements < 1:
-            raise ValueError("area_reference and max_similarity_elements: must be positive")
+        check_ranges(self)
         if self.resolution not in ("input", "quarter"):
             raise ValueError(f"resolution: expected 'input' or 'quarter', got {self.resolution!r}")
 

@@ -30,7 +30,7 @@ paper starts from delta_v and tunes per class on training data
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from panoptic_ros.config import Range, check_ranges, setting
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.models.icnet import OUTPUT_STRIDE, guidance_size
 from panoptic_ros.postprocess.grouped_meanshift import assign_grouped, grouped_mean_shift
@@ -45,33 +46,23 @@ from panoptic_ros.types import LABEL_DIVISOR, PanopticResult
 
 @dataclass(frozen=True)
 class PanoNetPostprocessConfig:
-    """Runtime-tunable PanoNet inference settings.
+    """Runtime-tunable PanoNet inference settings (each field describes itself)."""
 
-    Attributes:
-        bandwidths: mean-shift bandwidth per thing class name (e.g. ``car: 0.6``).
-        default_bandwidth: bandwidth of thing classes missing from ``bandwidths``.
-        cluster_stride: cluster every n-th 1/4-scale cell in each direction (1 = all).
-        min_bin_freq: minimum points in a seeding cell of the mean-shift grid.
-        min_area: thing instances with fewer input pixels become VOID.
-        min_stuff_area: stuff segments with fewer input pixels become VOID.
-    """
-
-    bandwidths: dict[str, float] = field(default_factory=dict)
-    default_bandwidth: float = 0.5
-    cluster_stride: int = 2
-    min_bin_freq: int = 1
-    min_area: int = 64
-    min_stuff_area: int = 0
+    bandwidths: dict[str, float] = setting(
+        default_factory=dict, range=Range(0, low_open=True),
+        description="mean-shift bandwidth per thing class name (e.g. car: 0.6)")
+    default_bandwidth: float = setting(0.5, range=Range(0, low_open=True),
+                                       description="bandwidth of thing classes missing from bandwidths")
+    cluster_stride: int = setting(2, range=Range(1), description="cluster every n-th 1/4-scale cell in each "
+                                                                 "direction (1 = all; slower)")
+    min_bin_freq: int = setting(1, range=Range(1), description="minimum points in a seeding cell of the "
+                                                               "mean-shift grid")
+    min_area: int = setting(64, range=Range(0), description="thing instances with fewer input pixels become VOID")
+    min_stuff_area: int = setting(0, range=Range(0),
+                                  description="stuff segments with fewer input pixels become VOID")
 
     def __post_init__(self) -> None:
-        bad = {k: v for k, v in self.bandwidths.items() if not v > 0}
-        if bad or not self.default_bandwidth > 0:
-            raise ValueError(f"bandwidths / default_bandwidth: must be > 0, got "
-                             f"{bad or self.default_bandwidth}")
-        if self.cluster_stride < 1 or self.min_bin_freq < 1:
-            raise ValueError("cluster_stride and min_bin_freq: must be >= 1")
-        if self.min_area < 0 or self.min_stuff_area < 0:
-            raise ValueError("min_area and min_stuff_area: must be >= 0")
+        check_ranges(self)
 
 
 def _check_outputs(outputs: Mapping[str, Tensor], label_space: LabelSpace) -> tuple[Tensor, Tensor, Tensor]:

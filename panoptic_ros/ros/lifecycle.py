@@ -8,7 +8,6 @@ around it here, in front of rclpy's callback, until rclpy answers such requests 
 """
 from __future__ import annotations
 
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode
 
 
@@ -34,7 +33,7 @@ def answer_invalid_transitions(node: LifecycleNode) -> None:
             return response
         try:
             return answer(request, response)
-        except _rclpy.RCLError as exc:  # a transition that raced with another: still answer
+        except RuntimeError as exc:  # rclpy's RCLError: a transition that raced with another; still answer
             node.get_logger().error(f"lifecycle transition failed: {exc}")
             response.success = False
             return response

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import threading
 import time
 
@@ -26,7 +27,6 @@ import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -56,17 +56,24 @@ _LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=
 
 
 class PanopticNode(LifecycleNode):
-    """Panoptic segmentation of camera images; see the module docstring."""
+    """Panoptic segmentation of camera images; see the module docstring.
 
-    def __init__(self, node_name: str = "panoptic_node", **kwargs):
+    Args:
+        node_name: the node's name.
+        record_starts: keep when each recent frame arrived and started
+            (``stats.start_records()``), for tests and benchmarks of the hand-over.
+        **kwargs: for rclpy's ``LifecycleNode`` (context, cli_args, parameter_overrides).
+    """
+
+    def __init__(self, node_name: str = "panoptic_node", *, record_starts: bool = False, **kwargs):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
-        if self.get_parameter("memory.keep_freed_buffers").value and not keep_freed_buffers_mapped():
+        self._io = params.node_settings(params.parameter_values(self))
+        if self._io.keep_freed_buffers and not keep_freed_buffers_mapped():
             self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
-        self._io = params.io_settings(params.parameter_values(self))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        self.stats = FrameStats()
+        self.stats = FrameStats(record_starts=record_starts)
         self.predictor: Predictor | None = None
         self.state_label = "unconfigured"
         self.configure_error = ""
@@ -77,6 +84,7 @@ class PanopticNode(LifecycleNode):
         self._subscription = None
         self._input_type: type = Image
         self._pubs: dict = {}
+        self._raw_pubs: dict[str, RawPublisher] = {}  # the output publishers, publishing CDR bytes
         self._last_logged: dict[str, float] = {}
         self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
@@ -84,7 +92,7 @@ class PanopticNode(LifecycleNode):
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._io.diagnostics_period, self._publish_diagnostics)
-        if self.get_parameter("autostart").value:
+        if self._io.autostart:
             self.autostart()
 
     @property
@@ -124,6 +132,7 @@ class PanopticNode(LifecycleNode):
                                 reliability=ReliabilityPolicy.RELIABLE)
         for name, msgtype in messages.OUTPUT_TYPES.items():
             self._pubs[name] = self.create_lifecycle_publisher(_MESSAGE_CLASSES[msgtype], f"~/{name}", output_qos)
+        self._raw_pubs = {name: RawPublisher(self._pubs[name]) for name in messages.OUTPUT_TYPES}
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
@@ -195,7 +204,7 @@ class PanopticNode(LifecycleNode):
         self._stop_pipeline()
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        self._pubs, self._raw_pubs = {}, {}
         if self.predictor is not None:
             self.predictor.close()
             self.predictor = None
@@ -280,15 +289,15 @@ class PanopticNode(LifecycleNode):
     def _publish(self, header, rgb, result, wanted: list[str], panoptic: ImageMessage | None) -> None:
         """Publish the ``wanted`` outputs, each as soon as it is built (``~/panoptic`` is
         ``panoptic``, already holding ``result``'s id map)."""
-        io, pubs = self._io, self._pubs
+        io, pubs = self._io, self._raw_pubs
         if panoptic is not None:
-            RawPublisher(pubs["panoptic"]).publish(panoptic.data)
+            pubs["panoptic"].publish(panoptic.data)
         outputs = messages.output_messages(result, rgb, header, which=[n for n in wanted if n != "panoptic"],
                                            label_space=self.predictor.label_space,
                                            low_res=self.predictor.last_model_result,
                                            overlay_alpha=io.overlay_alpha, stuff_detections=io.stuff_detections)
         for name, data in outputs:
-            RawPublisher(pubs[name]).publish(data)
+            pubs[name].publish(data)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self.stats.on_error()
@@ -333,7 +342,7 @@ class PanopticNode(LifecycleNode):
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _after_set_parameters(self, parameters: list) -> None:
-        self._io = params.io_settings(params.parameter_values(self))
+        self._io = params.node_settings(params.parameter_values(self))
         validated, self._validated = self._validated, None
         if self.predictor is not None:
             changes = self._postprocess_changes({p.name: p.value for p in parameters})
@@ -363,10 +372,13 @@ class PanopticNode(LifecycleNode):
 
 def _parse_command_line(argv: list[str]) -> None:
     """Answer ``--help`` and refuse stray arguments (everything else is ``--ros-args``)."""
+    usage = ("Configure it with ROS arguments, e.g. panoptic_node --ros-args --params-file config/panonet.yaml "
+             "-r image:=/camera/image_raw -p device:=cpu. Parameters (also: ros2 param describe /panoptic_node "
+             "<name>):")
     parser = argparse.ArgumentParser(
         prog="panoptic_node", description="Panoptic segmentation lifecycle node (PanoNet or CIAE).",
-        epilog="Configure it with ROS arguments, e.g. panoptic_node --ros-args --params-file config/panonet.yaml "
-               "-r image:=/camera/image_raw -p device:=cpu. Parameters: ros2 param describe /panoptic_node <name>.")
+        epilog=f"{textwrap.fill(usage, 100)}\n{params.parameter_help()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(remove_ros_args(argv)[1:])
 
 
@@ -392,9 +404,10 @@ def main(args: list[str] | None = None) -> int:
         while rclpy.ok():
             try:
                 executor.spin()
-            except _rclpy.RCLError as exc:
-                # Invalid transitions are answered (_answer_invalid_transitions); any other
-                # rcl error raised in a callback must not end the node either.
+            except RuntimeError as exc:
+                # rcl errors (rclpy's RCLError is a RuntimeError; rclpy has no public name
+                # for it). Invalid transitions are answered (answer_invalid_transitions); any
+                # other rcl error raised in a callback must not end the node either.
                 node.get_logger().error(f"request failed: {exc}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

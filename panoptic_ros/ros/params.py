@@ -1,6 +1,11 @@
 """The node's parameters: declarations with descriptors, and their translation into the
 predictor's and the node's settings.
 
+Every parameter is a field of a config dataclass: :class:`PredictorConfig` (the model),
+:class:`NodeSettings` (the node's own), or the model's post-processing config. Its type,
+default, description and range are read from the field (``panoptic_ros.config.setting``);
+this module adds only the parameter's name and when it may change.
+
 Three kinds of parameters:
 
 - *configure-time* (model, weights, backend, QoS, ...): read when the node configures
@@ -9,19 +14,21 @@ Three kinds of parameters:
   matches what ``ros2 param get`` shows.
 - *runtime* (publish toggles, overlay alpha, image size limit): apply from the next frame.
 - *post-processing* (``panonet.<setting>``, ``ciae.<setting>``): one per field of the
-  model's post-processing config, described from its docstring. Unset means "the
+  model's post-processing config. Unset means "the
   checkpoint's value"; after configure they show the values in use. Changes apply from
   the next frame and are validated by the config class itself (ranges, types).
 """
 from __future__ import annotations
 
 import array
-import logging
 import dataclasses
-import re
+import logging
+import sys
+import textwrap
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
@@ -29,13 +36,16 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from panoptic_ros.config import ConfigError, from_dict
-from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, POSTPROCESSORS, PredictorConfig, postprocess_api
-from panoptic_ros.resources import default_weights
+from panoptic_ros.config import ConfigError, Range, check_ranges, description_of, from_dict, range_of, setting
+from panoptic_ros.inference.predictor import POSTPROCESSORS, PredictorConfig, postprocess_api
+from panoptic_ros.resources import MODEL_KINDS, default_weights
 from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS
 
 T = Parameter.Type
 AT_CONFIGURE = "read at configure; change it in the unconfigured state"
+CONFIGURE, RUNTIME, STARTUP = "configure", "runtime", "start-up"  # when a parameter may change
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_FLOAT = (-sys.float_info.max, sys.float_info.max)
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Spec:
         description: what it does (shown by ``ros2 param describe``).
         runtime: may change while the node is configured.
         read_only: never changes after start-up.
-        range: inclusive (low, high) for numbers.
+        range: allowed values of a number (of each item, for arrays and ``name:value`` entries).
         choices: allowed strings.
     """
 
@@ -59,116 +69,107 @@ class Spec:
     description: str
     runtime: bool = False
     read_only: bool = False
-    range: tuple[float, float] | None = None
+    range: Range | None = None
     choices: tuple[str, ...] = ()
 
-    def descriptor(self) -> ParameterDescriptor:
-        constraints = [f"one of: {', '.join(self.choices)}"] if self.choices else []
+    def constraints(self) -> str:
+        """Choices, range and when it may change, as one line."""
+        parts = [f"one of: {', '.join(self.choices)}"] if self.choices else []
+        if self.range is not None:
+            parts.append(f"{'each ' if self.type not in (T.INTEGER, T.DOUBLE) else ''}must be {self.range}")
         if not self.runtime and not self.read_only:
-            constraints.append(AT_CONFIGURE)
+            parts.append(AT_CONFIGURE)
+        return "; ".join(parts)
+
+    def descriptor(self) -> ParameterDescriptor:
         desc = ParameterDescriptor(name=self.name, type=self.type.value, description=self.description,
-                                   additional_constraints="; ".join(constraints), read_only=self.read_only)
+                                   additional_constraints=self.constraints(), read_only=self.read_only)
         if self.range is not None and self.type == T.DOUBLE:
-            desc.floating_point_range = [FloatingPointRange(from_value=float(self.range[0]),
-                                                            to_value=float(self.range[1]), step=0.0)]
+            low, high = _bounds(self.range, _FLOAT)
+            desc.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
         elif self.range is not None and self.type == T.INTEGER:
-            desc.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
+            low, high = _bounds(self.range, _INT64)
+            desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
         return desc
 
 
-NODE_PARAMETERS: tuple[Spec, ...] = (
-    Spec("model", T.STRING, "panonet", "model architecture", choices=tuple(POSTPROCESSORS)),
-    Spec("weights", T.STRING, "", "checkpoint (.safetensors/.json or their stem); empty = the shipped "
-                                  "demo weights of the model"),
-    Spec("backend", T.STRING, "torch", "inference backend", choices=("torch", "onnxruntime")),
-    Spec("device", T.STRING, "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"),
-    Spec("precision", T.STRING, "fp32", "inference precision: torch autocast on any device (bf16 pays on CPUs "
-                                        "with AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines",
-         choices=("fp32", "bf16", "fp16")),
-    Spec("fp16", T.BOOL, False, "deprecated: true means precision fp16 (warns)"),
-    Spec("input_size", T.INTEGER_ARRAY, None, "[H, W] the image is resized to for the model; "
-                                              "unset = the checkpoint's size"),
-    Spec("channels_last", T.BOOL, False, "torch: NHWC memory format"),
-    Spec("compile", T.BOOL, False, "torch: torch.compile the model (slow first frame)"),
-    Spec("num_threads", T.INTEGER, 0, "CPU inference threads (0 = library default)", range=(0, 256)),
-    Spec("onnx.path", T.STRING, "", "onnxruntime: a ready .onnx file; empty = export into the cache"),
-    Spec("onnx.cache_dir", T.STRING, "", "onnxruntime: export cache; empty = ~/.cache/panoptic_ros"),
-    Spec("onnx.providers", T.STRING_ARRAY, list(DEFAULT_PROVIDERS),
-         "onnxruntime providers by preference (tensorrt, cuda, cpu or full names); the first available "
-         "one is used"),
-    Spec("compressed", T.BOOL, False, "subscribe to image/compressed (CompressedImage) instead of image"),
-    Spec("qos.reliability", T.STRING, "best_effort", "input subscription reliability",
-         choices=("best_effort", "reliable")),
-    Spec("qos.depth", T.INTEGER, 1, "input subscription queue depth", range=(1, 1000)),
-    Spec("qos.output_depth", T.INTEGER, 3, "history depth of the output publishers (reliable): more than 1 lets a "
-                                           "reliable subscriber get an output repaired after the next one is out; "
-                                           "each sample of history holds one output message", range=(1, 100)),
-    Spec("max_image_side", T.INTEGER, 8192, "input images wider or taller than this are rejected",
-         runtime=True, range=(16, 16384)),
-    Spec("max_image_pixels", T.INTEGER, DEFAULT_MAX_PIXELS, "input images of more pixels than this are rejected "
-                                                            "before decoding (default: a 4096x2160 camera)",
-         runtime=True, range=(256, 33_554_432)),
-    Spec("publish.panoptic", T.BOOL, True, "publish ~/panoptic (32SC1 panoptic ids)", runtime=True),
-    Spec("publish.semantic", T.BOOL, True, "publish ~/semantic (mono8 train indices, 255 = void)", runtime=True),
-    Spec("publish.instances", T.BOOL, True, "publish ~/instances (mono16 instance index)", runtime=True),
-    Spec("publish.overlay", T.BOOL, True, "publish ~/overlay (rgb8 colours over the image)", runtime=True),
-    Spec("publish.detections", T.BOOL, True, "publish ~/detections (Detection2DArray)", runtime=True),
-    Spec("publish.stuff_detections", T.BOOL, False, "also list stuff segments in ~/detections", runtime=True),
-    Spec("overlay_alpha", T.DOUBLE, 0.5, "weight of the segment colours in ~/overlay", runtime=True,
-         range=(0.0, 1.0)),
-    Spec("diagnostics_period", T.DOUBLE, 1.0, "seconds between /diagnostics messages", read_only=True,
-         range=(0.05, 60.0)),
-    Spec("autostart", T.BOOL, True, "configure and activate on start-up", read_only=True),
-    Spec("memory.keep_freed_buffers", T.BOOL, True, "keep freed multi-megabyte buffers mapped for the next "
-                                                    "frame (glibc malloc thresholds; process-wide): no page "
-                                                    "faults on the per-frame images, the process keeps its peak "
-                                                    "heap", read_only=True),
-)
-_BY_NAME = {s.name: s for s in NODE_PARAMETERS}
+def _bounds(allowed: Range, limits: tuple[float, float]) -> tuple[float, float]:
+    """Inclusive (low, high) for a ROS range: a missing bound is the type's limit; an open
+    low bound is included (the config class rejects the bound itself, with its message)."""
+    return (limits[0] if allowed.low is None else allowed.low, limits[1] if allowed.high is None else allowed.high)
 
 
 @dataclass(frozen=True)
-class IOSettings:
-    """The node's own (non-model) settings, from the parameters."""
+class NodeSettings:
+    """The node's own (non-model) settings, from the parameters (each field describes itself)."""
 
-    compressed: bool
-    reliability: Literal["best_effort", "reliable"]
-    depth: int
-    output_depth: int
-    max_image_side: int
-    max_image_pixels: int
-    publish_panoptic: bool
-    publish_semantic: bool
-    publish_instances: bool
-    publish_overlay: bool
-    publish_detections: bool
-    stuff_detections: bool
-    overlay_alpha: float
-    diagnostics_period: float
+    compressed: bool = setting(False, description="subscribe to image/compressed (CompressedImage) instead of "
+                                                  "image")
+    reliability: Literal["best_effort", "reliable"] = setting("best_effort",
+                                                             description="input subscription reliability")
+    depth: int = setting(1, range=Range(1, 1000), description="input subscription queue depth")
+    output_depth: int = setting(3, range=Range(1, 100), description=(
+        "history depth of the output publishers (reliable): more than 1 lets a reliable subscriber get an output "
+        "repaired after the next one is out; each sample of history holds one output message"))
+    max_image_side: int = setting(8192, range=Range(16, 16384),
+                                  description="input images wider or taller than this are rejected")
+    max_image_pixels: int = setting(DEFAULT_MAX_PIXELS, range=Range(256, 33_554_432), description=(
+        "input images of more pixels than this are rejected before decoding (default: a 4096x2160 camera)"))
+    publish_panoptic: bool = setting(True, description="publish ~/panoptic (32SC1 panoptic ids)")
+    publish_semantic: bool = setting(True, description="publish ~/semantic (mono8 train indices, 255 = void)")
+    publish_instances: bool = setting(True, description="publish ~/instances (mono16 instance index)")
+    publish_overlay: bool = setting(True, description="publish ~/overlay (rgb8 colours over the image)")
+    publish_detections: bool = setting(True, description="publish ~/detections (Detection2DArray)")
+    stuff_detections: bool = setting(False, description="also list stuff segments in ~/detections")
+    overlay_alpha: float = setting(0.5, range=Range(0.0, 1.0),
+                                   description="weight of the segment colours in ~/overlay")
+    diagnostics_period: float = setting(1.0, range=Range(0.05, 60.0),
+                                        description="seconds between /diagnostics messages")
+    autostart: bool = setting(True, description="configure and activate on start-up")
+    keep_freed_buffers: bool = setting(True, description=(
+        "keep freed multi-megabyte buffers mapped for the next frame (glibc malloc thresholds; process-wide): "
+        "no page faults on the per-frame images, the process keeps its peak heap"))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
-# IOSettings field -> parameter name
-_IO_PARAMETERS = {
-    "compressed": "compressed",
-    "reliability": "qos.reliability",
-    "depth": "qos.depth",
-    "output_depth": "qos.output_depth",
-    "max_image_side": "max_image_side",
-    "max_image_pixels": "max_image_pixels",
-    "publish_panoptic": "publish.panoptic",
-    "publish_semantic": "publish.semantic",
-    "publish_instances": "publish.instances",
-    "publish_overlay": "publish.overlay",
-    "publish_detections": "publish.detections",
-    "stuff_detections": "publish.stuff_detections",
-    "overlay_alpha": "overlay_alpha",
-    "diagnostics_period": "diagnostics_period",
+# PredictorConfig field -> parameter name (all read at configure)
+_PREDICTOR_PARAMETERS = {
+    "model": "model", "weights": "weights", "backend": "backend", "device": "device", "precision": "precision",
+    "fp16": "fp16", "input_size": "input_size", "channels_last": "channels_last", "compile": "compile",
+    "num_threads": "num_threads", "onnx_path": "onnx.path", "onnx_cache_dir": "onnx.cache_dir",
+    "onnx_providers": "onnx.providers",
+}
+# The node's own meaning of two predictor settings: parameter -> (default, description)
+_NODE_MEANINGS = {
+    "model": (MODEL_KINDS[0], "model architecture"),
+    "weights": ("", "checkpoint (.safetensors/.json or their stem); empty = the shipped demo weights of the model"),
+}
+# NodeSettings field -> (parameter name, when it may change)
+_NODE_PARAMETERS = {
+    "compressed": ("compressed", CONFIGURE),
+    "reliability": ("qos.reliability", CONFIGURE),
+    "depth": ("qos.depth", CONFIGURE),
+    "output_depth": ("qos.output_depth", CONFIGURE),
+    "max_image_side": ("max_image_side", RUNTIME),
+    "max_image_pixels": ("max_image_pixels", RUNTIME),
+    "publish_panoptic": ("publish.panoptic", RUNTIME),
+    "publish_semantic": ("publish.semantic", RUNTIME),
+    "publish_instances": ("publish.instances", RUNTIME),
+    "publish_overlay": ("publish.overlay", RUNTIME),
+    "publish_detections": ("publish.detections", RUNTIME),
+    "stuff_detections": ("publish.stuff_detections", RUNTIME),
+    "overlay_alpha": ("overlay_alpha", RUNTIME),
+    "diagnostics_period": ("diagnostics_period", STARTUP),
+    "autostart": ("autostart", STARTUP),
+    "keep_freed_buffers": ("memory.keep_freed_buffers", STARTUP),
 }
 
 
-# ---- post-processing parameters -----------------------------------------------------
+# ---- dataclass fields -> parameters ----------------------------------------------------
 
-_SCALAR_TYPES = {bool: T.BOOL, int: T.INTEGER, float: T.DOUBLE, str: T.STRING}
+_SCALAR_TYPES = {bool: T.BOOL, int: T.INTEGER, float: T.DOUBLE, str: T.STRING, Path: T.STRING}
 _ARRAY_TYPES = {bool: T.BOOL_ARRAY, int: T.INTEGER_ARRAY, float: T.DOUBLE_ARRAY, str: T.STRING_ARRAY}
 
 
@@ -187,6 +188,42 @@ def _ros_type(hint: Any) -> Parameter.Type | None:
     if origin is dict and args and args[0] is str and args[1] in (int, float, str):
         return T.STRING_ARRAY  # entries "key:value"
     return _SCALAR_TYPES.get(hint)
+
+
+def _choices(hint: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` (also inside ``Optional``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(c for a in typing.get_args(hint) if a is not type(None) for c in _choices(a))
+    return tuple(typing.get_args(hint)) if typing.get_origin(hint) is Literal else ()
+
+
+def _ros_default(f: dataclasses.Field, ros_type: Parameter.Type) -> Any:
+    """A field's default as a parameter value: unset strings are empty, tuples lists."""
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if value is None:
+        return "" if ros_type == T.STRING else None
+    return list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+
+
+def _field_specs(cls: type, names: Mapping[str, tuple[str, str]]) -> list[Spec]:
+    """One parameter per field of ``cls`` in ``names`` (field -> (parameter, when)), from
+    the field's type, default, description and range."""
+    hints, fields = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    specs = []
+    for field_name, (name, when) in names.items():
+        f, ros_type = fields[field_name], _ros_type(hints[field_name])
+        default, description = _NODE_MEANINGS.get(name, (None, None))
+        if description is None:
+            default, description = _ros_default(f, ros_type), description_of(f)
+        specs.append(Spec(name, ros_type, default, description, runtime=when == RUNTIME, read_only=when == STARTUP,
+                          range=range_of(f), choices=_choices(hints[field_name])))
+    return specs
+
+
+NODE_PARAMETERS: tuple[Spec, ...] = tuple(
+    _field_specs(PredictorConfig, {field: (name, CONFIGURE) for field, name in _PREDICTOR_PARAMETERS.items()})
+    + _field_specs(NodeSettings, _NODE_PARAMETERS))
+_BY_NAME = {s.name: s for s in NODE_PARAMETERS}
 
 
 def _is_mapping(hint: Any) -> bool:
@@ -210,44 +247,39 @@ def _from_ros(hint: Any, value: Any, name: str) -> Any:
     return entries
 
 
-def _attribute_docs(cls: type) -> dict[str, str]:
-    """``name: text`` entries of a Google-style ``Attributes:`` docstring section."""
-    docs, current = {}, None
-    doc = cls.__doc__ or ""
-    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
-    for line in section.splitlines():
-        match = re.match(r"^\s{4,8}(\w+):\s*(.*)$", line)
-        if match:
-            current = match.group(1)
-            docs[current] = match.group(2).strip()
-        elif current and line.strip():
-            docs[current] += " " + line.strip()
-        elif not line.strip() and docs:
-            current = None
-    return docs
-
-
 def postprocess_specs(kind: str) -> tuple[Spec, ...]:
     """``<kind>.<field>`` parameters for the fields of the model's post-processing config."""
     config_cls, _ = postprocess_api(kind)
     hints = typing.get_type_hints(config_cls)
-    docs = _attribute_docs(config_cls)
     specs = []
     for f in dataclasses.fields(config_cls):
         ros_type = _ros_type(hints[f.name])
         if ros_type is None:
             continue
-        text = docs.get(f.name, f"{config_cls.__name__}.{f.name}")
+        text = description_of(f) or f"{config_cls.__name__}.{f.name}"
         if _is_mapping(hints[f.name]):
-            text += " Entries 'name:value', e.g. ['car:0.6', 'person:0.45']."
+            text += ". Entries 'name:value', e.g. ['car:0.6', 'person:0.45']"
         specs.append(Spec(f"{kind}.{f.name}", ros_type, None,
-                          f"{kind} post-processing: {text} (unset = the checkpoint's value)", runtime=True))
+                          f"{kind} post-processing: {text} (unset = the checkpoint's value)", runtime=True,
+                          range=range_of(f), choices=_choices(hints[f.name])))
     return tuple(specs)
 
 
 def all_specs() -> tuple[Spec, ...]:
     """Every parameter the node declares."""
     return NODE_PARAMETERS + tuple(s for kind in POSTPROCESSORS for s in postprocess_specs(kind))
+
+
+def parameter_help(width: int = 100) -> str:
+    """Every parameter as ``name (type, default): description [constraints]`` lines, for ``--help``."""
+    entries = []
+    for spec in all_specs():
+        default = "unset" if spec.default is None else repr(spec.default)
+        constraints = spec.constraints()
+        text = f"{spec.name} ({spec.type.name.lower()}, {default}): {spec.description}" + \
+            (f" [{constraints}]" if constraints else "")
+        entries.append(textwrap.fill(text, width, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(entries)
 
 
 def declare_parameters(node: Node) -> None:
@@ -275,21 +307,11 @@ def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
     kind = values["model"]
     if kind not in POSTPROCESSORS:
         raise ConfigError(f"model: {kind!r} is not one of {', '.join(POSTPROCESSORS)}")
-    data = {
-        "weights": values["weights"] or str(default_weights(kind)),
-        "model": kind,
-        "backend": values["backend"],
-        "device": values["device"],
-        "precision": _precision(values),
-        "input_size": values["input_size"] or None,
-        "channels_last": values["channels_last"],
-        "compile": values["compile"],
-        "num_threads": values["num_threads"],
-        "onnx_path": values["onnx.path"] or None,
-        "onnx_cache_dir": values["onnx.cache_dir"] or None,
-        "onnx_providers": list(values["onnx.providers"]),
-        "postprocess": postprocess_overrides(values, kind),
-    }
+    optional = {f.name for f in dataclasses.fields(PredictorConfig) if f.default is None}
+    data = {field: None if field in optional and values[name] in ("", [], None) else values[name]
+            for field, name in _PREDICTOR_PARAMETERS.items() if field != "fp16"}
+    data.update(weights=values["weights"] or str(default_weights(kind)), precision=_precision(values),
+                postprocess=postprocess_overrides(values, kind))
     return from_dict(PredictorConfig, data)
 
 
@@ -316,9 +338,9 @@ def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any
             for k, v in values.items() if k.startswith(prefix) and v is not None}
 
 
-def io_settings(values: Mapping[str, Any]) -> IOSettings:
-    """The node's own settings the parameters describe."""
-    return from_dict(IOSettings, {field: values[name] for field, name in _IO_PARAMETERS.items()})
+def node_settings(values: Mapping[str, Any]) -> NodeSettings:
+    """The node's own settings the parameters describe (``ConfigError`` names the field)."""
+    return from_dict(NodeSettings, {field: values[name] for field, (name, _) in _NODE_PARAMETERS.items()})
 
 
 def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, configured: bool) -> str | None:
@@ -334,7 +356,7 @@ def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, conf
         return f"{', '.join(frozen)}: {AT_CONFIGURE} (deactivate and clean up the node first)"
     merged = {**values, **{k: plain(v) for k, v in changes.items()}}
     try:
-        io_settings(merged)
+        node_settings(merged)
         predictor_config(merged)
         for kind in POSTPROCESSORS:
             config_cls, _ = postprocess_api(kind)

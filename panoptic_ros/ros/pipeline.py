@@ -138,10 +138,17 @@ class FrameStats:
     discarded (cleared by a pause or deactivation before it was processed), so once no
     frame is in flight ``received`` is their sum. Frames that arrive while paused are
     counted as ``paused`` only: they are not received for processing.
+
+    Args:
+        window: samples kept for the percentiles.
+        record_starts: also keep when each recent frame entered the slot and when its
+            processing started (:meth:`start_records`), for tests and benchmarks that check
+            the latest-frame-only hand-over; off, only the counters and windows are kept.
     """
 
-    def __init__(self, window: int = 200):
+    def __init__(self, window: int = 200, *, record_starts: bool = False):
         self._lock = threading.Lock()
+        self.record_starts = record_starts
         self.received = 0
         self.processed = 0
         self.dropped = 0
@@ -157,9 +164,10 @@ class FrameStats:
         self.age_at_start_ms = Window(window)  # arrival in the slot -> processing start
         self.gap_ms = Window(window)  # between consecutive receptions
         self._last_received: float | None = None
-        # Recent frames entering the slot (index, time) and leaving it for processing
-        # (index, time, age), stamped under the slot's lock: enough to tell whether each
-        # frame was the newest one when its processing started (start_records).
+        self._last_put = 0.0  # when the frame in the slot entered it (the slot holds one)
+        # With record_starts: recent frames entering the slot (index, time) and leaving it
+        # for processing (index, time, age), stamped under the slot's lock: enough to tell
+        # whether each frame was the newest one when its processing started (start_records).
         self.arrivals: deque[tuple[int, float]] = deque(maxlen=window)
         self.starts: deque[tuple[int, float, float]] = deque(maxlen=window)
 
@@ -192,15 +200,27 @@ class FrameStats:
     def on_slot_put(self, frame: Frame) -> None:
         """``LatestSlot`` ``on_put`` hook: ``frame`` is available for processing now."""
         with self._lock:
-            self.arrivals.append((frame.index, time.monotonic()))
+            self._last_put = time.monotonic()
+            if self.record_starts:
+                self.arrivals.append((frame.index, self._last_put))
 
     def on_slot_take(self, frame: Frame) -> None:
-        """``LatestSlot`` ``on_take`` hook: processing of ``frame`` starts now."""
+        """``LatestSlot`` ``on_take`` hook: processing of ``frame`` starts now (``frame`` is
+        the one put last: the slot holds one frame, and both hooks run under its lock)."""
         with self._lock:
             now = time.monotonic()
-            arrived = next((t for i, t in reversed(self.arrivals) if i == frame.index), frame.received)
-            self.age_at_start_ms.add((now - arrived) * 1e3)
-            self.starts.append((frame.index, now, now - arrived))
+            age = now - self._arrival(frame)
+            self.age_at_start_ms.add(age * 1e3)
+            if self.record_starts:
+                self.starts.append((frame.index, now, age))
+
+    def _arrival(self, frame: Frame) -> float:
+        """When ``frame`` entered the slot: with ``record_starts`` looked up in the record
+        (which is there to check the hand-over, so it assumes nothing of it), else the time
+        of the last put."""
+        if not self.record_starts:
+            return self._last_put
+        return next((t for i, t in reversed(self.arrivals) if i == frame.index), frame.received)
 
     def start_records(self) -> list[tuple[int, float, float | None]]:
         """``(index, age, period)`` in seconds for each recent start of processing.
@@ -209,7 +229,12 @@ class FrameStats:
         ``period``: from that arrival to the next frame's arrival (the input period at
         that moment), None while no later frame has arrived. The frame was the newest
         available when its processing started exactly when ``age < period``.
+
+        Raises:
+            RuntimeError: built without ``record_starts``.
         """
+        if not self.record_starts:
+            raise RuntimeError("start_records: FrameStats was built without record_starts=True")
         with self._lock:
             arrivals, starts = list(self.arrivals), list(self.starts)
         records = []

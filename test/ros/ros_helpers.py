@@ -1,11 +1,15 @@
 """Helpers for the ROS tests: an executor driven from
 the test thread (spin until a condition holds; never sleep for correctness), camera frames,
-a node factory and a probe node that publishes frames and records the outputs."""
+a node factory, a probe node that publishes frames and records the outputs, and an ament
+prefix for a pip-installed package."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -18,6 +22,8 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from panoptic_ros.ros.image_codec import numpy_to_image
+from panoptic_ros.launch_config import EXECUTABLE
+from panoptic_ros.resources import REPOSITORY_ROOT
 from panoptic_ros.ros.node import PanopticNode
 
 WAIT_S = 60.0
@@ -79,10 +85,11 @@ OUTPUTS = {"panoptic": Image, "semantic": Image, "instances": Image, "overlay": 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def make_node(context, weights, name=NAME, topic=INPUT, **overrides) -> PanopticNode:
+def make_node(context, weights, name=NAME, topic=INPUT, record_starts=False, **overrides) -> PanopticNode:
     values = {"model": "ciae", "weights": str(weights), "device": "cpu", "num_threads": 1, **overrides}
-    return PanopticNode(name, context=context, cli_args=["--ros-args", "-r", f"image:={topic}",
-                                                         "-r", f"image/compressed:={topic}/compressed"],
+    return PanopticNode(name, record_starts=record_starts, context=context,
+                        cli_args=["--ros-args", "-r", f"image:={topic}",
+                                  "-r", f"image/compressed:={topic}/compressed"],
                         parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
@@ -111,3 +118,32 @@ class Probe:
         seq = msg.header.stamp.nanosec
         self.spinner.until(lambda: all(seq in self.got[o] for o in outputs), what=f"outputs of frame {seq}")
         return {o: self.got[o][seq] for o in outputs}
+
+
+def ensure_ament_prefix(directory: Path) -> str:
+    """Make ``panoptic_ros`` findable the way ``ros2 run`` and launch_ros find packages
+    (``<prefix>/share/ament_index/resource_index/packages/<package>`` and
+    ``<prefix>/lib/<package>/<executable>``) where it was pip-installed rather than built by
+    colcon: a prefix in ``directory`` holding the index entry, the share directory with
+    ``package.xml`` and a link to the console script next to this Python, put first in
+    ``AMENT_PREFIX_PATH``. Returns the package's
+    prefix (an existing one when the package is already indexed)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        return get_package_prefix("panoptic_ros")
+    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH is not set
+        pass
+    index = directory / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True, exist_ok=True)
+    (index / "panoptic_ros").touch()
+    share = directory / "share" / "panoptic_ros"
+    share.mkdir(exist_ok=True)
+    if not (share / "package.xml").exists():
+        (share / "package.xml").symlink_to(REPOSITORY_ROOT / "package.xml")
+    lib = directory / "lib" / "panoptic_ros"
+    lib.mkdir(parents=True, exist_ok=True)
+    if not (lib / EXECUTABLE).exists():
+        (lib / EXECUTABLE).symlink_to(Path(sys.executable).parent / EXECUTABLE)
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, (str(directory),
+                                                                    os.environ.get("AMENT_PREFIX_PATH"))))
+    return get_package_prefix("panoptic_ros")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from panoptic_ros.resources import REPOSITORY_ROOT
-from ros_helpers import Probe, camera_image
+from panoptic_ros.ros.params import all_specs
+from ros_helpers import Probe, camera_image, ensure_ament_prefix
 
 pytestmark = pytest.mark.ros
 
@@ -72,9 +73,25 @@ def test_console_node_refuses_bad_parameters_without_a_traceback():
     assert "overlay_alpha" in err and "Traceback" not in err
 
 
+def test_the_node_is_found_through_the_ament_index_as_launch_files_find_it(tmp_path, monkeypatch):
+    # what launch_ros' Node(package="panoptic_ros", executable="panoptic_node") resolves
+    # (test_launch_file.py relies on it where launch_ros is installed)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.environ.get("AMENT_PREFIX_PATH", ""))
+    prefix = Path(ensure_ament_prefix(tmp_path))
+    out = subprocess.run([str(prefix / "lib" / "panoptic_ros" / "panoptic_node"), "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "usage: panoptic_node" in out.stdout
+
+
 def test_console_node_answers_help_and_refuses_stray_arguments():
     out = subprocess.run([str(EXECUTABLE), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage: panoptic_node" in out.stdout and "--ros-args" in out.stdout
+    # every parameter is listed with its default and constraints, from the same specs as the descriptors
+    text = " ".join(out.stdout.split())
+    for spec in all_specs():
+        assert f"{spec.name} ({spec.type.name.lower()}," in text, spec.name
+    assert "ciae.score_threshold (double, unset): ciae post-processing: minimum sqrt(cls * centerness)" in text
+    assert "must be in [0, 1]" in text and "qos.depth (integer, 1)" in text
     out = subprocess.run([str(EXECUTABLE), "--frobnicate"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unrecognized arguments: --frobnicate" in out.stderr
     out = subprocess.run([str(EXECUTABLE), "--ros-args", "-p"], capture_output=True, text=True, timeout=120)

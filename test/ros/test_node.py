@@ -176,8 +176,8 @@ def test_latest_frame_only_each_processed_frame_is_the_newest_at_its_start(ros_c
     # A node of its own, slowed down by a larger model input; a reliable deep input queue
     # brings every frame into the node, so frames can only be dropped in its one-frame slot.
     name, topic = "latest_frame_node", "/latest_frame_test/image"
-    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, input_size=[256, 384],
-                     diagnostics_period=0.1, **{"qos.reliability": "reliable", "qos.depth": 100})
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, record_starts=True,
+                     input_size=[256, 384], diagnostics_period=0.1, **{"qos.reliability": "reliable", "qos.depth": 100})
     probe = Probe(ros_context, spinner, name=name, topic=topic)
     with running(spinner, node, probe.node):
         probe.connect(node)
@@ -272,6 +272,15 @@ def test_output_publishers_are_reliable_with_a_configurable_history(node, ros_co
         assert [i.qos_profile.reliability for i in infos] == [ReliabilityPolicy.RELIABLE]
         refused = n.set_parameters([Parameter("qos.output_depth", value=2)])[0]
         assert not refused.successful and "read at configure" in refused.reason
+
+
+def test_each_output_publisher_is_wrapped_for_raw_publishing_once(node, probe):
+    raw = dict(node._raw_pubs)
+    assert {n: r.publisher for n, r in raw.items()} == \
+        {n: p for n, p in node.output_publishers.items() if n != "label_info"}
+    probe.send(camera_image(700))
+    probe.send(camera_image(701))
+    assert all(node._raw_pubs[n] is r for n, r in raw.items())  # the same wrappers, frame after frame
 
 
 def test_diagnostics_format_values_as_strings():

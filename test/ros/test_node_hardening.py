@@ -91,8 +91,8 @@ def test_counters_add_up_after_pauses_and_deactivations(ros_context, spinner, ti
     # a large model input makes one frame slow, so a second one waits in the slot when the
     # pause or the deactivation comes: exactly one frame is discarded by each
     name, topic = "counting_node", "/counting/image"
-    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, input_size=[384, 768],
-                     diagnostics_period=0.1, **{"qos.reliability": "reliable"})
+    node = make_node(ros_context, tiny_weights["ciae"], name=name, topic=topic, record_starts=True,
+                     input_size=[384, 768], diagnostics_period=0.1, **{"qos.reliability": "reliable"})
     probe = Probe(ros_context, spinner, name=name, topic=topic)
     diagnostics = []
     probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.extend(

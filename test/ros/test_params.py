@@ -7,11 +7,14 @@ import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
 
+from panoptic_ros.config import to_dict
+from panoptic_ros.inference.predictor import postprocess_api
 from panoptic_ros.resources import REPOSITORY_ROOT, default_weights
 from panoptic_ros.ros import params
 from panoptic_ros.ros.node import PanopticNode
 
 CONFIGS = sorted((REPOSITORY_ROOT / "config").glob("*.yaml"))
+NUMBER_ARRAYS = (ParameterType.PARAMETER_INTEGER_ARRAY, ParameterType.PARAMETER_DOUBLE_ARRAY)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -47,18 +50,50 @@ def test_parameter_files_load_through_rclpy_and_name_only_declared_parameters(ro
         values = params.parameter_values(node)
         config = params.predictor_config(values)
         assert config.model == path.stem and config.weights == default_weights(path.stem)
-        params.io_settings(values)
+        params.node_settings(values)
     finally:
         node.destroy_node()
+
+
+def _commented_postprocess_block(path: Path, kind: str) -> dict:
+    """The ``# <kind>:`` block of a parameter file's comments, read as YAML."""
+    lines = path.read_text().splitlines()
+    start = lines.index(f"    # {kind}:")
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith("    #   "):
+            break
+        block.append(line[len("    #   "):])
+    return yaml.safe_load("\n".join(block))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_parameter_files_hold_the_declared_defaults(path: Path):
+    # the files set every node parameter to its declared default (model: the file's own);
+    # their commented post-processing examples show the post-processing config's defaults
+    values = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
+    specs = {s.name: s for s in params.all_specs()}
+    defaults = {name: specs[name].default for name in values if name != "model"}
+    assert {name: value for name, value in values.items() if name != "model"} == defaults
+    assert set(specs) - set(values) - {"input_size", "fp16"} == \
+        {name for name in specs if name.startswith(("panonet.", "ciae."))}
+    config_cls, _ = postprocess_api(path.stem)
+    example = _commented_postprocess_block(path, path.stem)
+    shipped = {name: value for name, value in to_dict(config_cls()).items() if name in example}
+    assert {name: value for name, value in example.items() if shipped[name] != {}} == \
+        {name: value for name, value in shipped.items() if value != {}}
+    assert len(example) >= 5
 
 
 def test_every_parameter_is_described_and_numbers_have_ranges():
     for spec in params.all_specs():
         desc = spec.descriptor()
         assert desc.description and desc.type == spec.type.value, spec.name
-        if spec.type.value in (ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_INTEGER) and \
-                not spec.name.startswith(("panonet.", "ciae.")):
+        if spec.type.value in (ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_INTEGER):
             assert desc.floating_point_range or desc.integer_range, spec.name
+            assert "must be " in desc.additional_constraints, spec.name
+        if spec.type.value in NUMBER_ARRAYS or spec.name == "panonet.bandwidths":
+            assert spec.range is not None and "each must be " in desc.additional_constraints, spec.name
     assert params.NODE_PARAMETERS[0].descriptor().additional_constraints.startswith("one of: panonet, ciae")
 
 
@@ -85,7 +120,7 @@ def test_parameters_become_predictor_and_node_settings():
     assert config.weights == default_weights("ciae") and config.input_size == (96, 128)
     assert config.onnx_providers == ("cpu",) and config.postprocess == {"score_threshold": 0.2}
     assert params.predictor_config(_values(weights="/x/y")).weights == Path("/x/y")
-    io = params.io_settings(_values(**{"qos.depth": 3, "publish.overlay": False}))
+    io = params.node_settings(_values(**{"qos.depth": 3, "publish.overlay": False}))
     assert (io.depth, io.publish_overlay, io.reliability, io.compressed) == (3, False, "best_effort", False)
 
 
@@ -97,6 +132,12 @@ def test_parameters_become_predictor_and_node_settings():
     ({"qos.reliability": "sometimes"}, False, "reliability"),
     ({"ciae.nms_threshold": 3.0}, True, "nms_threshold"),
     ({"ciae.resolution": "eighth"}, True, "resolution"),
+    ({"panonet.default_bandwidth": 0.0}, True, "default_bandwidth: must be > 0, got 0.0"),
+    ({"panonet.min_area": -1}, True, "min_area: must be >= 0, got -1"),
+    ({"panonet.bandwidths": ["car:0"]}, True, "bandwidths: must be > 0, got {'car': 0.0}"),
+    ({"ciae.area_reference": [0, 10]}, True, "area_reference: must be >= 1, got (0, 10)"),
+    ({"ciae.score_threshold": 1.5}, True, "score_threshold: must be in [0, 1], got 1.5"),
+    ({"qos.depth": 0}, False, "depth: must be in [1, 1000], got 0"),
 ])
 def test_changes_are_checked_with_a_reason(changes, configured, reason):
     assert reason in params.check_changes(_values(), changes, configured=configured)
@@ -127,6 +168,13 @@ def test_per_class_bandwidths_are_name_value_entries_checked_against_the_model(r
         result = set_(["car:0.4", "person: 0.5"])
         assert result.successful, result.reason
         assert node.predictor.postprocess_config.bandwidths == {"car": 0.4, "person": 0.5}
+        # numbers out of a parameter's range: rclpy refuses them by the descriptor, and an
+        # open bound (bandwidth > 0) is refused by the config class
+        for name, value, reason in (("panonet.min_area", -1, "out of range"),
+                                    ("panonet.default_bandwidth", 0.0, "must be > 0"),
+                                    ("panonet.cluster_stride", 0, "out of range")):
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not result.successful and reason in result.reason, (name, result.reason)
         for bad, reason in ((["car=0.4"], "is not 'name:value'"), (["dragon:0.5"], "dragon"),
                             (["car:-1"], "must be > 0"), (["car:wide"], "bandwidths")):
             result = set_(bad)

@@ -135,8 +135,21 @@ def test_frame_stats_snapshot_counts_everything():
     assert snap["input_gap_max_ms"] == pytest.approx(20.0)
 
 
-def test_stale_starts_counts_frames_started_while_a_newer_one_waited():
+def test_frame_stats_keep_no_per_frame_records_unless_asked():
     stats = FrameStats()
+    slot = LatestSlot(on_put=stats.on_slot_put, on_take=stats.on_slot_take)
+    for index in range(3):
+        slot.put(Frame(index, 0.0, stats.on_received(0.0)))
+        slot.take(timeout=0)
+    assert not stats.arrivals and not stats.starts
+    snap = stats.snapshot()
+    assert snap["frames_received"] == 3 and 0 <= snap["age_at_start_max_ms"] < 1e3
+    with pytest.raises(RuntimeError, match="record_starts=True"):
+        stats.stale_starts()
+
+
+def test_stale_starts_counts_frames_started_while_a_newer_one_waited():
+    stats = FrameStats(record_starts=True)
     frames = [Frame(i, 0.0, stats.on_received(0.0)) for i in range(4)]
     slot = LatestSlot(on_put=stats.on_slot_put, on_take=stats.on_slot_take)
     slot.put(frames[0])
