@@ -105,7 +105,7 @@ class _ImportCollector(ast.NodeVisitor):
         self.generic_visit(node)
         self.depth -= 1
 
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
 
     def _import(self, node: ast.Import | ast.ImportFrom) -> None:
         for target in _targets(node, self.module, self.modules):
