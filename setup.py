@@ -32,7 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "panoptic-eval = panoptic_ros.eval.cli:main",
-            "panoptic-synth = panoptic_ros.training.synth_cli:main",
+            "panoptic-synth = panoptic_ros.synthstreet.cli:main",
             "panoptic_node = panoptic_ros.ros.node:main",
             "panoptic-train = panoptic_ros.training.train:main",
             "panoptic-evaluate = panoptic_ros.training.evaluate:main",

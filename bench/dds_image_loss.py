@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from panoptic_ros.replay.bag import cdr_stamp  # noqa: E402
-from panoptic_ros.ros.image_codec import numpy_to_image  # noqa: E402
+from panoptic_ros.ros.image_messages import numpy_to_image  # noqa: E402
 
 MODES = {
     "best_effort": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),

@@ -57,7 +57,7 @@ from panoptic_ros.models.ciae import CIAEConfig  # noqa: E402
 from panoptic_ros.models.panonet import PanoNetConfig  # noqa: E402
 from panoptic_ros.resources import default_weights  # noqa: E402
 from panoptic_ros.sync_count import count_torch  # noqa: E402
-from panoptic_ros.training.datasets.synthstreet import generate_scene  # noqa: E402
+from panoptic_ros.synthstreet.scene import generate_scene  # noqa: E402
 
 
 class SectionTimeout(Exception):

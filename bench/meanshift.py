@@ -40,7 +40,7 @@ from panoptic_ros.models.icnet import guidance_size
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
 from panoptic_ros.postprocess.meanshift import mean_shift
 from panoptic_ros.resources import default_weights
-from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.types import LABEL_DIVISOR
 
 BANDWIDTH = 0.5

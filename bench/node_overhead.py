@@ -19,7 +19,7 @@
    ``Publisher.publish``, and the overlay with full-size outline/VOID masks; *now* = the
    node's path: ``~/panoptic`` resized by the predictor straight into its serialized
    message (:class:`~panoptic_ros.serialized.image.ImageMessage`), the other outputs as
-   serialized bytes from :mod:`panoptic_ros.ros.messages` (outline/VOID masks from the
+   serialized bytes from :mod:`panoptic_ros.outputs` (outline/VOID masks from the
    model resolution), published with :class:`~panoptic_ros.ros.raw_publish.RawPublisher`
    (no copy of the bytes on the way into rcl).
 
@@ -58,16 +58,16 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
+from panoptic_ros import outputs  # noqa: E402
 from panoptic_ros.checkpoint import save_checkpoint  # noqa: E402
 from panoptic_ros.inference.predictor import Predictor  # noqa: E402
 from panoptic_ros.models.build import build_model, model_config_from_dict  # noqa: E402
 from panoptic_ros.replay.bag import cdr_stamp  # noqa: E402
 from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec  # noqa: E402
-from panoptic_ros.ros import messages  # noqa: E402
-from panoptic_ros.ros.image_codec import from_serialized, numpy_to_image, to_rgb8  # noqa: E402
+from panoptic_ros.ros.image_messages import numpy_to_image  # noqa: E402
 from panoptic_ros.ros.node import PanopticNode  # noqa: E402
 from panoptic_ros.ros.raw_publish import RawPublisher  # noqa: E402
-from panoptic_ros.serialized.image import ImageMessage  # noqa: E402
+from panoptic_ros.serialized.image import ImageMessage, from_serialized, to_rgb8  # noqa: E402
 from panoptic_ros.viz import colorize_panoptic, panoptic_overlay  # noqa: E402
 
 TINY = {
@@ -235,13 +235,13 @@ class Harness:
             "upsample + build ~/panoptic": (panoptic_now, panoptic_before),
             "upsample + build + publish ~/panoptic": (lambda: raw_pubs["panoptic"].publish(panoptic_now()),
                                                     lambda: pubs["panoptic"].publish(panoptic_before())),
-            "build ~/overlay": (lambda: messages.overlay_image(rgb, result, space, header, low_res=low), overlay_before),
+            "build ~/overlay": (lambda: outputs.overlay_image(rgb, result, space, header, low_res=low), overlay_before),
             "build + publish ~/overlay": (
-                lambda: raw_pubs["overlay"].publish(messages.overlay_image(rgb, result, space, header, low_res=low)),
+                lambda: raw_pubs["overlay"].publish(outputs.overlay_image(rgb, result, space, header, low_res=low)),
                 lambda: pubs["overlay"].publish(overlay_before())),
-            "build ~/semantic": (lambda: messages.semantic_image(result, space, header, low_res=low), None),
-            "build ~/instances": (lambda: messages.instance_image(result, header, low_res=low), None),
-            "build ~/detections": (lambda: messages.detections(result, space, header), None),
+            "build ~/semantic": (lambda: outputs.semantic_image(result, space, header, low_res=low), None),
+            "build ~/instances": (lambda: outputs.instance_image(result, header, low_res=low), None),
+            "build ~/detections": (lambda: outputs.detections(result, space, header), None),
         }
         rows = []
         for label, (now, before) in steps.items():

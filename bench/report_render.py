@@ -45,8 +45,8 @@ def build_report(folder: Path, *, frames: int = 4, size: tuple[int, int] = (256,
     """Replay ``frames`` SynthStreet scenes (seed 1000, ``size`` H x W) offline with the
     shipped PanoNet weights into ``folder/replay``; returns its ``report.html``."""
     from panoptic_ros.replay.run import ReplayOptions, replay
-    from panoptic_ros.training.datasets.bag import write_bag
-    from panoptic_ros.training.datasets.synthstreet import generate_scene
+    from panoptic_ros.synthstreet.bag import write_bag
+    from panoptic_ros.synthstreet.scene import generate_scene
 
     if folder.exists():
         shutil.rmtree(folder)

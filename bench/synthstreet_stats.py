@@ -24,10 +24,10 @@ import time
 import cv2
 import numpy as np
 
+from panoptic_ros.cli_common import parse_size
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets.synth_stats import SynthStats
-from panoptic_ros.training.datasets.synthstreet import generate_scene
-from panoptic_ros.training.synth_cli import parse_size
+from panoptic_ros.synthstreet.scene import generate_scene
+from panoptic_ros.synthstreet.stats import SynthStats
 
 TARGET_IMAGES_PER_S = 20.0
 

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.sample import Sample
 from panoptic_ros.training.datasets.loader import PanopticCollate
-from panoptic_ros.training.datasets.sample import Sample
 from panoptic_ros.training.targets import ciae_targets, panonet_targets
 from panoptic_ros.types import PanopticResult
 

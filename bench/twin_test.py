@@ -35,15 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panoptic_ros.eval.pq import PanopticEvaluator
 from panoptic_ros.checkpoint import load_checkpoint
+from panoptic_ros.cli_common import parse_size
+from panoptic_ros.eval.pq import PanopticEvaluator
 from panoptic_ros.inference.predictor import Predictor, resize_image
 from panoptic_ros.labels import CITYSCAPES, IGNORE_INDEX
 from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig, postprocess_panonet
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synth_stats import twin_ids
-from panoptic_ros.training.datasets.synthstreet import generate_scene
-from panoptic_ros.training.synth_cli import parse_size
+from panoptic_ros.sample import Sample
+from panoptic_ros.synthstreet.scene import generate_scene
+from panoptic_ros.synthstreet.stats import twin_ids
 from panoptic_ros.types import PanopticResult
 
 MAX_SCANNED = 2000

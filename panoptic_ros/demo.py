@@ -56,8 +56,8 @@ def _bag_key() -> str:
 
 def write_demo_bag(path: Path) -> float:
     """Write (or reuse) the demo bag; returns the seconds spent."""
-    from panoptic_ros.training.datasets.bag import write_bag
-    from panoptic_ros.training.datasets.synthstreet import generate_scene
+    from panoptic_ros.synthstreet.bag import write_bag
+    from panoptic_ros.synthstreet.scene import generate_scene
 
     start = time.perf_counter()
     if _bag_is_current(path):

@@ -1,13 +1,19 @@
 """Area and bounding box of every segment of a panoptic id map, in one vectorised pass.
 
 Works on horizontal runs of equal ids, so the cost after one pass over the pixels is
-proportional to the number of runs; no mask is made per segment. The id encodings
-(:data:`panoptic_ros.types.VOID` and friends) stay in :mod:`panoptic_ros.types`, which
-re-exports :func:`segment_stats`.
+proportional to the number of runs; no mask is made per segment. The id encodings stay
+in :mod:`panoptic_ros.types`, which builds on this module; only the void id and the error
+for malformed panoptic data are defined here, because both modules need them.
 """
 from __future__ import annotations
 
 import numpy as np
+
+VOID = 0  # the panoptic id of unlabelled pixels
+
+
+class PanopticFormatError(ValueError):
+    """Panoptic data that contradicts itself (ids, segments, sizes, categories)."""
 
 
 def segment_stats(panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -18,9 +24,6 @@ def segment_stats(panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     Returns:
         ids (K,) int64 ascending, areas (K,) int64, bboxes (K, 4) int64 as x, y, w, h.
     """
-    # imported here: types imports this module, so a module-level import would be circular
-    from panoptic_ros.types import VOID, PanopticFormatError
-
     if panoptic.ndim != 2 or panoptic.size == 0:
         raise PanopticFormatError(f"panoptic map must be a non-empty 2-D array, got shape {panoptic.shape}")
     rows, first_cols, last_cols, values = _horizontal_runs(panoptic)

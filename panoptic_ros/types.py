@@ -10,25 +10,20 @@ COCO panoptic PNGs store segment ids as ``R + 256 G + 256² B``
 (:func:`rgb2id` / :func:`id2rgb`). Cityscapes ``*_instanceIds.png`` store things as
 ``label_id * 1000 + k`` with k from 0, and stuff or crowd regions as ``label_id``.
 This module owns all three encodings. Segment areas and boxes are computed by
-:func:`panoptic_ros.segments.segment_stats` (also importable from here).
+:func:`panoptic_ros.segments.segment_stats`, which with ``VOID`` (0) and
+:class:`PanopticFormatError` lives below this module (segments imports nothing from here).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from panoptic_ros.labels import CITYSCAPES_LABEL_BY_ID, LabelSpace
-from panoptic_ros.segments import segment_stats  # noqa: F401  (re-exported: its former home)
+from panoptic_ros.segments import VOID, PanopticFormatError, segment_stats
 
 LABEL_DIVISOR = 1000
-VOID = 0
-
-
-class PanopticFormatError(ValueError):
-    """Panoptic data that contradicts itself (ids, segments, sizes, categories)."""
-
 
 def encode_id(category_id: int, instance: int = 0) -> int:
     """Panoptic id of ``instance`` of ``category_id``."""

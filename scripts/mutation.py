@@ -37,7 +37,7 @@ MODULES: dict[str, list[str]] = {
     "panoptic_ros/postprocess/ciae.py": ["test/postprocess/test_ciae_postprocess.py"],
     "panoptic_ros/serialized/cdr.py": ["test/serialized/test_cdr.py", "test/serialized/test_serialized_image.py"],
     "panoptic_ros/serialized/image.py": ["test/serialized/test_serialized_image.py", "test/serialized/test_cdr.py",
-                                        "test/ros/test_image_codec.py"],
+                                        "test/ros/test_image_messages.py"],
     "panoptic_ros/eval/pq.py": ["test/eval/test_pq.py", "test/eval/test_pq_properties.py"],
     "panoptic_ros/eval/miou.py": ["test/eval/test_miou.py"],
     "panoptic_ros/eval/scores.py": ["test/eval/test_scores.py"],

@@ -28,7 +28,3 @@ def test_rejects_empty_and_non_2d_maps():
         segment_stats(np.zeros((0, 4), np.int32))
     with pytest.raises(types.PanopticFormatError, match="non-empty 2-D"):
         segment_stats(np.zeros((2, 2, 2), np.int32))
-
-
-def test_types_still_exports_it():
-    assert types.segment_stats is segment_stats

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 import torch
 
 from panoptic_ros.checkpoint import atomic_write_bytes, checkpoint_paths, load_checkpoint, read_checkpoint_meta
+from panoptic_ros.cli_common import int_at_least, parse_size
 from panoptic_ros.config import ConfigError, from_dict, to_dict
 from panoptic_ros.eval.pq import PanopticEvaluator
 from panoptic_ros.inference.backends import TorchBackend, resolve_device
@@ -33,7 +34,6 @@ from panoptic_ros.inference.predictor import resize_image
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig, postprocess_panonet
 from panoptic_ros.training.evaluate import USER_ERRORS
-from panoptic_ros.training.synth_cli import _int_at_least, parse_size
 
 DEFAULT_BANDWIDTHS = (0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 
@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-bandwidth-search", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="PanoNet checkpoint (x, x.safetensors or x.json)")
     p.add_argument("--seed", type=int, default=0, help="SynthStreet stream seed (default 0, the training stream)")
-    p.add_argument("--count", type=_int_at_least(1), default=20, help="SynthStreet scenes (default 20)")
+    p.add_argument("--count", type=int_at_least(1), default=20, help="SynthStreet scenes (default 20)")
     p.add_argument("--size", type=parse_size, default=(512, 1024), help="scene size HxW (default 512x1024)")
     p.add_argument("--bandwidths", type=parse_bandwidths, default=DEFAULT_BANDWIDTHS,
                    help="candidate bandwidths, comma-separated (default 0.25,...,1.0)")

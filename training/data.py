@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 
 from panoptic_ros.checkpoint import atomic_write_bytes
 from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.sample import Sample
 from panoptic_ros.training.config import DataConfig, TrainConfig
 from panoptic_ros.training.datasets.loader import PanopticCollate, PanopticDataLoader, build_dataloader
-from panoptic_ros.training.datasets.sample import Sample
 from panoptic_ros.training.datasets.transforms import TransformedDataset, standard_train_transform
 from panoptic_ros.training.distributed import DistInfo
 from panoptic_ros.training.sampling import DistributedStepSampler
@@ -110,7 +110,7 @@ def synthstreet(seed: int, count: int, size: tuple[int, int], *, mirror: bool = 
                 cache_dir: Path | None = None) -> Dataset:
     """SynthStreet scenes ``0..count-1`` of stream ``seed`` at ``size`` (H, W), cached in
     ``cache_dir`` when given."""
-    from panoptic_ros.training.datasets.synthstreet import SynthStreetDataset
+    from panoptic_ros.synthstreet.scene import SynthStreetDataset
 
     dataset = SynthStreetDataset(seed, count, height=size[0], width=size[1], mirror=mirror)
     if cache_dir is None:
@@ -121,14 +121,14 @@ def synthstreet(seed: int, count: int, size: tuple[int, int], *, mirror: bool = 
 
 
 def generator_version() -> str:
-    """Short hash of the SynthStreet generator's source: a changed generator never reads
+    """Short hash of the SynthStreet package's source: a changed generator never reads
     scenes cached by an older one."""
     import hashlib
 
-    from panoptic_ros.training import datasets
+    from panoptic_ros import synthstreet
 
     digest = hashlib.sha256()
-    for path in sorted(Path(datasets.__file__).parent.glob("synth*.py")):
+    for path in sorted(Path(synthstreet.__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]
 

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes
+from panoptic_ros.cli_common import parse_size
 from panoptic_ros.config import ConfigError, apply_overrides
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
@@ -50,7 +51,6 @@ from panoptic_ros.paths import check_output, os_error_line
 from panoptic_ros.training.engine import evaluate, predictions
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.state import preserved_rng
-from panoptic_ros.training.synth_cli import parse_size
 from panoptic_ros.types import PanopticFormatError
 
 USER_ERRORS = (ConfigError, CheckpointError, CocoFormatError, PanopticFormatError, BackendError, FileNotFoundError)

@@ -21,9 +21,9 @@ from typing import Sequence
 import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
+from panoptic_ros.cli_common import parse_size
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.export import MIN_OPSET, export_onnx, onnx_parity
-from panoptic_ros.training.synth_cli import parse_size
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from panoptic_ros.cli_common import parse_size
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.backends import resolve_device
@@ -30,7 +31,6 @@ from panoptic_ros.inference.predictor import postprocess_api
 from panoptic_ros.paths import check_output
 from panoptic_ros.training import evaluate as evaluate_cli
 from panoptic_ros.training.snapshot import run_chain
-from panoptic_ros.training.synth_cli import parse_size
 
 MANIFEST_FORMAT = "panoptic_ros.weights_manifest/1"
 

@@ -19,7 +19,7 @@ import pyspng
 from panoptic_ros.eval.png_ids import png_to_ids
 from panoptic_ros.jsonfile import read_json
 from panoptic_ros.labels import LabelSpace
-from panoptic_ros.serialized.image import PNG_SIGNATURE
+from panoptic_ros.serialized.compressed import PNG_SIGNATURE
 from panoptic_ros.types import PanopticResult, id2rgb, rgb2id
 
 

@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from panoptic_ros.serialized.image import PNG_SIGNATURE
+from panoptic_ros.serialized.compressed import PNG_SIGNATURE
 
 CHANNELS = {2: 3, 6: 4}   # PNG colour type -> channels (truecolour, truecolour + alpha)
 

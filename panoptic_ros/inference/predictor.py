@@ -27,7 +27,7 @@ from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, Range, check_ranges, from_dict, setting, to_dict
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
                                              check_provider, resolve_device)
-from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, onnx_cache_name  # noqa: F401
+from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult

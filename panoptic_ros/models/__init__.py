@@ -1,1 +1,3 @@
-"""Pure-torch networks: ICNet/PanoNet and ResNet-FPN/CIAE (see build.py for the entry points)."""
+"""Pure-torch networks: ICNet (``icnet``) and PanoNet (``panonet``), ResNet-FPN
+(``resnet_fpn``), the FCOS head (``fcos_head``) and CIAE (``ciae``), pieces both share
+(``common``), and configs and construction by kind (``build``, the entry points)."""

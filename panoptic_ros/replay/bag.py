@@ -28,10 +28,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from panoptic_ros.replay.sqlite_salvage import SqliteSalvage, SqliteSalvageError
-from panoptic_ros.serialized.image import PICTURE_ENCODINGS
+from panoptic_ros.serialized.image import COMPRESSED_TYPE, IMAGE_TYPE, PICTURE_ENCODINGS
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 GT_ENCODING = "32SC1"
 BAG_FILE_SUFFIXES = (".mcap", ".db3")
 """Storage files of a bag (a bag is one of them, or a folder holding them)."""

@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from panoptic_ros.cli_common import int_at_least, positive_float
 from panoptic_ros.models.build import MODEL_KINDS
-from panoptic_ros.training.synth_cli import _int_at_least, _positive_float
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
 EXIT_BAD_PATH = 2  # as every other console script exits on a path it cannot use
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--gt-topic", help="32SC1 panoptic ground-truth topic (default: auto-detected)")
     gt.add_argument("--no-gt", action="store_true", help="ignore any ground truth (no scores)")
     pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive_float, default=1.0,
+    pace.add_argument("--rate", type=positive_float, default=1.0,
                       help="live: speed factor on the recorded timing (default 1.0)")
     pace.add_argument("--as-fast-as-possible", action="store_true",
                       help="live: send the next frame when the previous frame's output is back")
@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="inference precision (torch autocast; default fp32)")
-    p.add_argument("--num-threads", type=_int_at_least(0), default=0, help="CPU inference threads (0 = default)")
-    p.add_argument("--max-frames", type=_int_at_least(1), help="replay at most this many frames")
+    p.add_argument("--num-threads", type=int_at_least(0), default=0, help="CPU inference threads (0 = default)")
+    p.add_argument("--max-frames", type=int_at_least(1), help="replay at most this many frames")
     p.add_argument("--connect", metavar="NAMESPACE/NODE",
                    help="live: use this running node instead of starting one (e.g. /panoptic_node)")
     p.add_argument("--node-name", default="panoptic_node", help="name of the started node (default panoptic_node)")
@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "fragments and one lost fragment loses the frame)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="live: a parameter of the started node, e.g. qos.output_depth:=5 (repeatable)")
-    p.add_argument("--frame-timeout", type=_positive_float, default=30.0,
+    p.add_argument("--frame-timeout", type=positive_float, default=30.0,
                    help="live: longest wait for one frame's output, and for the node to finish at the end "
                         "(default 30)")
-    p.add_argument("--startup-timeout", type=_positive_float, default=180.0,
+    p.add_argument("--startup-timeout", type=positive_float, default=180.0,
                    help="live: seconds for the node to load its model (default 180)")
-    p.add_argument("--samples", type=_int_at_least(0), default=4, help="sample frames in the report (default 4)")
+    p.add_argument("--samples", type=int_at_least(0), default=4, help="sample frames in the report (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -26,7 +26,7 @@ from panoptic_ros.eval.coco_format import write_coco_panoptic
 from panoptic_ros.eval.scores import GROUPS, PanopticScores, finite_or_none
 from panoptic_ros.labels import LabelSpace
 from panoptic_ros.replay.bag import BagError, BagSource, ReplayTopics, cdr_stamp, stamp_text
-from panoptic_ros.replay.codec import decode_camera, decode_panoptic
+from panoptic_ros.replay.messages import decode_camera, decode_panoptic
 from panoptic_ros.types import PanopticFormatError, PanopticResult
 
 

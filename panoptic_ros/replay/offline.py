@@ -2,7 +2,7 @@
 machine goes (the upper bound of the node's throughput on this hardware).
 
 Each frame is decoded and predicted, and its outputs are built as the node builds them
-(:func:`panoptic_ros.ros.messages.output_messages`, serialized bytes, no rclpy); the time
+(:func:`panoptic_ros.outputs.output_messages`, serialized bytes, no rclpy); the time
 from handing the decoded frame to the Predictor to the serialized outputs is the frame's
 latency. Nothing here imports rclpy or a ROS message package.
 """
@@ -13,11 +13,11 @@ from typing import Iterable
 
 from panoptic_ros.inference.predictor import Predictor, PredictorConfig
 from panoptic_ros.labels import LabelSpace
+from panoptic_ros.outputs import label_info, output_messages
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
+from panoptic_ros.replay.messages import RECORDED_OUTPUTS, decode_camera
 from panoptic_ros.replay.metrics import RunLog
-from panoptic_ros.replay.codec import RECORDED_OUTPUTS, decode_camera
 from panoptic_ros.replay.outbag import OutputBag
-from panoptic_ros.ros.messages import label_info, output_messages
 from panoptic_ros.serialized.cdr import Header
 from panoptic_ros.serialized.image import ImageDecodeError
 

@@ -30,10 +30,10 @@ from panoptic_ros.checkpoint import checkpoint_paths
 from panoptic_ros.config import ConfigError
 from panoptic_ros.replay.bag import BAG_FILE_SUFFIXES, BagError, BagSource, ReplayTopics, select_topics, stamp_text
 from panoptic_ros.replay.evaluate import score_outputs
+from panoptic_ros.replay.messages import output_topics
 from panoptic_ros.replay.metrics import RunLog, summarize
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.replay.report import write_report
-from panoptic_ros.replay.codec import output_topics
 from panoptic_ros.resources import default_weights
 
 OUTPUTS = ("bag", "coco", "samples", "node.log", "report.json", "report.html")
@@ -143,7 +143,7 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
                                  num_threads=options.num_threads)
         return OfflineRunner(config, node_topic=f"/{options.node_name}")
     from panoptic_ros.replay.nodeproc import NodeSpec
-    from panoptic_ros.ros.replay_client import LiveRunner  # the only part of a replay that needs ROS
+    from panoptic_ros.replay.live import LiveRunner  # the only part of a replay that needs ROS
 
     common = dict(log_dir=out, rate=options.rate, as_fast_as_possible=options.as_fast_as_possible,
                   frame_timeout=options.frame_timeout, startup_timeout=options.startup_timeout)

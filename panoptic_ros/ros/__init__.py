@@ -1,17 +1,19 @@
-"""The ROS 2 shell: the only package (with ``launch/``) that imports rclpy and the message
-packages.
+"""The node's ROS 2 shell: with ``launch/`` and :mod:`panoptic_ros.replay.live`, the only
+code that imports rclpy and the message packages (test/test_import_graph.py holds it to
+that).
 
 - :mod:`.node`: the lifecycle node and its ``main()`` (console script ``panoptic_node``).
 - :mod:`.params`: the node's parameter declarations and their validation.
 - :mod:`.pipeline`: latest-frame slot, inference thread and statistics (pure Python).
-- :mod:`.messages`: :class:`~panoptic_ros.types.PanopticResult` -> the node's output
-  messages as serialized bytes. It imports no rclpy and no ``*_msgs`` (it builds the CDR
-  with :mod:`panoptic_ros.serialized`), so the offline replay writes exactly what the node
-  publishes without ROS.
-- :mod:`.raw_publish`: publishes those bytes through rcl without rclpy's extra copy.
-- :mod:`.image_codec`: numpy -> rclpy ``Image``/``CompressedImage`` objects, plus the
-  byte-level codec of :mod:`panoptic_ros.serialized.image`.
-- :mod:`.replay_client`: the live replay's DDS side (publishes a bag's frames to the node,
-  records its outputs); the rest of the replay (:mod:`panoptic_ros.replay`) is pure and
-  imports this module only for a live run.
+- :mod:`.lifecycle`: lifecycle services that answer every request (also disallowed transitions).
+- :mod:`.diagnostics`: the node's ``/diagnostics`` status.
+- :mod:`.memory`: keeps freed large buffers mapped, so per-frame arrays do not page-fault.
+- :mod:`.environment`: keeps a process's DDS traffic to itself (imports no rclpy; called
+  before rclpy starts).
+- :mod:`.raw_publish`: publishes serialized bytes through rcl without rclpy's extra copy.
+- :mod:`.image_messages`: numpy -> rclpy ``Image``/``CompressedImage`` objects for typed
+  publishers (test probes, benchmarks).
+
+What the node publishes is built without ROS in :mod:`panoptic_ros.outputs`, so the
+offline replay writes exactly the same bytes.
 """

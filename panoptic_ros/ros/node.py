@@ -36,11 +36,12 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from panoptic_ros import outputs as messages
 from panoptic_ros.checkpoint import CheckpointError
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
-from panoptic_ros.ros import messages, params
+from panoptic_ros.ros import params
 from panoptic_ros.ros.diagnostics import diagnostic_array, health
 from panoptic_ros.ros.lifecycle import answer_invalid_transitions
 from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory

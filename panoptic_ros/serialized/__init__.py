@@ -5,7 +5,10 @@ the replay reads and writes bags of serialized messages, so both work on bytes:
 
 - :mod:`.cdr`: the CDR reader and writer, and a plain ``Header``/``Time`` pair that reads
   like ``std_msgs/Header``.
-- :mod:`.image`: ``sensor_msgs/Image`` and ``CompressedImage`` bytes <-> numpy.
+- :mod:`.image`: ``sensor_msgs/Image`` and ``CompressedImage`` bytes <-> numpy, and
+  their message type names.
+- :mod:`.compressed`: JPEG and PNG data -> RGB, bounded by what the data can hold.
+- :mod:`.decode_errors`: :class:`~.decode_errors.ImageDecodeError` and its causes.
 
 Why not rclpy or rosbags: rclpy's ``serialize_message`` needs the ROS message packages,
 which the offline replay and evaluation must not need (the core runs without a ROS

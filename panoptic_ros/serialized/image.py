@@ -14,7 +14,8 @@ the bytes: rclpy's ``deserialize_message`` takes ~1.6 ms and rosbags' ``deserial
 pixels once. The decoders also take rclpy or rosbags message objects (same field names).
 
 Every malformed message raises :class:`ImageDecodeError` whose ``cause`` is one of
-:data:`DECODE_CAUSES`, so a node can count rejected frames by cause.
+:data:`~panoptic_ros.serialized.decode_errors.DECODE_CAUSES`, so a node can count
+rejected frames by cause.
 """
 from __future__ import annotations
 
@@ -26,14 +27,13 @@ import cv2
 import numpy as np
 
 from panoptic_ros.serialized.cdr import CdrError, CdrReader, CdrWriter, Header
-from panoptic_ros.serialized.compressed import (DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_size,  # noqa: F401
-                                                decode_compressed, inspect_compressed)
-from panoptic_ros.serialized.decode_errors import (CORRUPT_DATA, DECODE_CAUSES, EMPTY_DATA,  # noqa: F401
-                                                   FORMAT_MISMATCH, SIZE_MISMATCH, STEP_MISALIGNED,
-                                                   STEP_TOO_SMALL, TOO_LARGE, TRUNCATED, UNSUPPORTED_ENCODING,
-                                                   UNSUPPORTED_FORMAT, ZERO_SIZE, ImageDecodeError)
+from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS, check_size, decode_compressed, inspect_compressed
+from panoptic_ros.serialized.decode_errors import (CORRUPT_DATA, SIZE_MISMATCH, STEP_MISALIGNED, STEP_TOO_SMALL,
+                                                   TRUNCATED, UNSUPPORTED_ENCODING, ImageDecodeError)
 
 DEFAULT_MAX_SIDE = 8192  # pixels per side; DEFAULT_MAX_PIXELS bounds their product
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 
 # encoding -> (element dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

@@ -1,5 +1,4 @@
 """CIAE exports to ONNX; ONNX Runtime + post-processing reproduce torch."""
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest

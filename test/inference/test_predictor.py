@@ -13,8 +13,8 @@ import panoptic_ros
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference import backends
-from panoptic_ros.inference.predictor import (Predictor, PredictorConfig, onnx_cache_name, postprocess_api,
-                                              resize_image)
+from panoptic_ros.inference.onnx_cache import onnx_cache_name
+from panoptic_ros.inference.predictor import Predictor, PredictorConfig, postprocess_api, resize_image
 from panoptic_ros.labels import CITYSCAPES
 from tiny_checkpoints import write_tiny_checkpoint
 

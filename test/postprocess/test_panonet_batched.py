@@ -12,7 +12,7 @@ from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig, postprocess_panonet
 from panoptic_ros.resources import default_weights
 from panoptic_ros.sync_count import count_torch
-from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.synthstreet.scene import generate_scene
 
 from panonet_reference import reference_postprocess
 

@@ -8,7 +8,7 @@ import pytest
 from replay_helpers import scored_samples
 from tiny_checkpoints import write_tiny_checkpoint
 
-from panoptic_ros.training.datasets.bag import write_bag
+from panoptic_ros.synthstreet.bag import write_bag
 
 
 @pytest.fixture(scope="session")

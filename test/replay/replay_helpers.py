@@ -14,8 +14,8 @@ from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.replay.bag import cdr_stamp
 from panoptic_ros.replay.outbag import replay_typestore
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.sample import Sample
+from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.types import PanopticResult
 
 START_NS = 1_650_000_000_123_000_000

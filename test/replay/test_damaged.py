@@ -10,7 +10,7 @@ from replay_helpers import read_bag, scenes
 
 from panoptic_ros.replay import cli
 from panoptic_ros.replay.bag import BagSource
-from panoptic_ros.training.datasets.bag import GT_TOPIC, IMAGE_TOPIC, write_bag
+from panoptic_ros.synthstreet.bag import GT_TOPIC, IMAGE_TOPIC, write_bag
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from replay_helpers import scenes
 
 from panoptic_ros.replay import cli
 from panoptic_ros.replay.bag import BagError, BagSource
-from panoptic_ros.training.datasets.bag import GT_TOPIC, IMAGE_TOPIC, write_bag
+from panoptic_ros.synthstreet.bag import GT_TOPIC, IMAGE_TOPIC, write_bag
 
 FRAMES = 16
 

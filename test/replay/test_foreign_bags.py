@@ -13,7 +13,7 @@ from replay_helpers import STORE, camera_message, read_bag, scenes, write_record
 
 from panoptic_ros.replay.bag import BagError, BagSource, cdr_stamp, select_topics
 from panoptic_ros.replay.evaluate import coco_image_id
-from panoptic_ros.replay.codec import decode_camera
+from panoptic_ros.replay.messages import decode_camera
 from panoptic_ros.replay.run import ReplayOptions, replay
 
 FRAMES = [s.image for s in scenes(3)]

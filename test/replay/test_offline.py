@@ -16,7 +16,7 @@ from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.replay import cli
 from panoptic_ros.replay.run import ReplayOptions, replay
-from panoptic_ros.training.datasets.bag import DEFAULT_START_NS, GT_TOPIC, IMAGE_TOPIC
+from panoptic_ros.synthstreet.bag import DEFAULT_START_NS, GT_TOPIC, IMAGE_TOPIC
 from panoptic_ros.types import PanopticResult
 
 OUTPUTS = ("panoptic", "semantic", "overlay", "detections")

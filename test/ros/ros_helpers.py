@@ -21,9 +21,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from panoptic_ros.ros.image_codec import numpy_to_image
 from panoptic_ros.launch_config import EXECUTABLE
 from panoptic_ros.resources import REPOSITORY_ROOT
+from panoptic_ros.ros.image_messages import numpy_to_image
 from panoptic_ros.ros.node import PanopticNode
 
 WAIT_S = 60.0

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -16,8 +15,8 @@ from std_srvs.srv import SetBool
 from vision_msgs.msg import LabelInfo
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.ros.image_codec import image_to_numpy
 from panoptic_ros.ros.node import diagnostic_array
+from panoptic_ros.serialized.image import image_to_numpy
 from panoptic_ros.types import PanopticResult
 from ros_helpers import NAME, Probe, camera_image, make_node, running
 

@@ -9,7 +9,8 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from panoptic_ros.ros import image_codec as codec
+from panoptic_ros.ros.image_messages import numpy_to_compressed
+from panoptic_ros.serialized import decode_errors
 from ros_helpers import Probe, camera_image, make_node, running
 
 pytestmark = pytest.mark.ros
@@ -35,7 +36,7 @@ def _compressed(seq: int, fmt: str, data: bytes) -> CompressedImage:
 
 def _jpeg(rgb=None) -> bytes:
     rgb = np.full((48, 64, 3), 120, np.uint8) if rgb is None else rgb
-    return codec.numpy_to_compressed(rgb, "jpeg").data.tobytes()
+    return numpy_to_compressed(rgb, "jpeg").data.tobytes()
 
 
 def _jpeg_declaring(width: int, height: int) -> bytes:
@@ -54,19 +55,19 @@ def _png_bomb() -> bytes:
 
 
 RAW_CASES = {  # name: (message fields, expected cause)
-    "unknown encoding": (dict(encoding="yuv422"), codec.UNSUPPORTED_ENCODING),
-    "empty encoding": (dict(encoding=""), codec.UNSUPPORTED_ENCODING),
-    "depth image": (dict(encoding="32FC1", step=32, data=bytes(256)), codec.UNSUPPORTED_ENCODING),
-    "label image": (dict(encoding="16UC1", step=16, data=bytes(128)), codec.UNSUPPORTED_ENCODING),
-    "zero height": (dict(height=0, data=b""), codec.ZERO_SIZE),
-    "zero width": (dict(width=0, step=0, data=b""), codec.ZERO_SIZE),
-    "absurd size": (dict(width=100000, height=100000, step=300000, data=b""), codec.TOO_LARGE),
-    "step too small": (dict(step=20, data=bytes(160)), codec.STEP_TOO_SMALL),
-    "odd mono16 step": (dict(encoding="mono16", step=17, data=bytes(136)), codec.STEP_MISALIGNED),
-    "truncated data": (dict(data=bytes(100)), codec.TRUNCATED),
-    "no data": (dict(data=b""), codec.TRUNCATED),
-    "data too long": (dict(data=bytes(200)), codec.SIZE_MISMATCH),
-    "not an Image at all": ("garbage", codec.CORRUPT_DATA),  # serialised bytes that do not parse
+    "unknown encoding": (dict(encoding="yuv422"), decode_errors.UNSUPPORTED_ENCODING),
+    "empty encoding": (dict(encoding=""), decode_errors.UNSUPPORTED_ENCODING),
+    "depth image": (dict(encoding="32FC1", step=32, data=bytes(256)), decode_errors.UNSUPPORTED_ENCODING),
+    "label image": (dict(encoding="16UC1", step=16, data=bytes(128)), decode_errors.UNSUPPORTED_ENCODING),
+    "zero height": (dict(height=0, data=b""), decode_errors.ZERO_SIZE),
+    "zero width": (dict(width=0, step=0, data=b""), decode_errors.ZERO_SIZE),
+    "absurd size": (dict(width=100000, height=100000, step=300000, data=b""), decode_errors.TOO_LARGE),
+    "step too small": (dict(step=20, data=bytes(160)), decode_errors.STEP_TOO_SMALL),
+    "odd mono16 step": (dict(encoding="mono16", step=17, data=bytes(136)), decode_errors.STEP_MISALIGNED),
+    "truncated data": (dict(data=bytes(100)), decode_errors.TRUNCATED),
+    "no data": (dict(data=b""), decode_errors.TRUNCATED),
+    "data too long": (dict(data=bytes(200)), decode_errors.SIZE_MISMATCH),
+    "not an Image at all": ("garbage", decode_errors.CORRUPT_DATA),  # serialised bytes that do not parse
 }
 
 
@@ -75,14 +76,14 @@ def _raw_case(seq: int, fields):
         return b"\x00\x01\x00\x00" + bytes(range(256)) * 3
     return _image(seq, **fields)
 COMPRESSED_CASES = {
-    "empty compressed": (("jpeg", b""), codec.EMPTY_DATA),
-    "unsupported format": (("tiff", b"II*\0abc"), codec.UNSUPPORTED_FORMAT),
-    "garbage bytes": (("jpeg", b"\x00" * 64), codec.CORRUPT_DATA),
-    "png labelled jpeg": (("jpeg", "png"), codec.FORMAT_MISMATCH),
-    "truncated jpeg": (("jpeg", "truncated"), codec.TRUNCATED),
-    "decompression bomb": (("png", _png_bomb()), codec.TOO_LARGE),
-    "8000x8000 jpeg bomb": (("jpeg", _jpeg_declaring(8000, 8000)), codec.TOO_LARGE),
-    "4000x2000 jpeg bomb": (("jpeg", _jpeg_declaring(4000, 2000)), codec.TRUNCATED),
+    "empty compressed": (("jpeg", b""), decode_errors.EMPTY_DATA),
+    "unsupported format": (("tiff", b"II*\0abc"), decode_errors.UNSUPPORTED_FORMAT),
+    "garbage bytes": (("jpeg", b"\x00" * 64), decode_errors.CORRUPT_DATA),
+    "png labelled jpeg": (("jpeg", "png"), decode_errors.FORMAT_MISMATCH),
+    "truncated jpeg": (("jpeg", "truncated"), decode_errors.TRUNCATED),
+    "decompression bomb": (("png", _png_bomb()), decode_errors.TOO_LARGE),
+    "8000x8000 jpeg bomb": (("jpeg", _jpeg_declaring(8000, 8000)), decode_errors.TOO_LARGE),
+    "4000x2000 jpeg bomb": (("jpeg", _jpeg_declaring(4000, 2000)), decode_errors.TRUNCATED),
 }
 
 
@@ -117,7 +118,7 @@ def test_malformed_compressed_images_are_counted_by_cause_and_skipped(ros_contex
     def build(seq, spec):
         fmt, data = spec
         if data == "png":
-            data = codec.numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), "png").data.tobytes()
+            data = numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), "png").data.tobytes()
         elif data == "truncated":
             data = _jpeg()[:300]
         return _compressed(seq, fmt, data)

@@ -158,7 +158,7 @@ def test_per_class_bandwidths_are_name_value_entries_checked_against_the_model(r
                                     **{"panonet.bandwidths": ["car:0.7"]})) as (node,):
         assert node.state_label == "active", node.configure_error
         assert node.predictor.postprocess_config.bandwidths == {"car": 0.7}
-        from panoptic_ros.ros.image_codec import to_rgb8
+        from panoptic_ros.serialized.image import to_rgb8
         node.predictor.predict(to_rgb8(camera_image(1)))  # a frame, so new settings get a dry run
 
         def set_(value):

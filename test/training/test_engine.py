@@ -5,8 +5,8 @@ import torch
 
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.training.datasets.loader import PanopticCollate
-from panoptic_ros.training.datasets.synthstreet import generate_scene
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_one_epoch
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig

@@ -47,7 +47,7 @@ def test_the_ablation_differs_only_in_coordinates():
 @pytest.mark.parametrize("stem", STEMS)
 def test_weights_load_and_predict_at_512x1024(stem):
     from panoptic_ros.inference.predictor import Predictor
-    from panoptic_ros.training.datasets.synthstreet import generate_scene
+    from panoptic_ros.synthstreet.scene import generate_scene
 
     loaded = load_checkpoint(WEIGHTS / stem)
     assert tuple(loaded.model_config.input_size) == (512, 1024)

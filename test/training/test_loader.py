@@ -10,8 +10,8 @@ import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
 from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.sample import Sample
 from panoptic_ros.training.datasets.loader import Batch, PanopticCollate, build_dataloader
-from panoptic_ros.training.datasets.sample import Sample
 from panoptic_ros.training.datasets.transforms import (
     Compose, HorizontalFlip, RandomCrop, RandomScale, TransformedDataset)
 from panoptic_ros.training.targets import ciae_targets, fcos_locations, panonet_targets
@@ -184,7 +184,7 @@ def test_distributed_sampler_splits_across_two_gloo_processes(tmp_path):
 
 
 def test_synthstreet_through_transforms_collate_and_workers():
-    from panoptic_ros.training.datasets.synthstreet import SynthStreetDataset
+    from panoptic_ros.synthstreet.scene import SynthStreetDataset
     from panoptic_ros.training.datasets.transforms import standard_train_transform
 
     dataset = TransformedDataset(SynthStreetDataset(seed=2, length=4, height=128, width=256),
@@ -206,7 +206,7 @@ def test_synthstreet_through_transforms_collate_and_workers():
 def test_synthstreet_splits_can_be_mirrored(tmp_path):
     from panoptic_ros.training.config import DataConfig, SynthSplit
     from panoptic_ros.training.data import build_dataset
-    from panoptic_ros.training.datasets.synthstreet import generate_scene
+    from panoptic_ros.synthstreet.scene import generate_scene
 
     data = DataConfig(synth_train=SynthSplit(5, 2, mirror=True), synth_val=SynthSplit(6, 1),
                       scene_size=(128, 256), cache_dir=tmp_path)

@@ -10,8 +10,8 @@ from panoptic_ros.checkpoint import load_checkpoint
 from panoptic_ros.inference.predictor import Predictor, PredictorConfig
 from panoptic_ros.precision import autocast_dtype, cpu_flags, cpu_has_native_bf16
 from panoptic_ros.resources import default_weights
+from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.training.datasets.loader import PanopticCollate
-from panoptic_ros.training.datasets.synthstreet import generate_scene
 from panoptic_ros.training.engine import StepContext, to_float32, train_one_epoch
 from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.losses.discriminative import discriminative_loss

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 
-from panoptic_ros.training import synth_cli
+from panoptic_ros.synthstreet import cli as synth_cli
 from panoptic_ros.training import train as train_cli
 from panoptic_ros.training.config import load_train_config
 

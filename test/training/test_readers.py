@@ -198,7 +198,7 @@ def test_coco_errors_name_files(coco_root):
 
 def synth_scenes():
     """The first small SynthStreet scene with a crowd region, and a mirrored one (twins)."""
-    from panoptic_ros.training.datasets.synthstreet import generate_scene
+    from panoptic_ros.synthstreet.scene import generate_scene
 
     with_crowd = next(s for s in (generate_scene(7, i, height=128, width=256) for i in range(40))
                       if any(seg.iscrowd for seg in s.target.segments))
@@ -207,7 +207,7 @@ def synth_scenes():
 
 def test_synthstreet_cityscapes_layout_round_trip(tmp_path):
     """Generator -> Cityscapes writer -> createPanopticImgs -> our reader == generator, pixel for pixel."""
-    from panoptic_ros.training.datasets.writers import write_cityscapes
+    from panoptic_ros.synthstreet.writers import write_cityscapes
 
     scenes = synth_scenes()
     stems = write_cityscapes(tmp_path, scenes, split="val", city="synth")
@@ -222,7 +222,7 @@ def test_synthstreet_cityscapes_layout_round_trip(tmp_path):
 
 def test_synthstreet_coco_layout_round_trip(tmp_path):
     from panoptic_ros.training.datasets.coco_panoptic import PanopticFolderDataset
-    from panoptic_ros.training.datasets.writers import coco_paths, write_coco
+    from panoptic_ros.synthstreet.writers import coco_paths, write_coco
 
     scenes = synth_scenes()
     write_coco(tmp_path, scenes, split="val")

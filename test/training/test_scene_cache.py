@@ -4,9 +4,9 @@ import pytest
 from torch.utils.data import Dataset
 
 from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.sample import Sample
+from panoptic_ros.synthstreet.scene import SynthStreetDataset, generate_scene
 from panoptic_ros.training.data import CACHE_FORMAT, SceneCache, generator_version, synthstreet
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synthstreet import SynthStreetDataset, generate_scene
 from panoptic_ros.types import PanopticResult, Segment
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 from panoptic_ros.training.datasets.transforms import (
     ColorJitter, Compose, HorizontalFlip, RandomCrop, RandomScale, RandomScaleCrop, Resize, TransformedDataset,
     sample_rng, standard_train_transform, to_tensor)

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from panoptic_ros.eval.coco_format import CocoFormatError, CocoImage, iter_coco_images, load_result, read_rgb
 from panoptic_ros.labels import COCO_PANOPTIC, LabelSpace
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 
 __all__ = ["CocoFormatError", "CocoPanoptic", "PanopticFolderDataset", "read_rgb"]
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from panoptic_ros.labels import get_label_space
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 from panoptic_ros.training.targets import ciae_targets, panonet_targets
 from panoptic_ros.types import VOID
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 from panoptic_ros.types import VOID, PanopticResult
 
 # Luma weights (ITU-R BT.601) for greyscale; YIQ matrix for the hue rotation.

@@ -3,4 +3,7 @@ weighted loss terms (the engine sums and logs them):
 
 - ``panonet``: :func:`panoptic_ros.training.losses.panonet.panonet_losses`
 - ``ciae``: :func:`panoptic_ros.training.losses.ciae.ciae_losses`
+
+built from ``semantic`` (weighted cross-entropy), ``discriminative`` (embedding loss) and
+``fcos`` (detection losses).
 """

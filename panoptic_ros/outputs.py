@@ -30,12 +30,11 @@ import numpy as np
 
 from panoptic_ros.labels import IGNORE_INDEX, LabelSpace
 from panoptic_ros.serialized.cdr import CdrWriter
-from panoptic_ros.serialized.image import image_bytes
+from panoptic_ros.serialized.image import IMAGE_TYPE, image_bytes
 from panoptic_ros.types import PanopticResult
 from panoptic_ros.viz import colorize_panoptic, panoptic_overlay
 
 VOID_CLASS_NAME = "void"
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
 # The per-frame outputs, in the order they are built and published: ~/<name> -> type.

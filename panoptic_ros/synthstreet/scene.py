@@ -22,14 +22,15 @@ import numpy as np
 import torch.utils.data
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets import synth_furniture, synth_people, synth_vehicles
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synth_background import Z_NEAR, draw_background, plan_street
-from panoptic_ros.training.datasets.synth_layout import Placement, add_extras, plan_objects
-from panoptic_ros.training.datasets.synth_noise import noise_bank, noise_crop
-from panoptic_ros.training.datasets.synth_palette import pick, scene_light, CAR_PAINTS
-from panoptic_ros.training.datasets.synth_render import Frame, Layer, MaterialTable, paste, render_sprite, shade, to_fixed
-from panoptic_ros.types import LABEL_DIVISOR, PanopticResult, Segment, segment_stats
+from panoptic_ros.sample import Sample
+from panoptic_ros.segments import segment_stats
+from panoptic_ros.synthstreet import furniture, people, vehicles
+from panoptic_ros.synthstreet.background import Z_NEAR, draw_background, plan_street
+from panoptic_ros.synthstreet.layout import Placement, add_extras, plan_objects
+from panoptic_ros.synthstreet.noise import noise_bank, noise_crop
+from panoptic_ros.synthstreet.palette import pick, scene_light, CAR_PAINTS
+from panoptic_ros.synthstreet.render import Frame, Layer, MaterialTable, paste, render_sprite, shade, to_fixed
+from panoptic_ros.types import LABEL_DIVISOR, PanopticResult, Segment
 
 MIN_INSTANCES, MAX_INSTANCES = 6, 30
 # Things whose visible area is below this share of the image become VOID (fragments a
@@ -45,17 +46,17 @@ def _rng(seed: int, index: int, stream: str, attempt: int) -> np.random.Generato
 def _make_model(p: Placement, rng, table: MaterialTable, common, frame: Frame):
     """The drawn object for a placement (vehicles, people, furniture)."""
     if p.kind in ("car", "truck", "bus", "train"):
-        return getattr(synth_vehicles, p.kind)(rng, table, common, frame, p.options["view"])
+        return getattr(vehicles, p.kind)(rng, table, common, frame, p.options["view"])
     if p.kind == "person":
-        return synth_people.person(rng, table, common, frame)
+        return people.person(rng, table, common, frame)
     if p.kind == "crowd":
-        return synth_people.crowd(rng, table, common, frame, p.options["count"])
+        return people.crowd(rng, table, common, frame, p.options["count"])
     if p.kind in ("bicycle", "motorcycle"):
-        return synth_people.two_wheeler(rng, table, common, frame, motor=p.kind == "motorcycle",
+        return people.two_wheeler(rng, table, common, frame, motor=p.kind == "motorcycle",
                                         ridden=p.options["ridden"])
     if p.kind == "pole":
-        return synth_furniture.pole(rng, table, common, frame, p.options["kind"])
-    return synth_furniture.void_object(rng, table, common, frame)
+        return furniture.pole(rng, table, common, frame, p.options["kind"])
+    return furniture.void_object(rng, table, common, frame)
 
 
 def _visible(p: Placement, cam, mirror: bool, half_width_px: float) -> bool:
@@ -88,7 +89,7 @@ class _Ids:
 
 def _draw_objects(objects, cam, rng, table, image, panoptic, mirror) -> None:
     """Render every placement far to near and paste it (twins reuse the same sprite)."""
-    common = synth_vehicles.Common(table, rng)
+    common = vehicles.Common(table, rng)
     bank = noise_bank(cam.height, cam.width)
     ids = _Ids()
     for p in sorted(objects, key=lambda p: -p.z):

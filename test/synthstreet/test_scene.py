@@ -4,8 +4,8 @@ import pytest
 import torch.utils.data
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synthstreet import (
+from panoptic_ros.sample import Sample
+from panoptic_ros.synthstreet.scene import (
     MAX_INSTANCES, MIN_INSTANCES, SynthStreetDataset, count_instances, generate_scene)
 from panoptic_ros.types import LABEL_DIVISOR
 

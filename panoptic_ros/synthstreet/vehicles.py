@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from panoptic_ros.training.datasets import synth_palette as pal
-from panoptic_ros.training.datasets.synth_render import MaterialTable, Pen
+from panoptic_ros.synthstreet import palette as pal
+from panoptic_ros.synthstreet.render import MaterialTable, Pen
 
 CAR, TRUCK, BUS, TRAIN = 26, 27, 28, 31
 

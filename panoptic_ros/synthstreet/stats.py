@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from panoptic_ros.labels import LabelSpace
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 
 
 def pieces(mask: np.ndarray) -> int:

@@ -1,11 +1,9 @@
-"""numpy -> rclpy ``sensor_msgs/Image`` and ``CompressedImage`` message objects, and the
-codec of :mod:`panoptic_ros.serialized.image` (which works on bytes, without ROS) under
-the names the node's code and tests use.
+"""numpy -> rclpy ``sensor_msgs/Image`` and ``CompressedImage`` message objects.
 
-The node itself publishes serialised bytes (:mod:`panoptic_ros.ros.messages`); message
-objects are for code that talks to typed publishers (test probes, benchmarks).
-Encoding copies the array once into the ``array.array`` that rclpy keeps as ``msg.data``
-(assigning ``bytes`` would copy twice).
+The node itself receives and publishes serialized bytes (:mod:`panoptic_ros.serialized.image`,
+:mod:`panoptic_ros.outputs`); message objects are for code that talks to typed publishers
+(test probes, benchmarks). Encoding copies the array once into the ``array.array`` that
+rclpy keeps as ``msg.data`` (assigning ``bytes`` would copy twice).
 """
 from __future__ import annotations
 
@@ -15,12 +13,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from panoptic_ros.serialized.image import (CORRUPT_DATA, DECODE_CAUSES, DEFAULT_MAX_SIDE, EMPTY_DATA,  # noqa: F401
-                                           DEFAULT_MAX_PIXELS, ENCODINGS, FORMAT_MISMATCH, PICTURE_ENCODINGS, SIZE_MISMATCH,
-                                           STEP_MISALIGNED, STEP_TOO_SMALL, TOO_LARGE, TRUNCATED,
-                                           UNSUPPORTED_ENCODING, UNSUPPORTED_FORMAT, ZERO_SIZE, ImageDecodeError,
-                                           ImageEncodeError, RawCompressedImage, RawImage, check_pixels, compress,
-                                           compressed_to_rgb8, from_serialized, image_to_numpy, to_rgb8)
+from panoptic_ros.serialized.image import check_pixels, compress
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
@@ -28,7 +21,7 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
 
     Args:
         pixels: (H, W) or (H, W, C) array whose dtype and channels fit ``encoding``.
-        encoding: one of :data:`ENCODINGS`.
+        encoding: one of :data:`panoptic_ros.serialized.image.ENCODINGS`.
         header: stamp and frame_id to carry (default: an empty header).
     Raises:
         ImageEncodeError: unknown encoding, or shape/dtype that do not fit it.

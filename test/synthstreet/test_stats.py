@@ -3,9 +3,9 @@ there; the statistics helpers on hand-made samples."""
 import numpy as np
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets.sample import Sample
-from panoptic_ros.training.datasets.synth_stats import SynthStats, pieces, twin_ids
-from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.sample import Sample
+from panoptic_ros.synthstreet.scene import generate_scene
+from panoptic_ros.synthstreet.stats import SynthStats, pieces, twin_ids
 from panoptic_ros.types import PanopticResult
 
 

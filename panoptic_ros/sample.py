@@ -1,4 +1,4 @@
-"""The one sample type every dataset yields."""
+"""The one sample type every dataset yields (SynthStreet scenes and the training readers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

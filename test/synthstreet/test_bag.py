@@ -10,10 +10,10 @@ from mcap_ros2.decoder import DecoderFactory
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from panoptic_ros.training import synth_cli
-from panoptic_ros.training.datasets.bag import (
+from panoptic_ros.synthstreet import cli as synth_cli
+from panoptic_ros.synthstreet.bag import (
     CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEFAULT_START_NS, GT_TOPIC, IMAGE_TOPIC, BagWriteError, write_bag)
-from panoptic_ros.training.datasets.synthstreet import generate_scene
+from panoptic_ros.synthstreet.scene import generate_scene
 
 STORE = get_typestore(Stores.ROS2_JAZZY)
 

@@ -1,6 +1,6 @@
 """The static street of a SynthStreet scene: sky, facades, trees, pavements, road.
 
-:func:`plan_street` draws the random geometry (all in metres, see ``synth_camera``),
+:func:`plan_street` draws the random geometry (all in metres, see :mod:`.camera`),
 :func:`draw_background` rasterises it into a :class:`Layer` whose labels are panoptic ids
 of stuff classes, plus a multiplicative shadow map.
 """
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from panoptic_ros.training.datasets import synth_palette as pal
-from panoptic_ros.training.datasets.synth_camera import Camera
-from panoptic_ros.training.datasets.synth_render import Layer, MaterialTable, scratch, to_fixed
+from panoptic_ros.synthstreet import palette as pal
+from panoptic_ros.synthstreet.camera import Camera
+from panoptic_ros.synthstreet.render import Layer, MaterialTable, scratch, to_fixed
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = 7000, 8000, 11000, 12000, 13000
 VEGETATION, TERRAIN, SKY = 21000, 22000, 23000

@@ -8,11 +8,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from panoptic_ros import outputs
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.replay.outbag import replay_typestore
-from panoptic_ros.ros import messages
-from panoptic_ros.ros.image_codec import image_to_numpy
 from panoptic_ros.serialized import cdr
+from panoptic_ros.serialized.image import image_to_numpy
 from panoptic_ros.types import PanopticResult
 from panoptic_ros.viz import panoptic_overlay, segment_boundaries
 
@@ -40,9 +40,9 @@ def _image(data: bytes) -> Image:
 
 def test_label_images_carry_the_header_and_the_contract_values():
     result, header = _result(), _header()
-    panoptic = _image(messages.panoptic_image(result, header))
-    semantic = _image(messages.semantic_image(result, CITYSCAPES, header))
-    instances = _image(messages.instance_image(result, header))
+    panoptic = _image(outputs.panoptic_image(result, header))
+    semantic = _image(outputs.semantic_image(result, CITYSCAPES, header))
+    instances = _image(outputs.instance_image(result, header))
     for msg, encoding in ((panoptic, "32SC1"), (semantic, "mono8"), (instances, "mono16")):
         assert msg.header == header and msg.encoding == encoding and (msg.height, msg.width) == (6, 10)
     np.testing.assert_array_equal(image_to_numpy(panoptic), result.panoptic)
@@ -54,20 +54,20 @@ def test_label_images_carry_the_header_and_the_contract_values():
 
 def test_a_plain_header_serialises_like_the_rclpy_one():
     plain = cdr.Header.from_stamp_ns(42_000_000_007, "camera")
-    assert messages.panoptic_image(_result(), plain) == messages.panoptic_image(_result(), _header())
+    assert outputs.panoptic_image(_result(), plain) == outputs.panoptic_image(_result(), _header())
 
 
 def test_overlay_message_is_the_viz_overlay():
     result = _result()
     rgb = np.random.default_rng(1).integers(0, 255, (6, 10, 3), dtype=np.uint8)
-    msg = _image(messages.overlay_image(rgb, result, CITYSCAPES, _header(), alpha=0.3))
+    msg = _image(outputs.overlay_image(rgb, result, CITYSCAPES, _header(), alpha=0.3))
     assert msg.encoding == "rgb8"
     np.testing.assert_array_equal(image_to_numpy(msg), panoptic_overlay(rgb, result, CITYSCAPES, alpha=0.3))
 
 
 def test_detections_list_things_with_ids_names_scores_and_pixel_boxes():
     result, header = _result(), _header()
-    msg = deserialize_message(messages.detections(result, CITYSCAPES, header), Detection2DArray)
+    msg = deserialize_message(outputs.detections(result, CITYSCAPES, header), Detection2DArray)
     assert msg.header == header
     by_id = {d.id: d for d in msg.detections}
     assert set(by_id) == {str(CAR * 1000), str(CAR * 1000 + 1), str(PERSON * 1000 + 3)}
@@ -84,7 +84,7 @@ def test_detections_list_things_with_ids_names_scores_and_pixel_boxes():
 
 
 def test_stuff_detections_are_optional():
-    data = messages.detections(_result(), CITYSCAPES, _header(), include_stuff=True)
+    data = outputs.detections(_result(), CITYSCAPES, _header(), include_stuff=True)
     with_stuff = deserialize_message(data, Detection2DArray)
     road = [d for d in with_stuff.detections if d.id == str(ROAD * 1000)]
     assert len(with_stuff.detections) == 4 and road[0].results[0].hypothesis.class_id == "road"
@@ -95,7 +95,7 @@ def test_stuff_detections_are_optional():
 
 
 def test_label_info_maps_semantic_values_to_names():
-    msg = deserialize_message(messages.label_info(CITYSCAPES, _header(), threshold=0.4), LabelInfo)
+    msg = deserialize_message(outputs.label_info(CITYSCAPES, _header(), threshold=0.4), LabelInfo)
     assert abs(msg.threshold - 0.4) < 1e-6 and msg.header == _header()
     names = {c.class_id: c.class_name for c in msg.class_map}
     assert names[CITYSCAPES.train_index(CAR)] == "car" and names[0] == "road" and names[255] == "void"
@@ -105,19 +105,19 @@ def test_label_info_maps_semantic_values_to_names():
 def test_output_messages_builds_the_outputs_asked_for_in_order():
     result, header = _result(), _header()
     rgb = np.zeros((6, 10, 3), np.uint8)
-    built = list(messages.output_messages(result, rgb, header, which=["detections", "panoptic"],
+    built = list(outputs.output_messages(result, rgb, header, which=["detections", "panoptic"],
                                           label_space=CITYSCAPES))
     assert [name for name, _ in built] == ["panoptic", "detections"]
-    assert built[0][1] == messages.panoptic_image(result, header)
-    assert built[1][1] == messages.detections(result, CITYSCAPES, header)
+    assert built[0][1] == outputs.panoptic_image(result, header)
+    assert built[1][1] == outputs.detections(result, CITYSCAPES, header)
     with pytest.raises(ValueError, match="unknown outputs \\['depth'\\]"):
-        list(messages.output_messages(result, rgb, header, which=["depth"], label_space=CITYSCAPES))
+        list(outputs.output_messages(result, rgb, header, which=["depth"], label_space=CITYSCAPES))
 
 
 def test_image_bytes_read_back_with_rosbags_too():
     pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     store = get_typestore(Stores.ROS2_JAZZY)
-    msg = store.deserialize_cdr(messages.overlay_image(pixels, PanopticResult.from_panoptic_map(
+    msg = store.deserialize_cdr(outputs.overlay_image(pixels, PanopticResult.from_panoptic_map(
         np.zeros((2, 3), np.int32), CITYSCAPES), CITYSCAPES, _header()), "sensor_msgs/msg/Image")
     assert (msg.height, msg.width, msg.step, msg.encoding) == (2, 3, 9, "rgb8")
     np.testing.assert_array_equal(msg.data.reshape(2, 3, 3), pixels)  # all VOID: the image itself
@@ -133,11 +133,11 @@ def test_label_images_from_the_model_resolution_result_are_identical(size):
     rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     header = _header()
     for fast, plain in (
-            (messages.semantic_image(result, CITYSCAPES, header, low_res=low), messages.semantic_image(
+            (outputs.semantic_image(result, CITYSCAPES, header, low_res=low), outputs.semantic_image(
                 result, CITYSCAPES, header)),
-            (messages.instance_image(result, header, low_res=low), messages.instance_image(result, header)),
-            (messages.overlay_image(rgb, result, CITYSCAPES, header, low_res=low),
-             messages.overlay_image(rgb, result, CITYSCAPES, header))):
+            (outputs.instance_image(result, header, low_res=low), outputs.instance_image(result, header)),
+            (outputs.overlay_image(rgb, result, CITYSCAPES, header, low_res=low),
+             outputs.overlay_image(rgb, result, CITYSCAPES, header))):
         assert fast == plain
 
 
@@ -147,6 +147,6 @@ def test_overlay_outlines_from_the_model_resolution_are_the_full_size_outlines(l
     low_map = rng.choice([ROAD * 1000, CAR * 1000 + 1, 0], low_shape).astype(np.int32)
     low = PanopticResult.from_panoptic_map(low_map, CITYSCAPES)
     result = low.resize(shape[1], shape[0])
-    void, edges = messages._overlay_masks(low, result)
+    void, edges = outputs._overlay_masks(low, result)
     np.testing.assert_array_equal(edges != 0, segment_boundaries(result.panoptic))
     np.testing.assert_array_equal(void != 0, result.panoptic == 0)

@@ -15,55 +15,17 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import re
 import sys
 from functools import partial
 from pathlib import Path
 
-from panoptic_ros.training.datasets.bag import STORAGES, BagWriteError, write_bag
-from panoptic_ros.training.datasets.synthstreet import generate_scene
-from panoptic_ros.training.datasets.writers import (
+from panoptic_ros.cli_common import non_negative_int, parse_size, positive_float, positive_int
+from panoptic_ros.synthstreet.bag import STORAGES, BagWriteError, write_bag
+from panoptic_ros.synthstreet.scene import generate_scene
+from panoptic_ros.synthstreet.writers import (
     WriterError, check_name, cityscapes_stem, coco_paths, write_cityscapes_sample, write_coco, write_png)
 
 DEFAULT_SIZES = {"cityscapes": (1024, 2048), "coco": (512, 1024), "bag": (512, 1024)}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. ``512x1024``) -> (H, W); argparse error otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH such as 512x1024, got {text!r}")
-    h, w = int(m.group(1)), int(m.group(2))
-    if h < 64 or w < 128:
-        raise argparse.ArgumentTypeError(f"size must be at least 64x128, got {h}x{w}")
-    return h, w
-
-
-def _int_at_least(minimum: int):
-    """argparse type: an integer >= ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            kind = "positive" if minimum == 1 else "non-negative"
-            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="output folder (for bag: the new bag folder)")
     p.add_argument("--format", required=True, choices=sorted(DEFAULT_SIZES), help="what to write")
-    p.add_argument("--count", required=True, type=_positive_int, help="number of scenes")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="scene stream seed (default 0)")
-    p.add_argument("--start-index", type=_non_negative_int, default=0, help="first scene index (default 0)")
+    p.add_argument("--count", required=True, type=positive_int, help="number of scenes")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="scene stream seed (default 0)")
+    p.add_argument("--start-index", type=non_negative_int, default=0, help="first scene index (default 0)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="HEIGHTxWIDTH (default 1024x2048 for cityscapes, 512x1024 for coco and bag)")
     p.add_argument("--split", default="train", help="split name for cityscapes/coco (default train)")
@@ -81,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", action="store_true", help="mirror each scene's left half onto its right half")
     p.add_argument("--compressed", action="store_true", help="bag: JPEG CompressedImage instead of raw rgb8")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="bag storage (default mcap)")
-    p.add_argument("--rate", type=_positive_float, default=10.0, help="bag frame rate in Hz (default 10)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="processes drawing scenes (default 1)")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="bag frame rate in Hz (default 10)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes drawing scenes (default 1)")
     return p
 
 

@@ -40,13 +40,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from panoptic_ros.labels import LABEL_SPACES, LabelSpace
-from panoptic_ros.replay.bag import COMPRESSED_TYPE, IMAGE_TYPE, RawMessage, cdr_stamp
-from panoptic_ros.replay.codec import RECORDED_OUTPUTS, convert_camera
+from panoptic_ros.outputs import DETECTIONS_TYPE, OUTPUT_TYPES, VOID_CLASS_NAME
+from panoptic_ros.replay.bag import RawMessage, cdr_stamp
+from panoptic_ros.replay.messages import RECORDED_OUTPUTS, convert_camera
 from panoptic_ros.replay.metrics import RunLog
 from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
 from panoptic_ros.replay.outbag import OutputBag
-from panoptic_ros.ros.messages import DETECTIONS_TYPE, OUTPUT_TYPES, VOID_CLASS_NAME
-from panoptic_ros.serialized.image import ImageDecodeError
+from panoptic_ros.serialized.image import COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError
 
 _RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from panoptic_ros.training.datasets import synth_palette as pal
-from panoptic_ros.training.datasets.synth_render import MaterialTable, Pen
-from panoptic_ros.training.datasets.synth_vehicles import Common, Model, paint
+from panoptic_ros.synthstreet import palette as pal
+from panoptic_ros.synthstreet.render import MaterialTable, Pen
+from panoptic_ros.synthstreet.vehicles import Common, Model, paint
 
 PERSON, RIDER, MOTORCYCLE, BICYCLE = 24, 25, 32, 33
 

@@ -1,6 +1,6 @@
 """Where SynthStreet puts its objects: a list of :class:`Placement` in world metres.
 
-Objects stand on the street (see ``synth_camera``) and are drawn as upright billboards, so
+Objects stand on the street (see :mod:`.camera`) and are drawn as upright billboards, so
 their size follows their depth. The layout also stages what the models are tested on:
 pedestrians crossing in front of cars and poles in front of parked cars (things cut into
 separate pieces), identical twins side by side at one depth, and crowds.
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from panoptic_ros.training.datasets.synth_background import StreetPlan
-from panoptic_ros.training.datasets.synth_palette import choose
+from panoptic_ros.synthstreet.background import StreetPlan
+from panoptic_ros.synthstreet.palette import choose
 
 LANE_VEHICLES = (("car", 0.72), ("truck", 0.1), ("bus", 0.1), ("train", 0.0), ("motorcycle", 0.08))
 

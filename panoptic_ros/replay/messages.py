@@ -3,19 +3,18 @@ records.
 
 Pure: camera frames and panoptic images are read from their CDR bytes by
 :mod:`panoptic_ros.serialized.image`, the same reader the node uses on what it receives,
-and the outputs the replay writes come from :mod:`panoptic_ros.ros.messages`, which
-builds the node's messages as bytes without rclpy. The offline replay and the scoring
-therefore run without ROS; only the live runner (:mod:`panoptic_ros.ros.replay_client`)
-talks DDS.
+and the outputs the replay writes come from :mod:`panoptic_ros.outputs`, which builds
+the node's messages as bytes without rclpy. The offline replay and the scoring therefore
+run without ROS; only the live runner (:mod:`panoptic_ros.replay.live`) talks DDS.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from panoptic_ros.replay.bag import COMPRESSED_TYPE, GT_ENCODING, IMAGE_TYPE
-from panoptic_ros.ros.messages import LABEL_INFO_TYPE, OUTPUT_TYPES
-from panoptic_ros.serialized.image import (ImageDecodeError, compressed_bytes, from_serialized, image_bytes,
-                                           image_to_numpy, to_rgb8)
+from panoptic_ros.outputs import LABEL_INFO_TYPE, OUTPUT_TYPES
+from panoptic_ros.replay.bag import GT_ENCODING
+from panoptic_ros.serialized.image import (COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError, compressed_bytes,
+                                           from_serialized, image_bytes, image_to_numpy, to_rgb8)
 
 # The node's outputs a replay records (~/instances is left out: ~/panoptic holds it).
 RECORDED_OUTPUTS = ("panoptic", "semantic", "overlay", "detections")

@@ -9,11 +9,11 @@ from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePa
 from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training import synth_cli
+from panoptic_ros.synthstreet import cli as synth_cli
+from panoptic_ros.synthstreet.scene import generate_scene
+from panoptic_ros.synthstreet.writers import WriterError, coco_paths, write_cityscapes, write_coco
 from panoptic_ros.training.datasets.cityscapes import CityscapesPanoptic
 from panoptic_ros.training.datasets.coco_panoptic import PanopticFolderDataset
-from panoptic_ros.training.datasets.synthstreet import generate_scene
-from panoptic_ros.training.datasets.writers import WriterError, coco_paths, write_cityscapes, write_coco
 
 # seed, index, (H, W), mirror: several streams, sizes and aspect ratios
 SCENES = [(11, 0, (128, 256), False), (11, 1, (96, 320), False), (4242, 7, (160, 256), True),

@@ -26,7 +26,7 @@ import numpy as np
 
 from panoptic_ros.eval.coco_format import write_coco_panoptic
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.training.datasets.sample import Sample
+from panoptic_ros.sample import Sample
 
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from panoptic_ros.training.datasets.synth_noise import NUM_FIELDS, noise_crop
+from panoptic_ros.synthstreet.noise import NUM_FIELDS, noise_crop
 
 _SHIFT = 4                      # fixed-point bits for sub-pixel polygon vertices
 _SCALE = float(1 << _SHIFT)
