@@ -60,7 +60,7 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from panoptic_ros.checkpoint import save_checkpoint  # noqa: E402
 from panoptic_ros.inference.predictor import Predictor  # noqa: E402
-from panoptic_ros.models.build import build_model, model_config_from_dict  # noqa: E402
+from panoptic_ros.kinds import build_model, model_config_from_dict  # noqa: E402
 from panoptic_ros.replay.bag import cdr_stamp  # noqa: E402
 from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec  # noqa: E402
 from panoptic_ros.ros import messages  # noqa: E402

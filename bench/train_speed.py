@@ -15,7 +15,7 @@ tensors; warm-up steps are excluded and every part is the median over ``--steps`
 step's time is the sum of the part medians; images/s = batch / step. The pipeline is the
 training one: ``SynthStreet`` scenes in their disk cache (drawn once before timing, in
 ``--cache-dir`` or a temporary folder), ``TransformedDataset`` with
-``standard_train_transform``, ``PanopticCollate``, ``kind_spec(kind).loss_fn``.
+``standard_train_transform``, ``PanopticCollate``, ``training_kind(kind).loss_fn``.
 ``--threads`` (default 1, what the recipes' ``runtime.threads`` set) applies to torch and
 OpenCV alike: a training run's loader worker runs OpenCV on one thread.
 
@@ -40,14 +40,14 @@ import cv2
 import torch
 
 from panoptic_ros.config import read_yaml
-from panoptic_ros.models.build import build_model
+from panoptic_ros.kinds import build_model
 from panoptic_ros.precision import cpu_flags, machine_name
 from panoptic_ros.training.config import TrainConfig, train_config_from_dict
 from panoptic_ros.training.data import synthstreet
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.datasets.transforms import TransformedDataset, standard_train_transform
 from panoptic_ros.training.engine import to_float32
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.optim import build_optimizer, clip_gradients
 
 CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
@@ -113,7 +113,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, self.config.optimizer)
-        self.loss_fn = kind_spec(self.config.model.kind).loss_fn(self.config.loss)
+        self.loss_fn = training_kind(self.config.model.kind).loss_fn(self.config.loss)
         self.collate = PanopticCollate(targets=self.config.model.kind, label_space=self.config.model.label_space)
         self.batch = self.config.data.batch_size
 

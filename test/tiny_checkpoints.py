@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from panoptic_ros.checkpoint import save_checkpoint
-from panoptic_ros.models.build import build_model, model_config_from_dict
+from panoptic_ros.kinds import build_model, model_config_from_dict
 
 # kind -> (model config, post-processing settings). The thresholds make random weights
 # still produce thing segments.

@@ -45,10 +45,10 @@ from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
 from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.inference.backends import BackendError, TorchBackend
 from panoptic_ros.inference.predictor import Predictor
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.paths import check_output, os_error_line
 from panoptic_ros.training.engine import evaluate, predictions
-from panoptic_ros.training.kinds import kind_spec
 from panoptic_ros.training.state import preserved_rng
 from panoptic_ros.training.synth_cli import parse_size
 from panoptic_ros.types import PanopticFormatError
@@ -101,7 +101,7 @@ def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, ste
     dataset = build_dataset(config.data, "val")
     count = min(count or len(dataset), len(dataset))
     images = config.eval.images if logger is not None else 0
-    embedding_output = kind_spec(config.model.kind).embedding_output
+    embedding_output = model_kind(config.model.kind).embedding_output
     with preserved_rng():
         # The same path as inference (Predictor: resize, network, post-processing).
         backend = _KeepingBackend(model, device=device)

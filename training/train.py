@@ -29,7 +29,7 @@ from torch import nn
 from panoptic_ros.checkpoint import CheckpointError, atomic_write_bytes, read_checkpoint_meta, save_checkpoint
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
-from panoptic_ros.models.build import build_model
+from panoptic_ros.kinds import build_model
 from panoptic_ros.paths import os_error_line
 from panoptic_ros.precision import autocast_dtype, dtype_name
 from panoptic_ros.training import distributed
@@ -39,7 +39,7 @@ from panoptic_ros.training.data import build_train_loader, seed_everything
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, train_one_epoch
 from panoptic_ros.training.evaluate import evaluate_model, log_evaluation
 from panoptic_ros.training.init import InitResult, initialise_model
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.logs import RunLogger
 from panoptic_ros.training.optim import build_optimizer, set_learning_rate
 from panoptic_ros.training.run_dir import claim_run_dir
@@ -163,7 +163,7 @@ def _step_context(config, model, optimizer, scaler, amp_dtype, dist, logger) -> 
         logger.advance(config.runtime.log_every, {"loss": values["loss"]})
 
     return StepContext(
-        loss_fn=kind_spec(config.model.kind).loss_fn(config.loss), optimizer=optimizer,
+        loss_fn=training_kind(config.model.kind).loss_fn(config.loss), optimizer=optimizer,
         set_lr=lambda step: set_learning_rate(optimizer, step, config.optimizer.lr, config.schedule),
         total_steps=total, device=dist.device, amp_dtype=amp_dtype, scaler=scaler,
         grad_clip=config.optimizer.grad_clip, accumulate=config.optimizer.accumulate, on_log=on_log,

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from panoptic_ros.models.build import MODEL_KINDS
+from panoptic_ros.kinds import MODEL_KINDS
 from panoptic_ros.training.synth_cli import _int_at_least, _positive_float
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130

@@ -30,7 +30,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from panoptic_ros.config import ConfigError, from_dict
-from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, POSTPROCESSORS, PredictorConfig, postprocess_api
+from panoptic_ros.inference.predictor import DEFAULT_PROVIDERS, PredictorConfig
+from panoptic_ros.kinds import MODEL_KINDS, model_kind
 from panoptic_ros.resources import default_weights
 from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS
 
@@ -77,7 +78,7 @@ class Spec:
 
 
 NODE_PARAMETERS: tuple[Spec, ...] = (
-    Spec("model", T.STRING, "panonet", "model architecture", choices=tuple(POSTPROCESSORS)),
+    Spec("model", T.STRING, "panonet", "model architecture", choices=MODEL_KINDS),
     Spec("weights", T.STRING, "", "checkpoint (.safetensors/.json or their stem); empty = the shipped "
                                   "demo weights of the model"),
     Spec("backend", T.STRING, "torch", "inference backend", choices=("torch", "onnxruntime")),
@@ -229,7 +230,7 @@ def _attribute_docs(cls: type) -> dict[str, str]:
 
 def postprocess_specs(kind: str) -> tuple[Spec, ...]:
     """``<kind>.<field>`` parameters for the fields of the model's post-processing config."""
-    config_cls, _ = postprocess_api(kind)
+    config_cls = model_kind(kind).postprocess_config
     hints = typing.get_type_hints(config_cls)
     docs = _attribute_docs(config_cls)
     specs = []
@@ -247,7 +248,7 @@ def postprocess_specs(kind: str) -> tuple[Spec, ...]:
 
 def all_specs() -> tuple[Spec, ...]:
     """Every parameter the node declares."""
-    return NODE_PARAMETERS + tuple(s for kind in POSTPROCESSORS for s in postprocess_specs(kind))
+    return NODE_PARAMETERS + tuple(s for kind in MODEL_KINDS for s in postprocess_specs(kind))
 
 
 def declare_parameters(node: Node) -> None:
@@ -273,8 +274,8 @@ def parameter_values(node: Node) -> dict[str, Any]:
 def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
     """The predictor settings the parameters describe (``ConfigError`` names the key)."""
     kind = values["model"]
-    if kind not in POSTPROCESSORS:
-        raise ConfigError(f"model: {kind!r} is not one of {', '.join(POSTPROCESSORS)}")
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model: {kind!r} is not one of {', '.join(MODEL_KINDS)}")
     data = {
         "weights": values["weights"] or str(default_weights(kind)),
         "model": kind,
@@ -309,7 +310,7 @@ def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any
     Raises:
         ConfigError: a malformed ``name:value`` entry (names the parameter).
     """
-    config_cls, _ = postprocess_api(kind)
+    config_cls = model_kind(kind).postprocess_config
     hints = typing.get_type_hints(config_cls)
     prefix = f"{kind}."
     return {k[len(prefix):]: _from_ros(hints.get(k[len(prefix):]), v, k)
@@ -336,8 +337,8 @@ def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, conf
     try:
         io_settings(merged)
         predictor_config(merged)
-        for kind in POSTPROCESSORS:
-            config_cls, _ = postprocess_api(kind)
+        for kind in MODEL_KINDS:
+            config_cls = model_kind(kind).postprocess_config
             from_dict(config_cls, postprocess_overrides(merged, kind), f"{kind}")
     except ConfigError as exc:
         return str(exc)

@@ -13,8 +13,8 @@ import panoptic_ros
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference import backends
-from panoptic_ros.inference.predictor import (Predictor, PredictorConfig, onnx_cache_name, postprocess_api,
-                                              resize_image)
+from panoptic_ros.inference.predictor import Predictor, PredictorConfig, onnx_cache_name, resize_image
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.labels import CITYSCAPES
 from tiny_checkpoints import write_tiny_checkpoint
 
@@ -111,7 +111,7 @@ def test_predict_is_resize_model_postprocess_resize(weights, kind, monkeypatch):
     np.testing.assert_allclose(image, reference_resize(rgb, size), atol=1.0)
     # 2. its outputs were post-processed at the input size
     checkpoint = load_checkpoint(weights[kind])
-    config_cls, postprocess = postprocess_api(kind)
+    config_cls, postprocess = model_kind(kind).postprocess_config, model_kind(kind).postprocess
     with torch.inference_mode():
         outputs = checkpoint.model(torch.from_numpy(image).permute(2, 0, 1)[None].float())
     model_result = postprocess(outputs, config=config_cls(**checkpoint.postprocess), label_space=CITYSCAPES)

@@ -8,7 +8,7 @@ from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.datasets.synthstreet import generate_scene
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_one_epoch
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig
 from panoptic_ros.types import PanopticResult
 
@@ -29,7 +29,7 @@ def batches(count, batch_size=2):
 
 def context(model, device, **kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return StepContext(loss_fn=kind_spec("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
+    return StepContext(loss_fn=training_kind("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
                        set_lr=lambda step: 0.01, total_steps=10, device=device, **kwargs)
 
 
@@ -51,7 +51,7 @@ def test_accumulation_steps_on_the_mean_of_the_micro_batch_gradients():
     # Reference, by hand: the gradient of each micro-batch's summed loss terms on the same
     # starting weights, averaged. The engine must step on exactly that (not on the sum).
     data = batches(2, batch_size=1)
-    loss_fn = kind_spec("panonet").loss_fn(PanoNetLossConfig())
+    loss_fn = training_kind("panonet").loss_fn(PanoNetLossConfig())
     reference = tiny_panonet().train()
     per_batch = []
     for images, targets in data:
