@@ -12,7 +12,7 @@ from panoptic_ros.precision import autocast_dtype, cpu_flags, cpu_has_native_bf1
 from panoptic_ros.resources import default_weights
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.datasets.synthstreet import generate_scene
-from panoptic_ros.training.engine import StepContext, to_float32, train_one_epoch
+from panoptic_ros.training.engine import StepContext, to_float32, train_steps
 from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.discriminative import discriminative_loss
 from panoptic_ros.training.losses.semantic import semantic_cross_entropy
@@ -113,7 +113,7 @@ def test_an_fp16_autocast_step_at_full_size_gives_finite_losses():
                       set_lr=lambda step: 1e-4, total_steps=1, device=CPU, amp_dtype=torch.float16,
                       scaler=torch.amp.GradScaler("cpu"), on_log=lambda step, values: logged.append(values))
     before = [p.detach().clone() for p in model.parameters()]
-    assert train_one_epoch(model, [_batch("panonet", size=(512, 1024), count=4)], ctx, step=0, stop_step=1) == 1
+    assert train_steps(model, [_batch("panonet", size=(512, 1024), count=4)], ctx, step=0, stop_step=1) == 1
     (values,) = logged
     assert all(np.isfinite(v) for v in values.values()), values
     assert values["loss"] > 0
