@@ -42,6 +42,7 @@ import torch
 from panoptic_ros.config import read_yaml
 from panoptic_ros.kinds import build_model
 from panoptic_ros.precision import cpu_flags, machine_name
+from panoptic_ros.tiny_models import TINY_MODELS
 from panoptic_ros.training.config import TrainConfig, train_config_from_dict
 from panoptic_ros.training.data import synthstreet
 from panoptic_ros.training.datasets.loader import PanopticCollate
@@ -61,11 +62,6 @@ MODELS = {
     "ciae-paper": ("ciae_synthstreet.yaml", {"kind": "ciae"}, 2),     # CIAEConfig(): R50-FPN
 }
 PAPER_MODELS = ("panonet-paper", "ciae-paper")
-QUICK_MODELS = {
-    "panonet": {"kind": "panonet", "width": 0.125, "blocks": [1, 1, 1, 1]},
-    "ciae": {"kind": "ciae", "depth": 18, "base_channels": 8, "fpn_channels": 32, "seg_channels": 16,
-             "box_embed_channels": 8, "head_convs": 1, "embed_dim": 8},
-}
 DATA_TARGET_SHARE = 0.15
 
 
@@ -78,7 +74,7 @@ def recipe(name: str, quick: bool) -> TrainConfig:
         data["loss"] = {}
         data["init"] = {"mode": "none"}
     if quick:
-        data["model"] = {"label_space": "cityscapes", **QUICK_MODELS[data["model"]["kind"]]}
+        data["model"] = {"label_space": "cityscapes", **TINY_MODELS[data["model"]["kind"]]}
         data["init"] = {"mode": "none"}
         data["data"] = {**data["data"], "scene_size": [64, 128], "crop_size": [64, 128]}
     data["data"] = {**data["data"], "batch_size": batch or data["data"]["batch_size"]}

@@ -16,7 +16,7 @@ from panoptic_ros.inference import backends
 from panoptic_ros.inference.predictor import Predictor, PredictorConfig, onnx_cache_name, resize_image
 from panoptic_ros.kinds import model_kind
 from panoptic_ros.labels import CITYSCAPES
-from tiny_checkpoints import write_tiny_checkpoint
+from panoptic_ros.tiny_models import write_tiny_checkpoint
 
 # PanoNet's pyramid pooling exports to ONNX only where 1/32 of the input divides by its bins.
 SIZES = {"ciae": (128, 192), "panonet": (192, 384)}
