@@ -1,1 +1,2 @@
-"""Pure-torch networks: ICNet/PanoNet and ResNet-FPN/CIAE (see build.py for the entry points)."""
+"""Pure-torch networks: ICNet/PanoNet and ResNet-FPN/CIAE (``panoptic_ros.kinds`` builds
+them from their configs)."""
