@@ -69,6 +69,9 @@ class Run:
         logger: the run log (a no-op on ranks other than 0).
         progress: where training stands; advanced by :func:`train_to`.
         provenance: commands and initialisation stored with every checkpoint.
+        clock_origin: ``time.monotonic()`` at which ``progress.elapsed_s`` would have been 0
+            (this session's start less the earlier sessions' time): elapsed time counts
+            the whole session, checkpoints and evaluations included.
     """
 
     config: TrainConfig
@@ -82,6 +85,7 @@ class Run:
     logger: RunLogger
     progress: Progress
     provenance: dict
+    clock_origin: float
 
 
 def train(config: TrainConfig, out_dir: Path, resume: Resume = Resume(), command: str = "") -> dict:
@@ -132,7 +136,8 @@ def start_run(config: TrainConfig, out_dir: Path, resume: Resume, dist: distribu
     logger.message(f"{config.model.kind}: {sum(p.numel() for p in model.parameters())} parameters; "
                    f"{dist.world_size} process(es) on {dist.device}, {dtype_name(amp_dtype)}; {start}")
     return Run(config, out_dir, dist, module, model, step_context(config, optimizer, scaler, amp_dtype, dist, logger),
-               loader, sampler, logger, progress, _provenance(sessions, init.metadata))
+               loader, sampler, logger, progress, _provenance(sessions, init.metadata),
+               clock_origin=time.monotonic() - progress.elapsed_s)
 
 
 def step_context(config: TrainConfig, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
@@ -163,12 +168,12 @@ def _next_multiple(step: int, every: int) -> int:
 
 def train_to(run: Run, stop_step: int) -> None:
     """Train until ``stop_step`` (or the end of the epoch's batches); advances ``run.progress``."""
-    before, started = run.progress, time.monotonic()
+    before = run.progress
     run.sampler.set_position(before.epoch, before.batch_in_epoch)
     run.loader.dataset.set_epoch(before.epoch)
     step = train_steps(run.module, run.loader, run.steps, step=before.step, stop_step=stop_step)
     in_epoch = before.batch_in_epoch + step - before.step
-    elapsed = before.elapsed_s + time.monotonic() - started
+    elapsed = time.monotonic() - run.clock_origin
     run.progress = (Progress(step, before.epoch + 1, 0, elapsed) if in_epoch >= run.sampler.steps_per_epoch
                     else Progress(step, before.epoch, in_epoch, elapsed))
 
