@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from panoptic_ros.checkpoint import load_checkpoint
 from panoptic_ros.config import ConfigError, read_yaml
+from panoptic_ros.kinds import build_model, model_config_from_dict
 from panoptic_ros.labels import get_label_space
-from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.postprocess.ciae import (CIAEPostprocessConfig, panoptic_from_assignment, pixel_embeddings,
                                            postprocess_ciae, select_proposals, similarity)
 

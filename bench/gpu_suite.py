@@ -50,14 +50,14 @@ import torch  # noqa: E402
 from panoptic_ros.checkpoint import load_checkpoint  # noqa: E402
 from panoptic_ros.inference.backends import TorchBackend, upload_image  # noqa: E402
 from panoptic_ros.inference.export import export_onnx, onnx_parity  # noqa: E402
-from panoptic_ros.inference.predictor import postprocess_api  # noqa: E402
+from panoptic_ros.kinds import build_model, model_config_from_dict, model_kind  # noqa: E402
 from panoptic_ros.labels import get_label_space  # noqa: E402
-from panoptic_ros.models.build import build_model  # noqa: E402
 from panoptic_ros.models.ciae import CIAEConfig  # noqa: E402
 from panoptic_ros.models.panonet import PanoNetConfig  # noqa: E402
 from panoptic_ros.resources import default_weights  # noqa: E402
 from panoptic_ros.sync_count import count_torch  # noqa: E402
 from panoptic_ros.synthstreet.scene import generate_scene  # noqa: E402
+from panoptic_ros.tiny_models import tiny_model_section  # noqa: E402
 
 
 class SectionTimeout(Exception):
@@ -102,9 +102,8 @@ def _build_models(args) -> dict[str, tuple[torch.nn.Module, tuple[int, int], dic
     shipped = load_checkpoint(default_weights("panonet"))
     if args.quick:
         size, ciae_size = (64, 128), (64, 128)
-        paper = PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1), input_size=size)
-        ciae = CIAEConfig(depth=18, base_channels=8, fpn_channels=16, seg_channels=16, embed_dim=8,
-                          box_embed_channels=8, head_convs=1, input_size=ciae_size)
+        paper = model_config_from_dict(tiny_model_section("panonet", size))
+        ciae = model_config_from_dict(tiny_model_section("ciae", ciae_size))
     else:
         size, ciae_size = (1024, 2048), (800, 1333)
         paper, ciae = PanoNetConfig(input_size=size), CIAEConfig(label_space="coco", depth=50, input_size=ciae_size)
@@ -161,8 +160,8 @@ def section_latency(args, device, report):
         variants += [("fp16", {"precision": "fp16"}), ("bf16", {"precision": "bf16"}),
                      ("fp16_channels_last", {"precision": "fp16", "channels_last": True})]
     for name, (model, size, settings) in models(args).items():
-        kind = "ciae" if name.startswith("ciae") else "panonet"
-        post_cls, post_fn = postprocess_api(kind)
+        kind = model_kind(model.config.kind)
+        post_cls, post_fn = kind.postprocess_config, kind.postprocess
         space = get_label_space(model.config.label_space)
         config = post_cls(**settings)
         image = frame(size)
@@ -185,8 +184,8 @@ def section_fp16_agreement(args, device, report):
         report["skipped"] = "fp16 needs CUDA"
         return
     for name, (model, size, settings) in models(args).items():
-        kind = "ciae" if name.startswith("ciae") else "panonet"
-        post_cls, post_fn = postprocess_api(kind)
+        kind = model_kind(model.config.kind)
+        post_cls, post_fn = kind.postprocess_config, kind.postprocess
         space = get_label_space(model.config.label_space)
         image = frame(size)
         maps = {}
@@ -200,8 +199,9 @@ def section_fp16_agreement(args, device, report):
 
 def section_postprocess(args, device, report):
     model, size, settings = models(args)["panonet_shipped"]
-    post_cls, post_fn = postprocess_api("panonet")
-    config, space = post_cls(**settings), get_label_space(model.config.label_space)
+    post_fn = model_kind(model.config.kind).postprocess
+    config = model_kind(model.config.kind).postprocess_config(**settings)
+    space = get_label_space(model.config.label_space)
     backend = TorchBackend(model, device=device)
     clock, frames = Clock(device), []
     for index in range(args.frames):

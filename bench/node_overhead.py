@@ -59,25 +59,16 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from panoptic_ros import outputs  # noqa: E402
-from panoptic_ros.checkpoint import save_checkpoint  # noqa: E402
 from panoptic_ros.inference.predictor import Predictor  # noqa: E402
-from panoptic_ros.models.build import build_model, model_config_from_dict  # noqa: E402
 from panoptic_ros.replay.bag import cdr_stamp  # noqa: E402
 from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec  # noqa: E402
 from panoptic_ros.ros.image_messages import numpy_to_image  # noqa: E402
 from panoptic_ros.ros.node import PanopticNode  # noqa: E402
 from panoptic_ros.ros.raw_publish import RawPublisher  # noqa: E402
 from panoptic_ros.serialized.image import ImageMessage, from_serialized, to_rgb8  # noqa: E402
+from panoptic_ros.tiny_models import TINY_MODELS, write_tiny_checkpoint  # noqa: E402
 from panoptic_ros.viz import colorize_panoptic, panoptic_overlay  # noqa: E402
 
-TINY = {
-    "ciae": {"kind": "ciae", "label_space": "cityscapes", "input_size": [256, 512], "depth": 18,
-             "base_channels": 8, "fpn_channels": 32, "seg_channels": 16, "box_embed_channels": 8,
-             "head_convs": 1, "embed_dim": 8},
-    "panonet": {"kind": "panonet", "label_space": "cityscapes", "input_size": [256, 512], "width": 0.125,
-                "blocks": [1, 1, 1, 1]},
-}
-TINY_POSTPROCESS = {"ciae": {"score_threshold": 0.05, "max_instances": 8, "pre_nms_top_k": 100}, "panonet": {}}
 OUTPUTS = {"panoptic": Image, "semantic": Image, "instances": Image, "overlay": Image,
            "detections": Detection2DArray}
 QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -324,17 +315,9 @@ def separate_process(weights: Path, kind: str, device: str, threads: int, frames
         rclpy.try_shutdown(context=context)
 
 
-def tiny_weights(kind: str, directory: Path) -> Path:
-    torch.manual_seed(0)
-    config = model_config_from_dict(TINY[kind])
-    stem = directory / f"{kind}_bench"
-    save_checkpoint(stem, build_model(config).eval(), config, postprocess=TINY_POSTPROCESS[kind])
-    return stem
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(TINY), default="ciae")
+    parser.add_argument("--model", choices=sorted(TINY_MODELS), default="ciae")
     parser.add_argument("--weights", type=Path, help="checkpoint (default: a tiny random model)")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("H", "W"))
@@ -349,7 +332,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="node_overhead_"))
-    weights = args.weights or tiny_weights(args.model, workdir)
+    weights = args.weights or write_tiny_checkpoint(workdir, args.model, input_size=(256, 512))
     frames = synthetic_frames(args.frames, *args.size)
     print(f"frames: {args.frames} x {args.size[1]}x{args.size[0]} rgb8; weights: "
           f"{weights if args.weights else f'tiny random {args.model}'}; device {args.device}; "

@@ -15,7 +15,7 @@ tensors; warm-up steps are excluded and every part is the median over ``--steps`
 step's time is the sum of the part medians; images/s = batch / step. The pipeline is the
 training one: ``SynthStreet`` scenes in their disk cache (drawn once before timing, in
 ``--cache-dir`` or a temporary folder), ``TransformedDataset`` with
-``standard_train_transform``, ``PanopticCollate``, ``kind_spec(kind).loss_fn``.
+``standard_train_transform``, ``PanopticCollate``, ``training_kind(kind).loss_fn``.
 ``--threads`` (default 1, what the recipes' ``runtime.threads`` set) applies to torch and
 OpenCV alike: a training run's loader worker runs OpenCV on one thread.
 
@@ -40,14 +40,15 @@ import cv2
 import torch
 
 from panoptic_ros.config import read_yaml
-from panoptic_ros.models.build import build_model
+from panoptic_ros.kinds import build_model
 from panoptic_ros.precision import cpu_flags, machine_name
+from panoptic_ros.tiny_models import TINY_MODELS
 from panoptic_ros.training.config import TrainConfig, train_config_from_dict
 from panoptic_ros.training.data import synthstreet
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.datasets.transforms import TransformedDataset, standard_train_transform
 from panoptic_ros.training.engine import to_float32
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.optim import build_optimizer, clip_gradients
 
 CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
@@ -61,11 +62,6 @@ MODELS = {
     "ciae-paper": ("ciae_synthstreet.yaml", {"kind": "ciae"}, 2),     # CIAEConfig(): R50-FPN
 }
 PAPER_MODELS = ("panonet-paper", "ciae-paper")
-QUICK_MODELS = {
-    "panonet": {"kind": "panonet", "width": 0.125, "blocks": [1, 1, 1, 1]},
-    "ciae": {"kind": "ciae", "depth": 18, "base_channels": 8, "fpn_channels": 32, "seg_channels": 16,
-             "box_embed_channels": 8, "head_convs": 1, "embed_dim": 8},
-}
 DATA_TARGET_SHARE = 0.15
 
 
@@ -78,7 +74,7 @@ def recipe(name: str, quick: bool) -> TrainConfig:
         data["loss"] = {}
         data["init"] = {"mode": "none"}
     if quick:
-        data["model"] = {"label_space": "cityscapes", **QUICK_MODELS[data["model"]["kind"]]}
+        data["model"] = {"label_space": "cityscapes", **TINY_MODELS[data["model"]["kind"]]}
         data["init"] = {"mode": "none"}
         data["data"] = {**data["data"], "scene_size": [64, 128], "crop_size": [64, 128]}
     data["data"] = {**data["data"], "batch_size": batch or data["data"]["batch_size"]}
@@ -113,7 +109,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, self.config.optimizer)
-        self.loss_fn = kind_spec(self.config.model.kind).loss_fn(self.config.loss)
+        self.loss_fn = training_kind(self.config.model.kind).loss_fn(self.config.loss)
         self.collate = PanopticCollate(targets=self.config.model.kind, label_space=self.config.model.label_space)
         self.batch = self.config.data.batch_size
 

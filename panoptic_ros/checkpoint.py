@@ -24,7 +24,7 @@ from torch import nn
 
 from panoptic_ros.config import ConfigError, to_dict
 from panoptic_ros.jsonfile import read_json
-from panoptic_ros.models.build import build_model, model_config_from_dict
+from panoptic_ros.kinds import build_model, model_config_from_dict
 
 FORMAT = "panoptic_ros.checkpoint/1"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from panoptic_ros.resources import MODEL_KINDS, default_params_file
+from panoptic_ros.resources import SHIPPED_KINDS, default_params_file
 
 NODE_NAME = "panoptic_node"
 EXECUTABLE = "panoptic_node"
@@ -82,9 +82,9 @@ def node_launch(arguments: Mapping[str, str]) -> NodeLaunch:
         raise LaunchArgumentError(f"launch arguments missing {missing}, unknown {unknown}")
     args = {k: str(v).strip() for k, v in arguments.items()}
     model = args["model"]
-    if model and model not in MODEL_KINDS:
-        raise LaunchArgumentError(f"model: {model!r} is not one of {', '.join(MODEL_KINDS)}")
-    params_file = Path(args["params_file"]).expanduser() if args["params_file"] else default_params_file(model or MODEL_KINDS[0])
+    if model and model not in SHIPPED_KINDS:
+        raise LaunchArgumentError(f"model: {model!r} is not one of {', '.join(SHIPPED_KINDS)}")
+    params_file = Path(args["params_file"]).expanduser() if args["params_file"] else default_params_file(model or SHIPPED_KINDS[0])
     if not params_file.is_file():
         raise LaunchArgumentError(f"params_file: {params_file} does not exist")
     topic = args["image_topic"]

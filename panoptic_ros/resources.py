@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from panoptic_ros.models.build import MODEL_KINDS
-
 PACKAGE = "panoptic_ros"
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATASET = "synthstreet"
+SHIPPED_KINDS = ("panonet", "ciae")
+"""Model kinds with shipped demo weights and node parameter files (names only: the launch
+file imports this module and stays free of torch; a test checks them against
+``panoptic_ros.kinds.KINDS``)."""
 
 
 def share_dir() -> Path | None:
@@ -37,8 +39,8 @@ def resource_dir(name: str) -> Path:
 
 
 def _check_kind(kind: str) -> str:
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if kind not in SHIPPED_KINDS:
+        raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(SHIPPED_KINDS)}")
     return kind
 
 

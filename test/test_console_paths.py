@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_checkpoints import write_tiny_checkpoint
+from panoptic_ros.tiny_models import write_tiny_checkpoint
 
 BIN = Path(sys.executable).parent
 TRAIN_CONFIG = Path(__file__).parents[1] / "training" / "configs" / "ciae_synthstreet.yaml"

@@ -236,7 +236,7 @@ def test_readme_weights_table_quotes_the_manifests():
 def test_parameter_counts_quoted_in_models_md():
     import yaml
 
-    from panoptic_ros.models.build import build_model, model_config_from_dict
+    from panoptic_ros.kinds import build_model, model_config_from_dict
 
     blocks = "".join(code_blocks(ROOT / "docs" / "models.md", "yaml")).replace(",\n ", ", ")
     presets = re.findall(r"^(\{.*?\})\s+#.*?([\d.]+) M", blocks, flags=re.M)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Optional
 
 from panoptic_ros.config import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
-from panoptic_ros.models.build import model_config_from_dict
+from panoptic_ros.kinds import model_config_from_dict
 from panoptic_ros.training.kinds import loss_config_from_dict, postprocess_config_from_dict
 from panoptic_ros.training.optim import OptimizerConfig, ScheduleConfig
 

@@ -75,8 +75,8 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        # Rank 0 evaluates while the others wait in a barrier: allow more than the default
-        # 10 minutes (NCCL) for a full validation pass.
+        # Rank 0 writes checkpoints while the others wait in a barrier: allow more than the
+        # default 10 minutes (NCCL) for slow disks.
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
                                 timeout=datetime.timedelta(minutes=60))
     return DistInfo(rank, world_size, local_rank, device)
@@ -90,6 +90,31 @@ def shutdown_distributed() -> None:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, number of processes) of the process group; (0, 1) alone."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_objects(value: Any) -> list:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def buffers_from_rank0(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics, CIAE's category memory) into every rank's
+    ``model``: DDP would broadcast them at the next training forward anyway, but a model
+    used outside DDP (validation) must not run with a rank's own updates."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
 
 
 def from_rank0(value: Any) -> Any:

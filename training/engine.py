@@ -1,6 +1,6 @@
 """The model-agnostic training step loop and evaluation.
 
-:func:`train_one_epoch` runs optimizer steps over a stream of batches (mixed precision,
+:func:`train_steps` runs optimizer steps over a stream of batches (mixed precision,
 gradient accumulation, clipping, DDP) and stops the run with :class:`NonFiniteLossError`
 on a NaN/inf loss term. :func:`evaluate` runs a predictor over a dataset and scores it with
 the project's PQ evaluator (PQ/SQ/RQ for All/Things/Stuff) and mIoU
@@ -29,7 +29,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class StepContext:
-    """What :func:`train_one_epoch` needs besides the model and the data.
+    """What :func:`train_steps` needs besides the model and the data.
 
     Attributes:
         loss_fn: ``loss_fn(outputs, targets, progress) -> {term: weighted loss}``.
@@ -60,7 +60,7 @@ class StepContext:
     log_every: int = 1
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: int, stop_step: int) -> int:
+def train_steps(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: int, stop_step: int) -> int:
     """Train on ``batches`` (micro-batches, ``ctx.accumulate`` per step) until they run out
     or ``stop_step`` is reached; returns the number of optimizer steps completed so far.
 

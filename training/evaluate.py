@@ -46,10 +46,11 @@ from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
 from panoptic_ros.eval.scores import PanopticScores
 from panoptic_ros.inference.backends import BackendError, TorchBackend
 from panoptic_ros.inference.predictor import Predictor
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.paths import check_output, os_error_line
-from panoptic_ros.training.engine import evaluate, predictions
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training import distributed
+from panoptic_ros.training.engine import predictions
 from panoptic_ros.training.state import preserved_rng
 from panoptic_ros.types import PanopticFormatError
 
@@ -88,10 +89,15 @@ class _KeepingBackend(TorchBackend):
 
 
 def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, step: int = 0) -> dict:
-    """Validation scores of ``model`` during/after training (see :func:`evaluate`).
+    """Validation scores of ``model`` during/after training (as :func:`run` scores a checkpoint).
 
-    RNG states are restored afterwards, so evaluating does not change the training run's
-    random stream (a resumed run, which skips this evaluation, stays identical).
+    Under torchrun every rank scores its own consecutive share of the first ``count``
+    validation images (``model`` must be the bare model, the same on every rank); the
+    shares' scores are gathered and merged in image order, so every rank returns exactly
+    the single-process scores. Rank 0 logs the first ``config.eval.images`` images of its
+    share to ``logger``. RNG states are restored afterwards, so evaluating does not
+    change the training run's random stream (a resumed run, which skips this evaluation,
+    stays identical).
     """
     from panoptic_ros.training.data import build_dataset
 
@@ -99,9 +105,11 @@ def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, ste
     device = next(model.parameters()).device
     label_space = get_label_space(config.model.label_space)
     dataset = build_dataset(config.data, "val")
-    count = min(count or len(dataset), len(dataset))
-    images = config.eval.images if logger is not None else 0
-    embedding_output = kind_spec(config.model.kind).embedding_output
+    rank, world_size = distributed.rank_and_world()
+    share = shard(min(count or len(dataset), len(dataset)), rank, world_size)
+    images = config.eval.images if logger is not None and rank == 0 else 0
+    embedding_output = model_kind(config.model.kind).embedding_output
+    distributed.buffers_from_rank0(model)
     with preserved_rng():
         # The same path as inference (Predictor: resize, network, post-processing).
         backend = _KeepingBackend(model, device=device)
@@ -113,10 +121,20 @@ def evaluate_model(model: nn.Module, config, *, count: int = 0, logger=None, ste
                 embedding = backend.last_outputs[embedding_output][0]
                 _log_images(logger, step, index, sample, result, embedding, label_space)
 
-        summary = evaluate(predictor.predict, (dataset[i] for i in range(count)), label_space=label_space,
-                           on_image=on_image)
+        scores = PanopticScores(label_space, keep_matches=True)
+        for _ in predictions(predictor.predict, (dataset[i] for i in share), scores, on_image):
+            pass
     model.train(was_training)
-    return summary
+    merged = PanopticScores(label_space, keep_matches=True)
+    for part in distributed.all_objects(scores):
+        merged.merge(part)
+    return merged.summary()
+
+
+def shard(count: int, rank: int, world_size: int) -> range:
+    """The consecutive indices of ``range(count)`` that ``rank`` of ``world_size`` handles
+    (the shares differ in size by at most one; rank order is index order)."""
+    return range(rank * count // world_size, (rank + 1) * count // world_size)
 
 
 def _log_images(logger, step: int, index: int, sample, result, embedding: torch.Tensor,

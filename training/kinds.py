@@ -1,74 +1,73 @@
-"""What the engine needs to know per model kind: its loss and post-processing config.
+"""One :class:`TrainingKind` record per model: its inference record plus its losses.
 
-The engine, the CLIs and the configs are model-agnostic; this table binds a ``kind``
-(``panonet``, ``ciae``) to its loss config and entry point (the post-processing comes from
-the predictor's table, ``inference.predictor.postprocess_api``). Modules are imported
-lazily, as in ``models/build.py``.
+The engine, the CLIs and the configs are model-agnostic; :data:`TRAINING_KINDS` binds a
+model kind to the :class:`~panoptic_ros.kinds.ModelKind` record (config, model,
+post-processing, embedding output) and to its loss config and loss function. Every loss
+function has the signature of :data:`Losses`.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from panoptic_ros.config import ConfigError, from_dict
-from panoptic_ros.models.build import MODEL_KINDS
+import torch
 
-_LOSSES = {
-    "panonet": ("panoptic_ros.training.losses.panonet", "PanoNetLossConfig", "panonet_losses"),
-    "ciae": ("panoptic_ros.training.losses.ciae", "CIAELossConfig", "ciae_losses"),
-}
-# eval-mode output holding the pixel embedding (for the embedding PCA image)
-_EMBEDDING_OUTPUT = {"panonet": "embedding", "ciae": "embeddings"}
+from panoptic_ros.config import ConfigError, from_dict
+from panoptic_ros.kinds import KINDS, ModelKind
+from panoptic_ros.training.losses.ciae import CIAELossConfig, ciae_losses
+from panoptic_ros.training.losses.panonet import PanoNetLossConfig, panonet_losses
+
+Losses = Callable[..., dict[str, torch.Tensor]]
+"""``losses(outputs, targets, *, config, progress) -> {term: weighted scalar loss}``:
+train-mode outputs, collated targets, the kind's loss config and ``step / total_steps``."""
+LossFn = Callable[[Any, Any, float], Mapping[str, torch.Tensor]]
+"""``loss_fn(outputs, targets, progress)``: a :data:`Losses` bound to its config."""
 
 
 @dataclass(frozen=True)
-class KindSpec:
-    """Loss and post-processing of one model kind.
+class TrainingKind:
+    """What training needs to know about one model kind.
 
     Attributes:
-        kind: the model kind.
+        model: the kind's inference record (config, model, post-processing).
         loss_config: the loss config dataclass.
-        loss_entry: ``<kind>_losses(outputs, targets, *, config[, progress])``.
-        postprocess_config: the post-processing config dataclass.
-        embedding_output: eval-mode output name of the (B, E, h, w) pixel embedding.
+        losses: the loss function (see :data:`Losses`).
     """
 
-    kind: str
+    model: ModelKind
     loss_config: type
-    loss_entry: Callable
-    postprocess_config: type
-    embedding_output: str
+    losses: Losses
 
-    def loss_fn(self, config: Any) -> Callable[[Any, Any, float], Mapping]:
-        """``fn(outputs, targets, progress)`` computing this kind's weighted loss terms.
+    @property
+    def name(self) -> str:
+        return self.model.name
 
-        Only CIAE's losses depend on training progress (its memory momentum).
-        """
-        entry = self.loss_entry
-        if self.kind == "ciae":
-            return lambda outputs, targets, progress: entry(outputs, targets, config=config, progress=progress)
-        return lambda outputs, targets, progress: entry(outputs, targets, config=config)
+    def loss_fn(self, config: Any) -> LossFn:
+        """``fn(outputs, targets, progress)`` computing this kind's weighted loss terms."""
+        losses = self.losses
+        return lambda outputs, targets, progress: losses(outputs, targets, config=config, progress=progress)
 
 
-def _attr(table: dict, kind: str, index: int) -> Any:
-    module_name = table[kind][0]
-    return getattr(importlib.import_module(module_name), table[kind][index])
+TRAINING_KINDS: Mapping[str, TrainingKind] = {kind.name: kind for kind in (
+    TrainingKind(KINDS["panonet"], PanoNetLossConfig, panonet_losses),
+    TrainingKind(KINDS["ciae"], CIAELossConfig, ciae_losses),
+)}
 
 
-def kind_spec(kind: str) -> KindSpec:
-    """The :class:`KindSpec` of ``kind``."""
-    if kind not in MODEL_KINDS:
-        raise ConfigError(f"model.kind: unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-    from panoptic_ros.inference.predictor import postprocess_api
+def training_kind(name: str) -> TrainingKind:
+    """The record of kind ``name``.
 
-    return KindSpec(kind, _attr(_LOSSES, kind, 1), _attr(_LOSSES, kind, 2), postprocess_api(kind)[0],
-                    _EMBEDDING_OUTPUT[kind])
+    Raises:
+        ConfigError: no such kind (names ``model.kind`` and the choices).
+    """
+    if name not in TRAINING_KINDS:
+        raise ConfigError(f"model.kind: unknown model {name!r}; choose one of {', '.join(TRAINING_KINDS)}")
+    return TRAINING_KINDS[name]
 
 
 def loss_config_from_dict(kind: str, data: Mapping[str, Any]) -> Any:
-    return from_dict(kind_spec(kind).loss_config, data, "loss")
+    return from_dict(training_kind(kind).loss_config, data, "loss")
 
 
 def postprocess_config_from_dict(kind: str, data: Mapping[str, Any], where: str = "postprocess") -> Any:
-    return from_dict(kind_spec(kind).postprocess_config, data, where)
+    return from_dict(training_kind(kind).model.postprocess_config, data, where)

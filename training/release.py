@@ -27,7 +27,7 @@ from panoptic_ros.cli_common import parse_size
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.inference.backends import resolve_device
-from panoptic_ros.inference.predictor import postprocess_api
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.paths import check_output
 from panoptic_ros.training import evaluate as evaluate_cli
 from panoptic_ros.training.snapshot import run_chain
@@ -54,7 +54,7 @@ def release(run: Path, stem: Path, *, val_seed: int, val_count: int, size: tuple
     if train_seed == val_seed:
         raise CheckpointError(f"--val-seed {val_seed} is the training seed of {run}; pick a disjoint one")
     settings = {**loaded.postprocess, **(postprocess or {})}
-    from_dict(postprocess_api(loaded.model_config.kind)[0], settings, "postprocess")  # fails before writing
+    from_dict(model_kind(loaded.model_config.kind).postprocess_config, settings, "postprocess")  # fails before writing
     weights, _ = save_checkpoint(stem, loaded.model, loaded.model_config, postprocess=settings,
                                  metadata={k: v for k, v in meta.items() if k not in ("val", "miou")}, half=True)
     argv = ["--checkpoint", str(stem), "--dataset", "synthstreet", "--seed", str(val_seed),

@@ -26,6 +26,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -202,6 +203,56 @@ def remove_partial_checkpoints(out_dir: Path) -> None:
     if root.is_dir():
         for tmp in root.glob(".tmp-step_*"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ResumeMode(Enum):
+    """How a run starts: afresh, from its own newest checkpoint, or from a given one."""
+
+    FRESH = "fresh"
+    LATEST = "latest"
+    FROM_PATH = "from_path"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where training starts (``--resume``, ``--resume-from PATH`` or neither).
+
+    Attributes:
+        mode: see :class:`ResumeMode`; ``LATEST`` on a run without checkpoints starts
+            it, so one command serves every torchrun restart.
+        path: the checkpoint for ``FROM_PATH`` (a run folder or ``checkpoints/step_N``).
+    """
+
+    mode: ResumeMode = ResumeMode.FRESH
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.path is not None) != (self.mode is ResumeMode.FROM_PATH):
+            raise ValueError(f"Resume: a path goes with {ResumeMode.FROM_PATH} only, got {self.mode} and {self.path}")
+
+    @classmethod
+    def from_flags(cls, *, latest: bool, path: Path | None) -> "Resume":
+        """``panoptic-train``'s ``--resume`` (``latest``) and ``--resume-from PATH``."""
+        if path is not None:
+            return cls(ResumeMode.FROM_PATH, Path(path))
+        return cls(ResumeMode.LATEST if latest else ResumeMode.FRESH)
+
+    @property
+    def continues(self) -> bool:
+        """Whether the run continues an earlier one (its folder may then hold a run)."""
+        return self.mode is not ResumeMode.FRESH
+
+    def checkpoint(self, out_dir: Path) -> Path | None:
+        """The checkpoint folder to load for a run in ``out_dir`` (None: start afresh).
+
+        Raises:
+            CheckpointError: the given checkpoint is unusable, or every one of the run is.
+        """
+        if self.mode is ResumeMode.FROM_PATH:
+            return resolve_resume(self.path)
+        if self.mode is ResumeMode.LATEST and list_checkpoints(out_dir):
+            return resolve_resume(out_dir)
+        return None
 
 
 def resolve_resume(path: str | Path) -> Path:

@@ -64,9 +64,12 @@ class PanopticEvaluator:
         categories: the evaluated categories: a :class:`LabelSpace`, or COCO category
             dicts (``id``, ``isthing``, optional ``name``) as in a GT JSON. Their order is
             the order of ``per_class``.
+        keep_matches: also keep every image's matches (:attr:`matches`), so that
+            evaluators of consecutive shards of a dataset merge, in order, into the IoU
+            sums of one evaluator that saw every image, bit for bit.
     """
 
-    def __init__(self, categories: LabelSpace | Sequence[Mapping]):
+    def __init__(self, categories: LabelSpace | Sequence[Mapping], *, keep_matches: bool = False):
         if isinstance(categories, LabelSpace):
             rows = [(c.id, c.is_thing, c.name) for c in categories.categories]
         else:
@@ -81,6 +84,8 @@ class PanopticEvaluator:
         self.fn = np.zeros(n, np.int64)
         self.iou = np.zeros(n, np.float64)
         self.num_images = 0
+        self.matches: list[tuple[np.ndarray, np.ndarray]] | None = [] if keep_matches else None
+        """Per image, the category index (M,) and IoU (M,) of its M matches, in summing order."""
 
     def __repr__(self) -> str:
         return f"PanopticEvaluator({len(self.category_ids)} categories, {self.num_images} images)"
@@ -121,13 +126,24 @@ class PanopticEvaluator:
         self._accumulate(gt_ids, gt_segments, pred_ids, pred_segments, gt_source, pred_source)
 
     def merge(self, other: "PanopticEvaluator") -> "PanopticEvaluator":
-        """Add another evaluator's statistics (same categories) into this one; returns self."""
+        """Add another evaluator's statistics (same categories) into this one; returns self.
+
+        When both keep their matches, ``other``'s IoUs are added match by match in its
+        order: merging the evaluators of consecutive shards in order then gives the sums
+        of one evaluator over all their images exactly (floating-point addition is not
+        associative, so adding the shards' sums could differ in the last bits).
+        """
         if other.category_ids != self.category_ids or not np.array_equal(other.is_thing, self.is_thing):
             raise ValueError("cannot merge PanopticEvaluators over different categories")
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
-        self.iou += other.iou
+        if self.matches is not None and other.matches is not None:
+            for categories, ious in other.matches:
+                self._add_matches(categories, ious)
+        else:
+            self.iou += other.iou
+            self.matches = None   # no longer the matches of every image counted
         self.num_images += other.num_images
         return self
 
@@ -137,10 +153,16 @@ class PanopticEvaluator:
         self.tp += tp
         self.fp += fp
         self.fn += fn
-        # One addition per match in the official order keeps the sums bit-identical to it.
-        for category, iou in zip(matched_category.tolist(), matched_iou.tolist()):
-            self.iou[category] += iou
+        self._add_matches(matched_category, matched_iou)
         self.num_images += 1
+
+    def _add_matches(self, categories: np.ndarray, ious: np.ndarray) -> None:
+        """Add one image's matches: category index (M,) and IoU (M,), in summing order."""
+        # One addition per match in the official order keeps the sums bit-identical to it.
+        for category, iou in zip(categories.tolist(), ious.tolist()):
+            self.iou[category] += iou
+        if self.matches is not None:
+            self.matches.append((categories, ious))
 
     def _segments_of_info(self, segments_info: Sequence[Mapping], source: str, *, is_gt: bool) -> _Segments:
         by_id: dict[int, Mapping] = {}

@@ -22,11 +22,14 @@ class PanopticScores:
 
     Args:
         label_space: the evaluated categories (ground truth and predictions use them).
+        keep_matches: keep every image's PQ matches, so that the scores of consecutive
+            shards of a dataset merge, in order, into exactly the scores of one pass
+            (see :meth:`PanopticEvaluator.merge`).
     """
 
-    def __init__(self, label_space: LabelSpace):
+    def __init__(self, label_space: LabelSpace, *, keep_matches: bool = False):
         self.label_space = label_space
-        self.panoptic = PanopticEvaluator(label_space)
+        self.panoptic = PanopticEvaluator(label_space, keep_matches=keep_matches)
         self.semantic = SemanticConfusion(len(label_space))
 
     def __repr__(self) -> str:

@@ -11,13 +11,12 @@ and post-processing settings stored with the weights, overridden by
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -28,27 +27,13 @@ from panoptic_ros.config import ConfigError, Range, check_ranges, from_dict, set
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
                                              check_provider, resolve_device)
 from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir
+from panoptic_ros.kinds import MODEL_KINDS, model_kind
 from panoptic_ros.labels import LabelSpace, get_label_space
-from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDERS = ("tensorrt", "cuda", "cpu")
-# kind -> (module, post-processing config class, post-processing function)
-POSTPROCESSORS = {
-    "panonet": ("panoptic_ros.postprocess.panonet", "PanoNetPostprocessConfig", "postprocess_panonet"),
-    "ciae": ("panoptic_ros.postprocess.ciae", "CIAEPostprocessConfig", "postprocess_ciae"),
-}
-
-
-def postprocess_api(kind: str) -> tuple[type, Callable[..., PanopticResult]]:
-    """The post-processing config class and function of model ``kind``."""
-    if kind not in POSTPROCESSORS:
-        raise ConfigError(f"model: unknown kind {kind!r}; choose one of {', '.join(POSTPROCESSORS)}")
-    module_name, config_name, fn_name = POSTPROCESSORS[kind]
-    module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, fn_name)
 
 
 @dataclass(frozen=True)
@@ -136,7 +121,8 @@ class Predictor:
         self.kind: str = model_config.kind
         self.label_space: LabelSpace = get_label_space(model_config.label_space)
         self.input_size = tuple(input_size)
-        self._postprocess_cls, self._postprocess_fn = postprocess_api(self.kind)
+        record = model_kind(self.kind)
+        self._postprocess_cls, self._postprocess_fn = record.postprocess_config, record.postprocess
         self._postprocess = postprocess_config
         self._last_outputs: dict[str, torch.Tensor] | None = None
         self.last_model_result: PanopticResult | None = None
@@ -164,8 +150,7 @@ class Predictor:
         if config.model is not None and config.model != kind:
             raise CheckpointError(f"{checkpoint.weights_path}: holds a {kind} model, but model {config.model!r} "
                                   f"was asked for")
-        postprocess_cls, _ = postprocess_api(kind)
-        postprocess = from_dict(postprocess_cls, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
+        postprocess = from_dict(model_kind(kind).postprocess_config, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
         input_size = tuple(config.input_size or checkpoint.model_config.input_size)
         if config.backend == "torch":
             backend = TorchBackend(checkpoint.model, device=device, precision=config.precision,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from panoptic_ros.cli_common import int_at_least, positive_float
-from panoptic_ros.models.build import MODEL_KINDS
+from panoptic_ros.kinds import MODEL_KINDS
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
 EXIT_BAD_PATH = 2  # as every other console script exits on a path it cannot use

@@ -37,8 +37,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from panoptic_ros.config import ConfigError, Range, check_ranges, description_of, from_dict, range_of, setting
-from panoptic_ros.inference.predictor import POSTPROCESSORS, PredictorConfig, postprocess_api
-from panoptic_ros.resources import MODEL_KINDS, default_weights
+from panoptic_ros.inference.predictor import PredictorConfig
+from panoptic_ros.kinds import MODEL_KINDS, model_kind
+from panoptic_ros.resources import default_weights
 from panoptic_ros.serialized.compressed import DEFAULT_MAX_PIXELS
 
 T = Parameter.Type
@@ -249,7 +250,7 @@ def _from_ros(hint: Any, value: Any, name: str) -> Any:
 
 def postprocess_specs(kind: str) -> tuple[Spec, ...]:
     """``<kind>.<field>`` parameters for the fields of the model's post-processing config."""
-    config_cls, _ = postprocess_api(kind)
+    config_cls = model_kind(kind).postprocess_config
     hints = typing.get_type_hints(config_cls)
     specs = []
     for f in dataclasses.fields(config_cls):
@@ -267,7 +268,7 @@ def postprocess_specs(kind: str) -> tuple[Spec, ...]:
 
 def all_specs() -> tuple[Spec, ...]:
     """Every parameter the node declares."""
-    return NODE_PARAMETERS + tuple(s for kind in POSTPROCESSORS for s in postprocess_specs(kind))
+    return NODE_PARAMETERS + tuple(s for kind in MODEL_KINDS for s in postprocess_specs(kind))
 
 
 def parameter_help(width: int = 100) -> str:
@@ -305,8 +306,8 @@ def parameter_values(node: Node) -> dict[str, Any]:
 def predictor_config(values: Mapping[str, Any]) -> PredictorConfig:
     """The predictor settings the parameters describe (``ConfigError`` names the key)."""
     kind = values["model"]
-    if kind not in POSTPROCESSORS:
-        raise ConfigError(f"model: {kind!r} is not one of {', '.join(POSTPROCESSORS)}")
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model: {kind!r} is not one of {', '.join(MODEL_KINDS)}")
     optional = {f.name for f in dataclasses.fields(PredictorConfig) if f.default is None}
     data = {field: None if field in optional and values[name] in ("", [], None) else values[name]
             for field, name in _PREDICTOR_PARAMETERS.items() if field != "fp16"}
@@ -331,7 +332,7 @@ def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any
     Raises:
         ConfigError: a malformed ``name:value`` entry (names the parameter).
     """
-    config_cls, _ = postprocess_api(kind)
+    config_cls = model_kind(kind).postprocess_config
     hints = typing.get_type_hints(config_cls)
     prefix = f"{kind}."
     return {k[len(prefix):]: _from_ros(hints.get(k[len(prefix):]), v, k)
@@ -358,8 +359,8 @@ def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, conf
     try:
         node_settings(merged)
         predictor_config(merged)
-        for kind in POSTPROCESSORS:
-            config_cls, _ = postprocess_api(kind)
+        for kind in MODEL_KINDS:
+            config_cls = model_kind(kind).postprocess_config
             from_dict(config_cls, postprocess_overrides(merged, kind), f"{kind}")
     except ConfigError as exc:
         return str(exc)

@@ -57,6 +57,32 @@ def test_merged_halves_equal_one_pass_and_rows_carry_counts():
     assert rows["person"]["iou"] is None and rows["person"]["tp"] + rows["person"]["fp"] == 0
 
 
+def test_consecutive_shards_keeping_matches_merge_into_the_one_pass_sums_bit_for_bit():
+    # 9 random COCO images in 3 shards of 3: adding the shards' IoU sums gives other last
+    # bits than one pass for this seed; replaying the kept matches in order does not.
+    from pq_cases import random_case, to_results
+
+    rng = np.random.default_rng(0)
+    pairs = [to_results(pair, COCO_PANOPTIC, rng) for pair in random_case(0, num_images=9)]
+    whole = PanopticScores(COCO_PANOPTIC)
+    kept = [PanopticScores(COCO_PANOPTIC, keep_matches=True) for _ in range(3)]
+    summed = [PanopticScores(COCO_PANOPTIC) for _ in range(3)]
+    for index, (gt, pred) in enumerate(pairs):
+        whole.add(gt, pred)
+        kept[index // 3].add(gt, pred)
+        summed[index // 3].add(gt, pred)
+    merged = PanopticScores(COCO_PANOPTIC, keep_matches=True)
+    for shard in kept:
+        merged.merge(shard)
+    assert whole.panoptic.tp.sum() > 20
+    assert np.array_equal(merged.panoptic.iou, whole.panoptic.iou)
+    assert json.dumps(merged.summary()) == json.dumps(whole.summary())
+    assert len(merged.panoptic.matches) == 9
+    assert not np.array_equal(summed[0].merge(summed[1]).merge(summed[2]).panoptic.iou, whole.panoptic.iou)
+    # a shard without its matches can be merged, but the result no longer replays
+    assert kept[0].merge(summed[1]).panoptic.matches is None
+
+
 def test_bad_pairs_are_refused_before_counting():
     scores = PanopticScores(CITYSCAPES)
     with pytest.raises(PanopticFormatError, match="prediction: size 2x1 differs from the ground truth's 4x2"):

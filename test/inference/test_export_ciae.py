@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from panoptic_ros.inference.export import export_onnx, onnx_parity
+from panoptic_ros.kinds import build_model, model_config_from_dict
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.models.ciae import CIAE
 from panoptic_ros.postprocess.ciae import CIAEPostprocessConfig, postprocess_ciae, select_proposals
 from ort_reference import max_abs_differences

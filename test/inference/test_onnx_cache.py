@@ -9,7 +9,7 @@ import pytest
 
 from panoptic_ros.inference import backends
 from panoptic_ros.inference.predictor import Predictor
-from tiny_checkpoints import write_tiny_checkpoint
+from panoptic_ros.tiny_models import write_tiny_checkpoint
 
 SIZE = (128, 192)
 

@@ -14,9 +14,10 @@ from panoptic_ros.checkpoint import CheckpointError, load_checkpoint, read_check
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference import backends
 from panoptic_ros.inference.onnx_cache import onnx_cache_name
-from panoptic_ros.inference.predictor import Predictor, PredictorConfig, postprocess_api, resize_image
+from panoptic_ros.inference.predictor import Predictor, PredictorConfig, resize_image
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.labels import CITYSCAPES
-from tiny_checkpoints import write_tiny_checkpoint
+from panoptic_ros.tiny_models import write_tiny_checkpoint
 
 # PanoNet's pyramid pooling exports to ONNX only where 1/32 of the input divides by its bins.
 SIZES = {"ciae": (128, 192), "panonet": (192, 384)}
@@ -111,7 +112,7 @@ def test_predict_is_resize_model_postprocess_resize(weights, kind, monkeypatch):
     np.testing.assert_allclose(image, reference_resize(rgb, size), atol=1.0)
     # 2. its outputs were post-processed at the input size
     checkpoint = load_checkpoint(weights[kind])
-    config_cls, postprocess = postprocess_api(kind)
+    config_cls, postprocess = model_kind(kind).postprocess_config, model_kind(kind).postprocess
     with torch.inference_mode():
         outputs = checkpoint.model(torch.from_numpy(image).permute(2, 0, 1)[None].float())
     model_result = postprocess(outputs, config=config_cls(**checkpoint.postprocess), label_space=CITYSCAPES)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import yaml
 
 from panoptic_ros.config import ConfigError
-from panoptic_ros.models.build import build_model, model_config_from_dict
+from panoptic_ros.kinds import build_model, model_config_from_dict
 from panoptic_ros.models.ciae import CIAE, HEAD_STRIDES
 from panoptic_ros.training.targets import fcos_locations
 

@@ -4,7 +4,7 @@ import torch
 
 from panoptic_ros.checkpoint import load_checkpoint, save_checkpoint
 from panoptic_ros.config import ConfigError, from_dict
-from panoptic_ros.models.build import build_model, model_config_from_dict
+from panoptic_ros.kinds import build_model, model_config_from_dict
 from panoptic_ros.models.icnet import guidance_size, resize
 from panoptic_ros.models.panonet import TRAIN_OUTPUT_NAMES, PanoNet, PanoNetConfig
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from replay_helpers import scored_samples
-from tiny_checkpoints import write_tiny_checkpoint
+from panoptic_ros.tiny_models import write_tiny_checkpoint
 
 from panoptic_ros.synthstreet.bag import write_bag
 

@@ -3,7 +3,7 @@ import pytest
 import rclpy
 
 from ros_helpers import Spinner
-from tiny_checkpoints import TINY_MODELS, write_tiny_checkpoint
+from panoptic_ros.tiny_models import TINY_MODELS, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,8 @@ from vision_msgs.msg import LabelInfo  # noqa: E402
 
 from panoptic_ros.launch_config import NODE_NAME  # noqa: E402
 from panoptic_ros.resources import REPOSITORY_ROOT  # noqa: E402
+from panoptic_ros.tiny_models import write_tiny_checkpoint  # noqa: E402
 from ros_helpers import ensure_ament_prefix  # noqa: E402
-from tiny_checkpoints import write_tiny_checkpoint  # noqa: E402
 
 LAUNCH_FILE = REPOSITORY_ROOT / "launch" / "camera.launch.py"
 NAMESPACE = "launch_file_test"

@@ -8,7 +8,7 @@ import yaml
 from rcl_interfaces.msg import ParameterType
 
 from panoptic_ros.config import to_dict
-from panoptic_ros.inference.predictor import postprocess_api
+from panoptic_ros.kinds import model_kind
 from panoptic_ros.resources import REPOSITORY_ROOT, default_weights
 from panoptic_ros.ros import params
 from panoptic_ros.ros.node import PanopticNode
@@ -77,7 +77,7 @@ def test_parameter_files_hold_the_declared_defaults(path: Path):
     assert {name: value for name, value in values.items() if name != "model"} == defaults
     assert set(specs) - set(values) - {"input_size", "fp16"} == \
         {name for name in specs if name.startswith(("panonet.", "ciae."))}
-    config_cls, _ = postprocess_api(path.stem)
+    config_cls = model_kind(path.stem).postprocess_config
     example = _commented_postprocess_block(path, path.stem)
     shipped = {name: value for name, value in to_dict(config_cls()).items() if name in example}
     assert {name: value for name, value in example.items() if shipped[name] != {}} == \

@@ -229,7 +229,7 @@ def test_recipe_models_take_an_in_memory_state_dict(r50, recipe, name):
     """What a torchvision ``resnet50().state_dict()`` does to the recipes' models."""
     from pathlib import Path
 
-    from panoptic_ros.models.build import build_model
+    from panoptic_ros.kinds import build_model
     from panoptic_ros.training.backbone_init import BackboneReport, apply_backbone
     from panoptic_ros.training.config import load_train_config
 

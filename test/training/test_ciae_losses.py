@@ -157,7 +157,7 @@ def test_bad_targets_raise():
 
 def test_real_targets_and_model_outputs_train():
     """The loss accepts training/targets.py output and a real model's train outputs."""
-    from panoptic_ros.models.build import build_model, model_config_from_dict
+    from panoptic_ros.kinds import build_model, model_config_from_dict
 
     pan = np.full((64, 96), 7000, np.int32)
     pan[:16] = 23000

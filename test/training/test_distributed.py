@@ -31,10 +31,10 @@ def run_steps(rank: int, world_size: int, config_path: str, result_path: str, po
     from panoptic_ros.training import distributed
     from panoptic_ros.training.config import load_train_config
     from panoptic_ros.training.data import build_train_loader, seed_everything
-    from panoptic_ros.training.engine import train_one_epoch
+    from panoptic_ros.training.engine import train_steps
     from panoptic_ros.training.logs import RunLogger
     from panoptic_ros.training.optim import build_optimizer
-    from panoptic_ros.training.train import _step_context, prepare_model
+    from panoptic_ros.training.train import prepare_model, step_context
 
     if world_size > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -51,9 +51,9 @@ def run_steps(rank: int, world_size: int, config_path: str, result_path: str, po
         optimizer.register_step_pre_hook(lambda *_: grads.append(
             {f"step{len(grads)}.{n}": p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
         loader, sampler = build_train_loader(config, dist)
-        ctx = _step_context(config, model, optimizer, None, None, dist, RunLogger(".", enabled=False))
+        ctx = step_context(config, optimizer, None, None, dist, RunLogger(".", enabled=False))
         sampler.set_position(0, 0)
-        assert train_one_epoch(module, loader, ctx, step=0, stop_step=STEPS) == STEPS
+        assert train_steps(module, loader, ctx, step=0, stop_step=STEPS) == STEPS
         if dist.is_main:
             tensors = {k: v for g in grads for k, v in g.items()} | initial
             tensors.update({f"param.{n}": p.detach().clone() for n, p in model.named_parameters()})
@@ -92,13 +92,15 @@ def choose_resume(rank: int, world_size: int, paths: list, port: int, result_dir
     from pathlib import Path
 
     from panoptic_ros.training import distributed
+    from panoptic_ros.training.state import Resume, ResumeMode
     from panoptic_ros.training.train import resume_choice
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
     dist = distributed.init_distributed("cpu")
     try:
-        (Path(result_dir) / f"rank{rank}").write_text(str(resume_choice(paths[rank], Path(result_dir), dist)))
+        (Path(result_dir) / f"rank{rank}").write_text(str(resume_choice(Resume(ResumeMode.FROM_PATH, Path(paths[rank])),
+                                                                      Path(result_dir), dist)))
     finally:
         distributed.shutdown_distributed()
 
@@ -136,6 +138,67 @@ def test_two_process_ddp_equals_one_process_on_the_same_global_batch(tmp_path):
     names = [k.removeprefix("param.") for k in a if k.startswith("param.")]
     moved = [n for n in names if not torch.allclose(a[f"param.{n}"], a[f"init.{n}"], rtol=0, atol=1e-6)]
     assert len(moved) >= 0.8 * len(names), sorted(set(names) - set(moved))
+
+
+def shipped_panonet_recipe() -> tuple[dict, dict]:
+    """(recipe evaluating the shipped PanoNet on 4 small SynthStreet scenes, its weights):
+    a trained model, so the scores hold matches whose IoU sums the reduction must get
+    exactly right (an untrained tiny model matches nothing)."""
+    from panoptic_ros.checkpoint import load_checkpoint
+    from panoptic_ros.config import to_dict
+    from panoptic_ros.resources import default_weights
+
+    shipped = load_checkpoint(default_weights("panonet"))
+    recipe = {**TINY_PANONET, "model": {**to_dict(shipped.model_config), "input_size": [256, 512]},
+              "postprocess": shipped.postprocess, "eval": {"count": 4},
+              "data": {**TINY_PANONET["data"], "synth_val": {"seed": 12, "count": 4}, "scene_size": [256, 512]}}
+    return recipe, shipped.model.state_dict()
+
+
+def validate_on_ranks(rank: int, world_size: int, result_dir: str, port: int) -> None:
+    """Every rank evaluates its share of the recipe's validation images; writes the summary."""
+    import json
+    from pathlib import Path
+
+    from panoptic_ros.kinds import build_model
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.config import train_config_from_dict
+    from panoptic_ros.training.evaluate import evaluate_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    recipe, weights = shipped_panonet_recipe()
+    config = train_config_from_dict(recipe)
+    distributed.init_distributed("cpu")
+    try:
+        model = build_model(config.model)
+        model.load_state_dict(weights)
+        summary = evaluate_model(model, config, count=config.eval.count)
+        (Path(result_dir) / f"rank{rank}.json").write_text(json.dumps(summary, default=str))
+    finally:
+        distributed.shutdown_distributed()
+
+
+@pytest.mark.timeout(300)
+def test_validation_sharded_over_two_processes_equals_one_process_exactly(tmp_path):
+    import json
+
+    from panoptic_ros.kinds import build_model
+    from panoptic_ros.training.config import train_config_from_dict
+    from panoptic_ros.training.evaluate import evaluate_model, shard
+
+    assert [list(shard(4, rank, 2)) for rank in (0, 1)] == [[0, 1], [2, 3]]
+    assert [len(shard(5, rank, 3)) for rank in range(3)] == [1, 2, 2]
+    mp.spawn(validate_on_ranks, args=(2, str(tmp_path), free_port()), nprocs=2, join=True)
+    recipe, weights = shipped_panonet_recipe()
+    config = train_config_from_dict(recipe)
+    model = build_model(config.model)
+    model.load_state_dict(weights)
+    single = json.dumps(evaluate_model(model, config, count=config.eval.count), default=str)
+    assert (tmp_path / "rank0.json").read_text() == (tmp_path / "rank1.json").read_text() == single
+    summary = json.loads(single)
+    assert summary["images"] == 4 and summary["Things"]["rq"] > 0 and summary["Stuff"]["rq"] > 0
 
 
 def test_step_sampler_shards_like_accumulation_and_resumes():

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from panoptic_ros.kinds import build_model, model_config_from_dict
 from panoptic_ros.labels import CITYSCAPES
-from panoptic_ros.models.build import build_model, model_config_from_dict
 from panoptic_ros.training.losses.ciae import CIAELossConfig, ciae_losses
 from panoptic_ros.training.targets import ciae_targets
 from panoptic_ros.types import PanopticResult

@@ -1,4 +1,4 @@
-"""train_one_epoch (accumulation, mixed precision on CUDA) and evaluate (PQ + mIoU)."""
+"""train_steps (accumulation, mixed precision on CUDA) and evaluate (PQ + mIoU)."""
 import numpy as np
 import pytest
 import torch
@@ -7,8 +7,8 @@ from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
 from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.training.datasets.loader import PanopticCollate
-from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_one_epoch
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_steps
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig
 from panoptic_ros.types import PanopticResult
 
@@ -29,7 +29,7 @@ def batches(count, batch_size=2):
 
 def context(model, device, **kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return StepContext(loss_fn=kind_spec("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
+    return StepContext(loss_fn=training_kind("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
                        set_lr=lambda step: 0.01, total_steps=10, device=device, **kwargs)
 
 
@@ -38,8 +38,8 @@ def test_steps_stop_at_stop_step_and_when_batches_run_out():
     logged = []
     ctx = context(model, torch.device("cpu"), accumulate=2, on_log=lambda step, values: logged.append((step, values)))
     data = batches(5)
-    assert train_one_epoch(model, data, ctx, step=3, stop_step=4) == 4      # one step = 2 micro-batches
-    assert train_one_epoch(model, data, ctx, step=4, stop_step=10) == 6     # 5 batches -> 2 whole steps
+    assert train_steps(model, data, ctx, step=3, stop_step=4) == 4      # one step = 2 micro-batches
+    assert train_steps(model, data, ctx, step=4, stop_step=10) == 6     # 5 batches -> 2 whole steps
     assert [s for s, _ in logged] == [4, 5, 6]
     values = logged[0][1]
     assert {"semantic_ce_4", "instance_var_4", "instance_dist_16", "loss", "lr", "grad_norm"} <= set(values)
@@ -51,7 +51,7 @@ def test_accumulation_steps_on_the_mean_of_the_micro_batch_gradients():
     # Reference, by hand: the gradient of each micro-batch's summed loss terms on the same
     # starting weights, averaged. The engine must step on exactly that (not on the sum).
     data = batches(2, batch_size=1)
-    loss_fn = kind_spec("panonet").loss_fn(PanoNetLossConfig())
+    loss_fn = training_kind("panonet").loss_fn(PanoNetLossConfig())
     reference = tiny_panonet().train()
     per_batch = []
     for images, targets in data:
@@ -65,7 +65,7 @@ def test_accumulation_steps_on_the_mean_of_the_micro_batch_gradients():
     seen = []
     ctx.optimizer.register_step_pre_hook(lambda *_: seen.append(
         {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-    assert train_one_epoch(model, data, ctx, step=0, stop_step=1) == 1
+    assert train_steps(model, data, ctx, step=0, stop_step=1) == 1
     (grads,) = seen
     assert grads.keys() == expected.keys()
     for name, grad in grads.items():
@@ -79,7 +79,7 @@ def test_non_finite_input_stops_before_any_weight_changes():
     data = batches(1)
     data[0].images[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"loss term 'semantic_ce_4' is nan at step 7"):
-        train_one_epoch(model, data, context(model, torch.device("cpu")), step=7, stop_step=8)
+        train_steps(model, data, context(model, torch.device("cpu")), step=7, stop_step=8)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var",
                                                                                    "num_batches_tracked")))
@@ -110,7 +110,7 @@ def test_mixed_precision_steps_on_cuda(dtype):
     ctx = context(model, device, amp_dtype=dtype, scaler=scaler, grad_clip=5.0,
                   on_log=lambda step, values: logged.append(values))
     before = [p.detach().clone() for p in model.parameters()]
-    assert train_one_epoch(model, batches(2), ctx, step=0, stop_step=2) == 2
+    assert train_steps(model, batches(2), ctx, step=0, stop_step=2) == 2
     assert all(np.isfinite(v) for v in logged[-1].values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 

@@ -12,8 +12,8 @@ from panoptic_ros.precision import autocast_dtype, cpu_flags, cpu_has_native_bf1
 from panoptic_ros.resources import default_weights
 from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.training.datasets.loader import PanopticCollate
-from panoptic_ros.training.engine import StepContext, to_float32, train_one_epoch
-from panoptic_ros.training.kinds import kind_spec
+from panoptic_ros.training.engine import StepContext, to_float32, train_steps
+from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.discriminative import discriminative_loss
 from panoptic_ros.training.losses.semantic import semantic_cross_entropy
 
@@ -85,12 +85,12 @@ def _loss_terms(model, kind: str, batch, dtype) -> dict[str, float]:
     images, targets = batch
     with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
         outputs = model(images)
-    losses = kind_spec(kind).loss_fn(_loss_config(kind))(to_float32(outputs), targets, 0.5)
+    losses = training_kind(kind).loss_fn(_loss_config(kind))(to_float32(outputs), targets, 0.5)
     return {name: value.item() for name, value in losses.items()}
 
 
 def _loss_config(kind: str):
-    return kind_spec(kind).loss_config()
+    return training_kind(kind).loss_config()
 
 
 @pytest.mark.parametrize("kind", ["panonet", "ciae"])
@@ -109,11 +109,11 @@ def test_an_fp16_autocast_step_at_full_size_gives_finite_losses():
     model = load_checkpoint(default_weights("panonet")).model.float()
     logged = []
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ctx = StepContext(loss_fn=kind_spec("panonet").loss_fn(_loss_config("panonet")), optimizer=optimizer,
+    ctx = StepContext(loss_fn=training_kind("panonet").loss_fn(_loss_config("panonet")), optimizer=optimizer,
                       set_lr=lambda step: 1e-4, total_steps=1, device=CPU, amp_dtype=torch.float16,
                       scaler=torch.amp.GradScaler("cpu"), on_log=lambda step, values: logged.append(values))
     before = [p.detach().clone() for p in model.parameters()]
-    assert train_one_epoch(model, [_batch("panonet", size=(512, 1024), count=4)], ctx, step=0, stop_step=1) == 1
+    assert train_steps(model, [_batch("panonet", size=(512, 1024), count=4)], ctx, step=0, stop_step=1) == 1
     (values,) = logged
     assert all(np.isfinite(v) for v in values.values()), values
     assert values["loss"] > 0

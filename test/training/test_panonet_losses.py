@@ -126,7 +126,7 @@ def test_panonet_losses_weight_each_term():
     config = PanoNetLossConfig(gamma=0.5, delta_r=0.0, class_weights=tuple(np.linspace(0.5, 2, 19)))
     outputs = fake_outputs(2, (64, 96))
     targets = fake_targets(outputs)
-    losses = panonet_losses(outputs, targets, config=config)
+    losses = panonet_losses(outputs, targets, config=config, progress=0.0)
     assert len(losses) == 12
     for s, lam in zip((4, 8, 16), (1.0, 0.4, 0.16)):
         ce = semantic_cross_entropy(outputs[f"semantic_logits_{s}"], targets[f"semantic_{s}"],
@@ -142,7 +142,7 @@ def test_panonet_losses_weight_each_term():
 
 def test_zero_instance_weight_gives_zero_terms_with_a_graph():
     outputs = fake_outputs(1, (64, 64))
-    losses = panonet_losses(outputs, fake_targets(outputs), config=PanoNetLossConfig(instance_weight=0.0))
+    losses = panonet_losses(outputs, fake_targets(outputs), config=PanoNetLossConfig(instance_weight=0.0), progress=0.0)
     assert all(v.item() == 0.0 for k, v in losses.items() if k.startswith("instance_"))
     assert losses["semantic_ce_4"].item() > 0
     sum(losses.values()).backward()
@@ -159,7 +159,7 @@ def test_floor_sized_targets_are_padded_and_other_sizes_rejected():
     targets = fake_targets(outputs)
     del targets["instance_8"]
     with pytest.raises(KeyError, match="instance_8"):
-        panonet_losses(outputs, targets, config=PanoNetLossConfig())
+        panonet_losses(outputs, targets, config=PanoNetLossConfig(), progress=0.0)
 
 
 def test_model_outputs_align_with_training_targets_at_odd_sizes():
@@ -170,7 +170,8 @@ def test_model_outputs_align_with_training_targets_at_odd_sizes():
     target = PanopticResult.from_panoptic_map(panoptic, CITYSCAPES)
     targets = {k: torch.from_numpy(v)[None] for k, v in panonet_targets(target, CITYSCAPES).items()}
     model = PanoNet(PanoNetConfig(width=0.125, blocks=(1, 1, 1, 1))).train()
-    losses = panonet_losses(model(torch.rand(1, 3, height, width) * 255), targets, config=PanoNetLossConfig())
+    losses = panonet_losses(model(torch.rand(1, 3, height, width) * 255), targets, config=PanoNetLossConfig(),
+                            progress=0.0)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["instance_dist_4"].item() > 0 or losses["instance_var_4"].item() > 0
 

@@ -63,7 +63,7 @@ KILLING_TRAIN = f"""
 import os, signal, sys
 from panoptic_ros.training import train
 
-real_steps = train.train_one_epoch
+real_steps = train.train_steps
 
 
 def steps_then_sigkill(module, batches, ctx, *, step, stop_step):
@@ -73,7 +73,7 @@ def steps_then_sigkill(module, batches, ctx, *, step, stop_step):
     return done
 
 
-train.train_one_epoch = steps_then_sigkill
+train.train_steps = steps_then_sigkill
 sys.exit(train.main(sys.argv[1:]))
 """
 

@@ -81,7 +81,26 @@ def test_non_finite_loss_stops_with_the_term_and_step(tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert last.startswith("panoptic-train: error: loss term '") and " at step " in last
     assert ("is nan" in last) or ("is inf" in last)
+    assert "training failed, no model written" in last
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_is_fresh_the_runs_latest_checkpoint_or_a_given_one(tmp_path):
+    from panoptic_ros.checkpoint import CheckpointError
+    from panoptic_ros.training.state import Resume, ResumeMode
+
+    fresh, latest = Resume.from_flags(latest=False, path=None), Resume.from_flags(latest=True, path=None)
+    assert fresh == Resume() and not fresh.continues and fresh.checkpoint(tmp_path) is None
+    assert latest.mode is ResumeMode.LATEST and latest.continues
+    assert latest.checkpoint(tmp_path) is None          # a run without checkpoints starts
+    given = Resume.from_flags(latest=True, path=tmp_path / "elsewhere")   # --resume-from wins
+    assert given == Resume(ResumeMode.FROM_PATH, tmp_path / "elsewhere") and given.continues
+    with pytest.raises(CheckpointError, match="not a training checkpoint folder"):
+        given.checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="a path goes with"):
+        Resume(ResumeMode.LATEST, tmp_path)
+    with pytest.raises(ValueError, match="a path goes with"):
+        Resume(ResumeMode.FROM_PATH)
 
 
 def test_malicious_pickles_are_refused_everywhere(tmp_path, capsys):

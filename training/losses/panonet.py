@@ -101,8 +101,9 @@ def panonet_losses(
     targets: Mapping[str, Tensor],
     *,
     config: PanoNetLossConfig,
+    progress: float,
 ) -> dict[str, Tensor]:
-    """All weighted PanoNet loss terms.
+    """All weighted PanoNet loss terms (the signature of every kind's losses).
 
     Args:
         outputs: train-mode PanoNet outputs ``semantic_logits_{s}`` (B, C, h_s, w_s) and
@@ -110,6 +111,7 @@ def panonet_losses(
         targets: ``semantic_{s}`` and ``instance_{s}`` (B, h_s, w_s) int64 (see
             ``training/targets.py``).
         config: loss weights and margins.
+        progress: ``step / total_steps``; PanoNet's losses do not depend on it.
     Returns:
         12 named scalar terms (4 per stride), already weighted; their sum is the loss.
     Raises:
