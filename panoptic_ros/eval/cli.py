@@ -26,6 +26,10 @@ EXIT_BAD_INPUT = 2
 
 # (gt PNG, gt segments_info, prediction PNG, prediction segments_info)
 _Task = tuple[Path, list, Path, list]
+# From this many pairs per process on, PNGs are unfiltered by the compiled loop: loading
+# it costs about a second per process, which its speed repays over some 50 pairs
+# (bench/eval_speed.py); fewer pairs go through the numpy unfilter.
+COMPILED_DECODE_FROM_PAIRS = 50
 
 
 def evaluate_coco_panoptic(
@@ -93,8 +97,10 @@ def _evaluate_chunk(job: tuple[list, list[_Task]]) -> PanopticEvaluator:
 
 def _evaluate_tasks(categories: Sequence[Mapping], tasks: list[_Task]) -> PanopticEvaluator:
     evaluator = PanopticEvaluator(categories)
+    compiled = len(tasks) >= COMPILED_DECODE_FROM_PAIRS
     for gt_png, gt_info, pred_png, pred_info in tasks:
-        evaluator.add_coco(read_panoptic_png(gt_png), gt_info, read_panoptic_png(pred_png), pred_info,
+        evaluator.add_coco(read_panoptic_png(gt_png, compiled=compiled), gt_info,
+                           read_panoptic_png(pred_png, compiled=compiled), pred_info,
                            gt_source=str(gt_png), pred_source=str(pred_png))
     return evaluator
 
