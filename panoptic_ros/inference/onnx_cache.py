@@ -1,6 +1,7 @@
 """The ONNX export cache of the onnxruntime backend: one file per weights, model config,
 input size and toolchain (:func:`onnx_cache_name`), exported once, atomically (a
-temporary file, then a rename), and exported again if it is found damaged."""
+temporary file, then a rename), and exported again if it is found damaged. The int8
+version of an export (:func:`quantized_onnx`) lies next to it."""
 from __future__ import annotations
 
 import hashlib
@@ -93,3 +94,27 @@ def exported_onnx(model: torch.nn.Module, *, weights: str | Path, cache_dir: Pat
         tmp.unlink(missing_ok=True)
         raise BackendError(f"{weights}: ONNX export to {path} failed ({exc})") from exc
     return path
+
+
+def quantized_onnx(float_path: Path, *, input_size: tuple[int, int], settings: Any = None) -> Path:
+    """The cached int8 QDQ version of the cached float export ``float_path``, quantized
+    (calibrated on SynthStreet frames at ``input_size``) if absent or damaged.
+
+    Args:
+        settings: an :class:`~panoptic_ros.inference.quantize.Int8Settings` (None: defaults).
+    Raises:
+        BackendError: quantization failed (the message names the file).
+    """
+    from panoptic_ros.inference.quantize import Int8Settings, synthstreet_images, int8_cache_path, quantize_int8
+
+    settings = settings or Int8Settings()
+    path = int8_cache_path(float_path, settings)
+    if path.is_file() and _heal_cached(path):
+        return path
+    log.info("quantizing %s to int8 (%d SynthStreet calibration frames): %s", float_path,
+             settings.calibration_frames, path)
+    try:
+        images = synthstreet_images(settings.calibration_frames, input_size)
+        return quantize_int8(float_path, path, images, settings)
+    except Exception as exc:  # onnxruntime's quantizer raises many unrelated types
+        raise BackendError(f"{float_path}: int8 quantization to {path} failed ({type(exc).__name__}: {exc})") from exc

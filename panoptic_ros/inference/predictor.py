@@ -25,9 +25,10 @@ import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, from_dict, to_dict
-from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
-                                             check_provider, resolve_device)
-from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, onnx_cache_name  # noqa: F401
+from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, OrtThreading, TorchBackend,
+                                             check_device, check_provider, resolve_device)
+from panoptic_ros.inference.onnx_cache import (exported_onnx, onnx_cache_dir, onnx_cache_name,  # noqa: F401
+                                               quantized_onnx)
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.models.build import MODEL_KINDS
 from panoptic_ros.types import PanopticResult
@@ -62,16 +63,22 @@ class PredictorConfig:
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``; ``bf16`` or ``fp16`` autocast for the torch backend on any
             device (bf16 pays on CPUs with AVX512-BF16 or AMX); ``fp16`` also selects
-            TensorRT fp16 engines for ONNX Runtime, which otherwise runs float32.
+            TensorRT fp16 engines for ONNX Runtime, which otherwise runs float32;
+            ``int8`` (ONNX Runtime only) runs a static QDQ int8 graph calibrated on
+            SynthStreet frames (:mod:`panoptic_ros.inference.quantize`), cached next to
+            the float export.
         fp16: deprecated spelling of ``precision: fp16`` (warns).
         input_size: (H, W) the image is resized to; None = the checkpoint's.
         channels_last: torch NHWC memory format.
         compile: ``torch.compile`` the model.
         num_threads: CPU threads for inference (0 = the library default).
-        onnx_path: a ready ``.onnx`` file (ONNX Runtime); None exports one into the cache.
+        onnx_path: a ready ``.onnx`` file (ONNX Runtime), used as it is (for ``int8``, one
+            written by ``panoptic-export --int8``); None exports one into the cache.
         onnx_cache_dir: where exported models live (None: ``$XDG_CACHE_HOME/panoptic_ros``).
         onnx_providers: ONNX Runtime providers by preference (``tensorrt``, ``cuda``,
             ``cpu`` or full names); the first available one is used.
+        onnx_spin_wait: let ONNX Runtime's idle CPU threads spin-wait (its own default);
+            off, they sleep and leave the cores to the post-processing.
         postprocess: post-processing settings over the checkpoint's.
         warmup: run one black frame when built: the first inference's one-off costs
             (allocations, kernel selection, ``torch.compile``) are paid at load, and
@@ -82,7 +89,7 @@ class PredictorConfig:
     model: Literal[MODEL_KINDS] | None = None
     backend: Literal["torch", "onnxruntime"] = "torch"
     device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
     fp16: bool = False
     input_size: tuple[int, int] | None = None
     channels_last: bool = False
@@ -91,6 +98,7 @@ class PredictorConfig:
     onnx_path: Path | None = None
     onnx_cache_dir: Path | None = None
     onnx_providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    onnx_spin_wait: bool = False
     postprocess: dict[str, Any] = field(default_factory=dict)
     warmup: bool = True
 
@@ -103,6 +111,9 @@ class PredictorConfig:
                 raise ValueError(f"fp16: true contradicts precision {self.precision!r}; set precision alone")
             object.__setattr__(self, "precision", "fp16")
             object.__setattr__(self, "fp16", False)
+        if self.precision == "int8" and self.backend != "onnxruntime":
+            raise ValueError(f"precision: int8 needs backend onnxruntime (a quantized ONNX graph); backend "
+                             f"{self.backend!r} runs fp32, bf16 or fp16")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
             raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
         if self.num_threads < 0:
@@ -184,11 +195,10 @@ class Predictor:
                                    channels_last=config.channels_last, compile=config.compile)
         else:
             cache_dir = onnx_cache_dir(config.onnx_cache_dir)
-            onnx_path = config.onnx_path or exported_onnx(checkpoint.model, weights=config.weights,
-                                                          cache_dir=cache_dir, input_size=input_size)
+            onnx_path = config.onnx_path or _cached_onnx(checkpoint.model, config, cache_dir, input_size)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
                                          providers=config.onnx_providers, device=device,
-                                         fp16=config.precision == "fp16", num_threads=config.num_threads,
+                                         fp16=config.precision == "fp16", threading=OrtThreading(intra_op_threads=config.num_threads, spin_wait=config.onnx_spin_wait),
                                          # one TensorRT engine cache per precision: fp16 and fp32
                                          # engines of one model must not replace each other
                                          cache_dir=cache_dir / "tensorrt" / config.precision)
@@ -326,6 +336,14 @@ class Predictor:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
         self._last_outputs = self.last_model_result = None
         self._backend.close()
+
+
+def _cached_onnx(model: torch.nn.Module, config: PredictorConfig, cache_dir: Path,
+                 input_size: tuple[int, int]) -> Path:
+    """The cached export of ``model`` for ``config.precision``: the float graph, or for
+    ``int8`` its quantized version (made from the float one on first use)."""
+    float_path = exported_onnx(model, weights=config.weights, cache_dir=cache_dir, input_size=input_size)
+    return quantized_onnx(float_path, input_size=input_size) if config.precision == "int8" else float_path
 
 
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
