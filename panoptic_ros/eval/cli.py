@@ -27,9 +27,10 @@ EXIT_BAD_INPUT = 2
 # (gt PNG, gt segments_info, prediction PNG, prediction segments_info)
 _Task = tuple[Path, list, Path, list]
 # From this many pairs per process on, PNGs are unfiltered by the compiled loop: loading
-# it costs about a second per process, which its speed repays over some 50 pairs
-# (bench/eval_speed.py); fewer pairs go through the numpy unfilter.
-COMPILED_DECODE_FROM_PAIRS = 50
+# it costs about a second of CPU per process, which its speed (~4 against ~20 ms per
+# PIL-written 2048x1024 PNG) repays over some 20 pairs (24 PIL-written pairs, whole
+# process, AMD EPYC: 1.98 s compiled, 2.14 s numpy); fewer go through the numpy unfilter.
+COMPILED_DECODE_FROM_PAIRS = 20
 
 
 def evaluate_coco_panoptic(

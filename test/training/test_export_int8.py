@@ -15,7 +15,7 @@ def test_export_int8_writes_a_quantized_graph_that_runs(tmp_path, capsys):
     out = tmp_path / "int8" / "ciae.onnx"
     code = export_cli.main(["--checkpoint", str(checkpoint), "--out", str(out), "--int8", "--calibration", "2"])
     printed = capsys.readouterr().out
-    assert code == 0 and "int8, 2 calibration frames (minmax)" in printed and "max |torch - onnxruntime|" in printed
+    assert code == 0 and "int8, 2 calibration frames (percentile)" in printed and "max |torch - onnxruntime|" in printed
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert list(out.parent.iterdir()) == [out]           # the float graph went to a temporary folder
