@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +17,9 @@ import panoptic_ros
 from panoptic_ros.checkpoint import read_checkpoint_meta
 from panoptic_ros.config import to_dict
 from panoptic_ros.inference.backends import BackendError
+
+if TYPE_CHECKING:   # the quantizer's module is imported only when quantizing
+    from panoptic_ros.inference.quantize import Int8Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +99,17 @@ def exported_onnx(model: torch.nn.Module, *, weights: str | Path, cache_dir: Pat
     return path
 
 
-def quantized_onnx(float_path: Path, *, input_size: tuple[int, int], settings: Any = None) -> Path:
+def quantized_onnx(float_path: Path, *, input_size: tuple[int, int], settings: Int8Settings | None = None) -> Path:
     """The cached int8 QDQ version of the cached float export ``float_path``, quantized
     (calibrated on SynthStreet frames at ``input_size``) if absent or damaged.
 
     Args:
-        settings: an :class:`~panoptic_ros.inference.quantize.Int8Settings` (None: defaults).
+        settings: how to quantize (None: :class:`~panoptic_ros.inference.quantize.Int8Settings`'s
+            defaults).
     Raises:
         BackendError: quantization failed (the message names the file).
     """
-    from panoptic_ros.inference.quantize import Int8Settings, synthstreet_images, int8_cache_path, quantize_int8
+    from panoptic_ros.inference.quantize import Int8Settings, int8_cache_path, quantize_int8, synthstreet_images
 
     settings = settings or Int8Settings()
     path = int8_cache_path(float_path, settings)

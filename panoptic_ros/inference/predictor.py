@@ -198,7 +198,9 @@ class Predictor:
             onnx_path = config.onnx_path or _cached_onnx(checkpoint.model, config, cache_dir, input_size)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
                                          providers=config.onnx_providers, device=device,
-                                         fp16=config.precision == "fp16", threading=OrtThreading(intra_op_threads=config.num_threads, spin_wait=config.onnx_spin_wait),
+                                         fp16=config.precision == "fp16",
+                                         threading=OrtThreading(intra_op_threads=config.num_threads,
+                                                                spin_wait=config.onnx_spin_wait),
                                          # one TensorRT engine cache per precision: fp16 and fp32
                                          # engines of one model must not replace each other
                                          cache_dir=cache_dir / "tensorrt" / config.precision)
