@@ -44,7 +44,7 @@ def residual_words(raw: np.ndarray, height: int, width: int, channels: int) -> n
 
 
 def _lane_bytes(words: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 view-free copy of the R, G, B bytes of (...) uint32 words."""
+    """(..., 3) uint8: the R, G, B bytes of (...) uint32 words (a copy)."""
     return words.astype("<u4").view(np.uint8).reshape(*words.shape, 4)[..., :3]
 
 
