@@ -4,7 +4,8 @@ Runs the shipped PanoNet and CIAE weights on SynthStreet frames (seed 777, 512x1
 through :class:`Predictor` with the torch backend and with ONNX Runtime, its idle threads
 spinning (ONNX Runtime's own default) or sleeping (this package's default), and prints the
 median model and post-processing milliseconds of ``Predictor.last_timings`` per variant,
-with ratios against spinning.
+with ratios against spinning, and the CPU time all the process's threads spent per frame:
+threads that spin-wait burn CPU while the post-processing runs.
 
 Variants run in interleaved blocks of ``--block`` frames (the first frame of a block is not
 counted: the variant before it may still hold the cores), so load changes on a shared
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,15 +45,17 @@ class Samples:
     model: list[float] = field(default_factory=list)
     post: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
-    def add(self, predictor: Predictor) -> None:
+    def add(self, predictor: Predictor, cpu_ms: float) -> None:
         t = predictor.last_timings
         self.model.append(t.model_ms)
         self.post.append(t.postprocess_ms)
         self.total.append(t.total_ms)
+        self.cpu.append(cpu_ms)
 
-    def medians(self) -> tuple[float, float, float]:
-        return statistics.median(self.model), statistics.median(self.post), statistics.median(self.total)
+    def medians(self) -> tuple[float, float, float, float]:
+        return tuple(statistics.median(v) for v in (self.model, self.post, self.total, self.cpu))
 
 
 def scenes(count: int) -> list[np.ndarray]:
@@ -72,22 +76,24 @@ def measure(kind: str, frames: list[np.ndarray], *, counted: int, threads: int, 
     for start in range(0, counted, block - 1):
         for name, predictor in predictors.items():
             for i in range(block):
+                cpu = time.process_time()
                 predictor.predict(frames[(start + i) % len(frames)])
                 if i:
-                    samples[name].add(predictor)
+                    samples[name].add(predictor, (time.process_time() - cpu) * 1e3)
     for predictor in predictors.values():
         predictor.close()
     return samples
 
 
 def report(kind: str, samples: dict) -> None:
-    base_model, base_post, base_total = samples["ort, spinning"].medians()
-    print(f"\n{kind}: median ms per frame ({len(samples['torch'].model)} frames per variant)")
-    print(f"{'variant':18s} {'model':>7s} {'post':>7s} {'model+post':>10s}   ratios to 'ort, spinning'")
+    base_model, base_post, base_total, base_cpu = samples["ort, spinning"].medians()
+    print(f"\n{kind}: median ms per frame ({len(samples['torch'].model)} frames per variant); cpu = CPU ms of "
+          f"all the process's threads per frame")
+    print(f"{'variant':18s} {'model':>7s} {'post':>7s} {'model+post':>10s} {'cpu':>7s}   ratios to 'ort, spinning'")
     for name, s in samples.items():
-        model, post, total = s.medians()
-        print(f"{name:18s} {model:7.1f} {post:7.1f} {total:10.1f}   model x{model / base_model:.2f}  "
-              f"post x{post / base_post:.2f}  total x{total / base_total:.2f}")
+        model, post, total, cpu = s.medians()
+        print(f"{name:18s} {model:7.1f} {post:7.1f} {total:10.1f} {cpu:7.1f}   model x{model / base_model:.2f}  "
+              f"post x{post / base_post:.2f}  total x{total / base_total:.2f}  cpu x{cpu / base_cpu:.2f}")
 
 
 def main() -> None:
