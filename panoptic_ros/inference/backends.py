@@ -226,11 +226,12 @@ def select_providers(requested: Sequence[str], available: Sequence[str], *, devi
 class OrtThreading:
     """How ONNX Runtime's CPU threads behave between and during runs.
 
-    By default ONNX Runtime's intra-op workers spin-wait (busy loop) for the next piece of
-    work after each parallel section, for a while also after ``run`` returned; on a small
-    CPU they then take the cores from the post-processing that follows the model (measured
-    in ``bench/ort_spinning.py``). Here spinning is off unless asked for: idle workers
-    sleep, at a small cost inside the model's run.
+    ONNX Runtime's intra-op workers spin-wait (busy loop) for the next piece of work after
+    each parallel section; on a small CPU that may take the cores from the post-processing
+    that follows the model. ``spin_wait=False`` lets idle workers sleep instead.
+    ``bench/ort_spinning.py`` measures both; on a loaded 2-core AMD EPYC the result was
+    mixed (CIAE model + post-processing 0.81-0.83x without spinning, PanoNet 1.39-1.47x),
+    so the default stays ONNX Runtime's own: spinning.
 
     Attributes:
         intra_op_threads: threads inside one operator (0 = ONNX Runtime's default, one per
@@ -243,7 +244,7 @@ class OrtThreading:
 
     intra_op_threads: int = 0
     inter_op_threads: int = 1
-    spin_wait: bool = False
+    spin_wait: bool = True
     execution_mode: str = "sequential"
 
     def __post_init__(self) -> None:
@@ -279,7 +280,7 @@ class OnnxRuntimeBackend:
         providers: requested providers in order of preference (aliases allowed).
         device: the device GPU providers run on (CPU: GPU providers are skipped).
         fp16: TensorRT fp16 engines (other providers run the exported float32 graph).
-        threading: CPU thread settings (default: ONNX Runtime's thread counts, no spinning).
+        threading: CPU thread settings (default: ONNX Runtime's own).
         cache_dir: where TensorRT keeps its engines.
     """
 

@@ -78,7 +78,8 @@ class PredictorConfig:
         onnx_providers: ONNX Runtime providers by preference (``tensorrt``, ``cuda``,
             ``cpu`` or full names); the first available one is used.
         onnx_spin_wait: let ONNX Runtime's idle CPU threads spin-wait (its own default);
-            off, they sleep and leave the cores to the post-processing.
+            false: they sleep and leave the cores to the post-processing
+            (``bench/ort_spinning.py`` measures which pays).
         postprocess: post-processing settings over the checkpoint's.
         warmup: run one black frame when built: the first inference's one-off costs
             (allocations, kernel selection, ``torch.compile``) are paid at load, and
@@ -98,7 +99,7 @@ class PredictorConfig:
     onnx_path: Path | None = None
     onnx_cache_dir: Path | None = None
     onnx_providers: tuple[str, ...] = DEFAULT_PROVIDERS
-    onnx_spin_wait: bool = False
+    onnx_spin_wait: bool = True
     postprocess: dict[str, Any] = field(default_factory=dict)
     warmup: bool = True
 
