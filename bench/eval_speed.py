@@ -6,7 +6,20 @@ shifted boundaries, missed, split and relabelled instances, spurious ones), then
 evaluates the same files with our evaluator and with the official ``evaluatePanoptic``,
 one process each, and prints both times, the ratio and whether the results agree.
 
-Usage: .venv/bin/python bench/eval_speed.py [--images 20]
+``--writer`` chooses what writes the PNGs, GT and predictions alike: ``pil`` (PIL's PNG
+writer with its adaptive filters, as cityscapesscripts' ``createPanopticImgs`` writes the
+real Cityscapes ground truth), ``opencv`` (``cv2.imwrite``'s defaults) or ``ours``
+(:func:`write_panoptic_png`); several run one after the other. Two measurements each:
+
+- in process (as before): CPU seconds of the evaluation call itself, best of
+  ``--repeats``, with the PNG decoding share;
+- whole process: CPU seconds of ``panoptic-eval --workers 1`` against the official
+  script (``python -m cityscapesscripts.evaluation.evalPanopticSemanticLabeling``, its
+  pool dispatcher swapped for its single-core function so that it too uses one core),
+  each started fresh, interpreter start and imports included (wall seconds beside them);
+  medians of ``--repeats``, the two alternating.
+
+Usage: .venv/bin/python bench/eval_speed.py [--images 20] [--writer pil opencv ours]
 """
 from __future__ import annotations
 
@@ -14,6 +27,10 @@ import argparse
 import contextlib
 import io
 import json
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -23,9 +40,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from panoptic_ros.eval.cli import evaluate_coco_panoptic
+from panoptic_ros.eval.cli import COMPILED_DECODE_FROM_PAIRS, evaluate_coco_panoptic
 from panoptic_ros.eval.coco_format import write_panoptic_png
 from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.precision import machine_name
 from panoptic_ros.types import id2rgb
 
 H, W = 1024, 2048
@@ -79,23 +97,33 @@ def street_prediction(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pred
 
 
-def write_dataset(root: Path, count: int, seed: int) -> dict[str, Path]:
-    """GT and prediction COCO panoptic datasets of ``count`` street pairs.
+def write_pil(path: Path, ids: np.ndarray) -> None:
+    """PIL's defaults, as cityscapesscripts' createPanopticImgs writes GT PNGs."""
+    Image.fromarray(id2rgb(ids)).save(path)
 
-    GT PNGs are written with PIL's defaults, as cityscapesscripts' createPanopticImgs
-    writes them; predictions with our writer, as the project's tools write them.
-    """
+
+def write_opencv(path: Path, ids: np.ndarray) -> None:
+    """``cv2.imwrite``'s defaults (BGR order on disk as RGB)."""
+    cv2.imwrite(str(path), np.ascontiguousarray(id2rgb(ids)[..., ::-1]))
+
+
+WRITERS = {"pil": write_pil, "opencv": write_opencv, "ours": write_panoptic_png}
+
+
+def write_dataset(root: Path, count: int, seed: int, writer: str = "pil") -> dict[str, Path]:
+    """GT and prediction COCO panoptic datasets of ``count`` street pairs, every PNG
+    written by ``WRITERS[writer]``."""
     rng = np.random.default_rng(seed)
     categories = CITYSCAPES.coco_categories()
+    write = WRITERS[writer]
     gt_anns, pred_anns = [], []
     for k in range(count):
         gt = street_gt(rng)
         pred = street_prediction(gt, rng)
         name = f"frame{k:04d}.png"
-        (root / "gt").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(id2rgb(gt)).save(root / "gt" / name)
-        write_panoptic_png(root / "pred" / name, pred)
-        for pan, anns in ((gt, gt_anns), (pred, pred_anns)):
+        for folder, pan, anns in (("gt", gt, gt_anns), ("pred", pred, pred_anns)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            write(root / folder / name, pan)
             ids, areas = np.unique(pan, return_counts=True)
             info = [{"id": i, "category_id": i // 1000, "area": int(a),
                      "iscrowd": int(i % 1000 == 0 and i // 1000 in THINGS)}
@@ -163,42 +191,107 @@ def run_ours(paths: dict[str, Path], clock: DecodeClock) -> dict:
         cli.read_panoptic_png = read
 
 
+# The official command line, one core: its pool dispatcher replaced by its single-core function.
+OFFICIAL_SINGLE_CORE = (
+    "import sys\n"
+    "from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as official\n"
+    "official.pq_compute_multi_core = lambda matched, gt, pred, cats: "
+    "official.pq_compute_single_core(0, matched, gt, pred, cats)\n"
+    "sys.argv[0] = 'evalPanopticSemanticLabeling'\n"
+    "official.main()\n")
+
+
+def whole_process_commands(paths: dict[str, Path], root: Path) -> dict[str, list[str]]:
+    """The two command lines, each a fresh interpreter."""
+    ours = [str(Path(sys.executable).with_name("panoptic-eval")), "--gt-json", str(paths["gt_json"]),
+            "--gt-folder", str(paths["gt_folder"]), "--pred-json", str(paths["pred_json"]),
+            "--pred-folder", str(paths["pred_folder"]), "--workers", "1", "--json-out", str(root / "ours_cli.json")]
+    official = [sys.executable, "-c", OFFICIAL_SINGLE_CORE, "--gt-json-file", str(paths["gt_json"]),
+                "--gt-folder", str(paths["gt_folder"]), "--prediction-json-file", str(paths["pred_json"]),
+                "--prediction-folder", str(paths["pred_folder"]), "--results_file", str(root / "official_cli.json")]
+    return {"ours": ours, "official": official}
+
+
+def time_whole_processes(paths: dict[str, Path], root: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (CPU, wall) seconds of each command line, the two alternating. CPU seconds
+    (user + system of the child) are the figure: on a shared machine wall time mostly
+    measures the other load."""
+    commands = whole_process_commands(paths, root)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            times[name].append((cpu, wall))
+    return {name: (statistics.median(c for c, _ in t), statistics.median(w for _, w in t)) for name, t in times.items()}
+
+
+def results_agree(ours: dict, official: dict, tolerance: float = 1e-9) -> bool:
+    """Whether every number of the two results dicts agrees to ``tolerance``."""
+    if isinstance(ours, dict) and isinstance(official, dict):
+        return ours.keys() == official.keys() and all(results_agree(ours[k], official[k], tolerance) for k in ours)
+    return abs(ours - official) <= tolerance
+
+
+def in_process(paths: dict[str, Path], root: Path, repeats: int) -> tuple[dict, dict]:
+    """Best (CPU, wall, decode) seconds of each evaluator in this process, and both results."""
+    runs: dict[str, list[tuple[float, float, float]]] = {"ours": [], "official": []}
+    results = {}
+    for _ in range(repeats):   # alternate, so load changes on a shared machine hit both
+        for name in ("ours", "official"):
+            clock = DecodeClock()
+            wall, cpu = time.perf_counter(), time.process_time()
+            if name == "ours":
+                results[name] = run_ours(paths, clock)
+            else:
+                results[name] = run_official(paths, root / "official.json", clock)
+            runs[name].append((time.process_time() - cpu, time.perf_counter() - wall, clock.seconds))
+    return {name: min(times) for name, times in runs.items()}, results
+
+
+def report(writer: str, n: int, repeats: int, best: dict, results: dict, wall: dict) -> None:
+    decoder = "numba" if n >= COMPILED_DECODE_FROM_PAIRS else "numpy"
+    print(f"\n== PNGs written by {writer}: {n} pairs of {W}x{H} (COCO panoptic PNG + JSON)")
+    print(f"in process, CPU seconds of the evaluation call, best of {repeats} (wall in brackets):")
+    for name, (cpu, wall_s, decode) in best.items():
+        print(f"  {name:9s} {cpu:6.2f} s ({wall_s:5.2f})  {cpu / n * 1e3:6.1f} ms/pair, of which PNG decoding "
+              f"{decode / n * 1e3:5.1f} ms/pair ({'libdeflate + ' + decoder if name == 'ours' else 'PIL'})")
+    (ours_cpu, _, ours_dec), (off_cpu, _, off_dec) = best["ours"], best["official"]
+    print(f"  speed-up                       {off_cpu / ours_cpu:6.2f} x")
+    print(f"  speed-up without PNG decoding  {(off_cpu - off_dec) / (ours_cpu - ours_dec):6.2f} x")
+    (cli_cpu, cli_wall), (official_cpu, official_wall) = wall["ours"], wall["official"]
+    print(f"whole process, one core each, CPU seconds (wall in brackets), median of {repeats}:")
+    print(f"  panoptic-eval --workers 1 {cli_cpu:6.2f} s ({cli_wall:5.2f}), official {official_cpu:6.2f} s "
+          f"({official_wall:5.2f}), speed-up {official_cpu / cli_cpu:.2f} x (target >= 5 x)")
+    agree = results_agree(results["ours"], results["official"])
+    print(f"  All PQ ours {100 * results['ours']['All']['pq']:.4f} official "
+          f"{100 * results['official']['All']['pq']:.4f}; every figure equal to 1e-9: {agree}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each (the best counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--writer", nargs="+", choices=list(WRITERS), default=list(WRITERS),
+                        help="what writes the PNGs (default: each in turn)")
     args = parser.parse_args()
-    runs: dict[str, list[tuple[float, float, float]]] = {"ours": [], "official": []}
-    with tempfile.TemporaryDirectory(prefix="eval_speed_") as tmp:
-        root = Path(tmp)
-        paths = write_dataset(root, args.images, args.seed)
-        for _ in range(args.repeats):   # alternate, so load changes on a shared machine hit both
-            for name in ("ours", "official"):
-                clock = DecodeClock()
-                wall, cpu = time.perf_counter(), time.process_time()
-                if name == "ours":
-                    ours = run_ours(paths, clock)
-                else:
-                    official = run_official(paths, root / "official.json", clock)
-                runs[name].append((time.process_time() - cpu, time.perf_counter() - wall, clock.seconds))
-        identical = (root / "official.json").read_text() == json.dumps(ours, sort_keys=True, indent=4)
-
-    n = args.images
-    best = {name: min(times) for name, times in runs.items()}   # by CPU time
-    print(f"{n} pairs of {W}x{H} (COCO panoptic PNG + JSON), one process each, best of {args.repeats}; "
-          f"CPU seconds of this process (wall in brackets)")
-    for name, (cpu, wall, decode) in best.items():
-        print(f"{name:9s} {cpu:6.2f} s ({wall:5.2f})  {cpu / n * 1e3:6.1f} ms/pair, of which PNG decoding "
-              f"{decode / n * 1e3:5.1f} ms/pair ({'libdeflate + numba' if name == 'ours' else 'PIL'})")
-    first = runs["ours"][0][0]
-    print(f"ours, first run  {first:6.2f} s: includes loading the compiled PNG unfilter from numba's cache "
-          f"(or compiling it, about 2-5 s, on a fresh install)")
-    (ours_cpu, _, ours_dec), (off_cpu, _, off_dec) = best["ours"], best["official"]
-    print(f"speed-up end to end            {off_cpu / ours_cpu:6.2f} x  (target >= 5 x)")
-    print(f"speed-up without PNG decoding  {(off_cpu - off_dec) / (ours_cpu - ours_dec):6.2f} x")
-    print(f"All PQ ours {100 * ours['All']['pq']:.4f} official {100 * official['All']['pq']:.4f}; "
-          f"results file byte-identical to the official one: {identical}")
+    print(f"{machine_name()}")
+    for writer in args.writer:
+        with tempfile.TemporaryDirectory(prefix="eval_speed_") as tmp:
+            root = Path(tmp)
+            paths = write_dataset(root, args.images, args.seed, writer)
+            best, results = in_process(paths, root, args.repeats)
+            wall = time_whole_processes(paths, root, args.repeats)
+            cli = json.loads((root / "ours_cli.json").read_text())
+            official_cli = json.loads((root / "official_cli.json").read_text())
+            if not results_agree(cli, official_cli):
+                print(f"  {writer}: the command lines' results differ (beyond 1e-9)")
+            report(writer, args.images, args.repeats, best, results, wall)
 
 
 if __name__ == "__main__":

@@ -170,8 +170,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when available)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="inference precision (torch autocast; default fp32)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"],
+                   help="inference precision (torch autocast; int8: the onnxruntime backend's quantized graph; "
+                        "default fp32)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     p.add_argument("--set", dest="postprocess", action="append", default=[], metavar="KEY=VALUE",
                    help="post-processing override, e.g. --set default_bandwidth=0.6 (PanoNet) or "

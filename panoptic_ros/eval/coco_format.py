@@ -83,14 +83,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(read_bgr(path)[..., ::-1])
 
 
-def read_panoptic_png(path: str | Path) -> np.ndarray:
+def read_panoptic_png(path: str | Path, *, compiled: bool = True) -> np.ndarray:
     """(H, W) int32 segment ids of a COCO panoptic PNG.
 
     Evaluation reads two 2-megapixel PNGs per image and decoding is most of its time:
     8-bit RGB/RGBA files take the fast path of :mod:`panoptic_ros.eval.png_ids` (libdeflate
-    + a compiled unfilter that packs ids in the same pass); anything else, and any file
-    that path does not accept, is decoded by libspng (``pyspng``), which also words the
-    error for damaged files. ``bench/eval_speed.py`` prints the decoding share.
+    + a compiled unfilter that packs ids in the same pass, or with ``compiled=False`` the
+    numpy unfilter, which costs nothing to load: for a few images); anything else, and any
+    file that path does not accept, is decoded by libspng (``pyspng``), which also words
+    the error for damaged files. ``bench/eval_speed.py`` prints the decoding share.
     """
     path = Path(path)
     try:
@@ -99,7 +100,7 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
         raise CocoFormatError(f"{path}: file not found") from None
     except OSError as exc:
         raise CocoFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    ids = png_to_ids(data)
+    ids = png_to_ids(data, compiled=compiled)
     if ids is not None:
         return ids
     _check_bit_depth(data, path)

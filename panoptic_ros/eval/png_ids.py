@@ -5,7 +5,10 @@ most of the evaluator's time (``bench/eval_speed.py`` prints the split). Here th
 stream is inflated with libdeflate (``deflate``), about 20x faster than zlib on these
 flat label images, and the scanline filters (None, Sub, Up, Average, Paeth; PNG spec
 section 9) are undone by a small compiled loop (numba) that also packs each pixel into
-its id ``R + 256 G + 256² B`` in the same pass.
+its id ``R + 256 G + 256² B`` in the same pass. Where few images are decoded, numba's
+import and cache loading (about a second per process) cost more than they save: callers
+then pass ``compiled=False`` and the filters are undone with numpy instead
+(:mod:`panoptic_ros.eval.png_numpy`; same ids, slower per image).
 
 :func:`png_to_ids` returns ``None`` for anything it does not handle (another colour type
 or bit depth, interlacing, a damaged file, the libraries missing); the caller then decodes
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import functools
 import struct
+import sys
 import zlib
 
 import numpy as np
 
+from panoptic_ros.eval.png_numpy import residual_words, unfilter_to_words
 from panoptic_ros.serialized.compressed import PNG_SIGNATURE
 
 CHANNELS = {2: 3, 6: 4}   # PNG colour type -> channels (truecolour, truecolour + alpha)
@@ -153,38 +158,74 @@ def _unfilter_to_ids(raw, height, width, channels, ids):  # pragma: no cover - c
 
 
 @functools.lru_cache(maxsize=1)
-def _decoder():
-    """(libdeflate module, compiled unfilter), or None without ``deflate`` / ``numba``.
+def _compiled_unfilter():
+    """The compiled unfilter, or None without ``numba``.
 
     Imported on first use: numba takes a while to import and only evaluation needs it.
     Compiled functions are cached on disk next to this file (``cache=True``); where that
     folder is not writable numba compiles once per process (a few seconds)."""
     global _paeth, _unfilter_row, _unfilter_rgb_row
     try:
-        import deflate
         from numba import njit
-    except ImportError:  # pragma: no cover - both are in requirements-runtime.txt
+    except ImportError:  # pragma: no cover - it is in requirements-runtime.txt
         return None
     _paeth = njit(cache=True, inline="always")(_paeth)
     _unfilter_row = njit(cache=True, nogil=True)(_unfilter_row)
     _unfilter_rgb_row = njit(cache=True, nogil=True)(_unfilter_rgb_row)
-    return deflate, njit(cache=True, nogil=True)(_unfilter_to_ids)
+    return njit(cache=True, nogil=True)(_unfilter_to_ids)
 
 
-def png_to_ids(data: bytes) -> np.ndarray | None:
-    """(H, W) int32 ids ``R + 256 G + 256² B`` of PNG bytes, or None (see module doc)."""
-    decoder = _decoder()
-    parsed = parse_png(data) if decoder is not None else None
+@functools.lru_cache(maxsize=1)
+def _inflater():
+    """libdeflate's Python module, or None without ``deflate``."""
+    try:
+        import deflate
+    except ImportError:  # pragma: no cover - it is in requirements-runtime.txt
+        return None
+    return deflate
+
+
+def _inflate(data: bytes) -> tuple[int, int, int, np.ndarray] | None:
+    """(height, width, channels, scanlines) of an 8-bit RGB/RGBA PNG; the scanlines
+    ((H * (W * C + 1) + 1,) uint8, each after its filter byte) with one spare byte at the
+    end. None where the file is not one, is damaged, or libdeflate is missing."""
+    deflate = _inflater()
+    parsed = parse_png(data) if deflate is not None else None
     if parsed is None:
         return None
-    deflate, unfilter = decoder
     height, width, channels, stream = parsed
     size = height * (width * channels + 1)
     try:
-        raw = np.frombuffer(deflate.zlib_decompress(stream, size), np.uint8)
+        inflated = deflate.zlib_decompress(stream, size)
     except deflate.DeflateError:
         return None
-    if raw.size != size:
+    if len(inflated) != size:
         return None
-    ids = np.empty((height, width), np.int32)
-    return ids if unfilter(raw.reshape(height, -1), height, width, channels, ids) else None
+    raw = np.empty(size + 1, np.uint8)
+    raw[:size] = np.frombuffer(inflated, np.uint8)
+    return height, width, channels, raw
+
+
+def png_to_ids(data: bytes, *, compiled: bool = True) -> np.ndarray | None:
+    """(H, W) int32 ids ``R + 256 G + 256² B`` of PNG bytes, or None (see module doc).
+
+    Args:
+        compiled: undo the filters with the compiled loop (fast per image, about a second
+            to load once per process), else with numpy (no load; None for files with
+            Average rows, and on big-endian machines).
+    """
+    unfilter = _compiled_unfilter() if compiled else None
+    if compiled and unfilter is None:
+        return None
+    inflated = _inflate(data)
+    if inflated is None:
+        return None
+    height, width, channels, raw = inflated
+    if compiled:
+        ids = np.empty((height, width), np.int32)
+        return ids if unfilter(raw[:-1].reshape(height, -1), height, width, channels, ids) else None
+    if sys.byteorder != "little":
+        return None
+    kinds = raw[:-1].reshape(height, -1)[:, 0]
+    words = unfilter_to_words(kinds, residual_words(raw, height, width, channels))
+    return None if words is None else words.view(np.int32)

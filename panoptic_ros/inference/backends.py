@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -221,30 +222,78 @@ def select_providers(requested: Sequence[str], available: Sequence[str], *, devi
     return chosen
 
 
+@dataclass(frozen=True)
+class OrtThreading:
+    """How ONNX Runtime's CPU threads behave between and during runs.
+
+    ONNX Runtime's intra-op workers spin-wait (busy loop) for the next piece of work after
+    each parallel section; on a small CPU that may take the cores from the post-processing
+    that follows the model. ``spin_wait=False`` lets idle workers sleep instead.
+    ``bench/ort_spinning.py`` measures both; on a loaded 2-core AMD EPYC the result was
+    mixed (CIAE model + post-processing 0.81-0.83x without spinning, PanoNet 1.39-1.47x),
+    so the default stays ONNX Runtime's own: spinning.
+
+    Attributes:
+        intra_op_threads: threads inside one operator (0 = ONNX Runtime's default, one per
+            physical core).
+        inter_op_threads: threads running independent operators at once (used only by
+            ``parallel`` execution; 0 = ONNX Runtime's default).
+        spin_wait: let idle intra-op and inter-op workers spin instead of sleeping.
+        execution_mode: ``sequential`` (one operator at a time) or ``parallel``.
+    """
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    spin_wait: bool = True
+    execution_mode: str = "sequential"
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError(f"ONNX Runtime thread counts must be >= 0, got intra-op {self.intra_op_threads}, "
+                             f"inter-op {self.inter_op_threads}")
+        if self.execution_mode not in ("sequential", "parallel"):
+            raise ValueError(f"execution_mode: expected sequential or parallel, got {self.execution_mode!r}")
+
+    def session_options(self) -> Any:
+        """These settings as an ``onnxruntime.SessionOptions`` (warnings-only logging)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                                   else ort.ExecutionMode.ORT_SEQUENTIAL)
+        spinning = "1" if self.spin_wait else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        options.log_severity_level = 3
+        return options
+
+
 class OnnxRuntimeBackend:
     """An ONNX model (input ``images`` (1, 3, H, W) float32 RGB 0..255) in ONNX Runtime.
 
     Args:
-        onnx_path: the exported model.
+        onnx_path: the exported model (float32, or int8 QDQ from
+            :mod:`panoptic_ros.inference.quantize`).
         output_names: outputs to fetch, in order (the model's ``OUTPUT_NAMES``).
         providers: requested providers in order of preference (aliases allowed).
         device: the device GPU providers run on (CPU: GPU providers are skipped).
         fp16: TensorRT fp16 engines (other providers run the exported float32 graph).
-        num_threads: intra-op threads for the CPU provider (0 = ONNX Runtime's default).
+        threading: CPU thread settings (default: ONNX Runtime's own).
         cache_dir: where TensorRT keeps its engines.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, *, output_names: Sequence[str], providers: Sequence[str],
-                 device: torch.device, fp16: bool = False, num_threads: int = 0, cache_dir: Path | None = None):
+                 device: torch.device, fp16: bool = False, threading: OrtThreading = OrtThreading(),
+                 cache_dir: Path | None = None):
         import onnxruntime as ort
 
         chosen = select_providers(providers, ort.get_available_providers(), device=device, fp16=fp16,
                                   cache_dir=cache_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.log_severity_level = 3
+        options = threading.session_options()
         try:
             self._session = ort.InferenceSession(str(onnx_path), sess_options=options,
                                                  providers=[n for n, _ in chosen],

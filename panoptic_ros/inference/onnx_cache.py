@@ -1,6 +1,7 @@
 """The ONNX export cache of the onnxruntime backend: one file per weights, model config,
 input size and toolchain (:func:`onnx_cache_name`), exported once, atomically (a
-temporary file, then a rename), and exported again if it is found damaged."""
+temporary file, then a rename), and exported again if it is found damaged. The int8
+version of an export (:func:`quantized_onnx`) lies next to it."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +9,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +17,9 @@ import panoptic_ros
 from panoptic_ros.checkpoint import read_checkpoint_meta
 from panoptic_ros.config import to_dict
 from panoptic_ros.inference.backends import BackendError
+
+if TYPE_CHECKING:   # the quantizer's module is imported only when quantizing
+    from panoptic_ros.inference.quantize import Int8Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,28 @@ def exported_onnx(model: torch.nn.Module, *, weights: str | Path, cache_dir: Pat
         tmp.unlink(missing_ok=True)
         raise BackendError(f"{weights}: ONNX export to {path} failed ({exc})") from exc
     return path
+
+
+def quantized_onnx(float_path: Path, *, input_size: tuple[int, int], settings: Int8Settings | None = None) -> Path:
+    """The cached int8 QDQ version of the cached float export ``float_path``, quantized
+    (calibrated on SynthStreet frames at ``input_size``) if absent or damaged.
+
+    Args:
+        settings: how to quantize (None: :class:`~panoptic_ros.inference.quantize.Int8Settings`'s
+            defaults).
+    Raises:
+        BackendError: quantization failed (the message names the file).
+    """
+    from panoptic_ros.inference.quantize import Int8Settings, int8_cache_path, quantize_int8, synthstreet_images
+
+    settings = settings or Int8Settings()
+    path = int8_cache_path(float_path, settings)
+    if path.is_file() and _heal_cached(path):
+        return path
+    log.info("quantizing %s to int8 (%d SynthStreet calibration frames): %s", float_path,
+             settings.calibration_frames, path)
+    try:
+        images = synthstreet_images(settings.calibration_frames, input_size)
+        return quantize_int8(float_path, path, images, settings)
+    except Exception as exc:  # onnxruntime's quantizer raises many unrelated types
+        raise BackendError(f"{float_path}: int8 quantization to {path} failed ({type(exc).__name__}: {exc})") from exc

@@ -24,9 +24,9 @@ import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, Range, check_ranges, from_dict, setting, to_dict
-from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, TorchBackend, check_device,
-                                             check_provider, resolve_device)
-from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir
+from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, OrtThreading, TorchBackend,
+                                             check_device, check_provider, resolve_device)
+from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, quantized_onnx
 from panoptic_ros.kinds import MODEL_KINDS, model_kind
 from panoptic_ros.labels import LabelSpace, get_label_space
 from panoptic_ros.types import PanopticResult
@@ -45,9 +45,11 @@ class PredictorConfig:
                                                                    "unset = whatever it holds")
     backend: Literal["torch", "onnxruntime"] = setting("torch", description="inference backend")
     device: str = setting("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16", "fp16"] = setting(
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = setting(
         "fp32", description="inference precision: torch autocast on any device (bf16 pays on CPUs with "
-                            "AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines")
+                            "AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines, int8 = a "
+                            "static QDQ int8 graph calibrated on SynthStreet frames, cached next to the "
+                            "float export (onnxruntime only)")
     fp16: bool = setting(False, description="deprecated: true means precision fp16 (warns)")
     input_size: tuple[int, int] | None = setting(None, range=Range(32), description="[H, W] the image is resized "
                                                  "to for the model; unset = the checkpoint's size")
@@ -61,6 +63,9 @@ class PredictorConfig:
     onnx_providers: tuple[str, ...] = setting(
         DEFAULT_PROVIDERS, description="onnxruntime providers by preference (tensorrt, cuda, cpu or full names); "
                                        "the first available one is used")
+    onnx_spin_wait: bool = setting(True, description="onnxruntime: idle CPU threads spin-wait (its own "
+                                                     "default); false: they sleep and leave the cores to the "
+                                                     "post-processing (bench/ort_spinning.py measures which pays)")
     postprocess: dict[str, Any] = setting(default_factory=dict,
                                           description="post-processing settings over the checkpoint's")
     warmup: bool = setting(True, description="run one black frame when built: the first inference's one-off "
@@ -77,6 +82,9 @@ class PredictorConfig:
                 raise ValueError(f"fp16: true contradicts precision {self.precision!r}; set precision alone")
             object.__setattr__(self, "precision", "fp16")
             object.__setattr__(self, "fp16", False)
+        if self.precision == "int8" and self.backend != "onnxruntime":
+            raise ValueError(f"precision: int8 needs backend onnxruntime (a quantized ONNX graph); backend "
+                             f"{self.backend!r} runs fp32, bf16 or fp16")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
             raise ValueError(f"input_size: expected (H, W) of at least 32 pixels each, got {self.input_size}")
         check_ranges(self)
@@ -157,11 +165,12 @@ class Predictor:
                                    channels_last=config.channels_last, compile=config.compile)
         else:
             cache_dir = onnx_cache_dir(config.onnx_cache_dir)
-            onnx_path = config.onnx_path or exported_onnx(checkpoint.model, weights=config.weights,
-                                                          cache_dir=cache_dir, input_size=input_size)
+            onnx_path = config.onnx_path or _cached_onnx(checkpoint.model, config, cache_dir, input_size)
             backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
                                          providers=config.onnx_providers, device=device,
-                                         fp16=config.precision == "fp16", num_threads=config.num_threads,
+                                         fp16=config.precision == "fp16",
+                                         threading=OrtThreading(intra_op_threads=config.num_threads,
+                                                                spin_wait=config.onnx_spin_wait),
                                          # one TensorRT engine cache per precision: fp16 and fp32
                                          # engines of one model must not replace each other
                                          cache_dir=cache_dir / "tensorrt" / config.precision)
@@ -299,6 +308,14 @@ class Predictor:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
         self._last_outputs = self.last_model_result = None
         self._backend.close()
+
+
+def _cached_onnx(model: torch.nn.Module, config: PredictorConfig, cache_dir: Path,
+                 input_size: tuple[int, int]) -> Path:
+    """The cached export of ``model`` for ``config.precision``: the float graph, or for
+    ``int8`` its quantized version (made from the float one on first use)."""
+    float_path = exported_onnx(model, weights=config.weights, cache_dir=cache_dir, input_size=input_size)
+    return quantized_onnx(float_path, input_size=input_size) if config.precision == "int8" else float_path
 
 
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -140,7 +140,7 @@ _PREDICTOR_PARAMETERS = {
     "model": "model", "weights": "weights", "backend": "backend", "device": "device", "precision": "precision",
     "fp16": "fp16", "input_size": "input_size", "channels_last": "channels_last", "compile": "compile",
     "num_threads": "num_threads", "onnx_path": "onnx.path", "onnx_cache_dir": "onnx.cache_dir",
-    "onnx_providers": "onnx.providers",
+    "onnx_providers": "onnx.providers", "onnx_spin_wait": "onnx.spin_wait",
 }
 # The node's own meaning of two predictor settings: parameter -> (default, description)
 _NODE_MEANINGS = {
