@@ -2,8 +2,8 @@
 
 Runs the shipped PanoNet and CIAE weights on SynthStreet frames (seed 777, 512x1024, CPU)
 through :class:`Predictor` with the torch backend and with ONNX Runtime, its idle threads
-spinning (ONNX Runtime's own default, and this package's) or sleeping
-(``onnx_spin_wait: false``), and prints the
+spinning (ONNX Runtime's own default, ``onnx_spin_wait: true``) or sleeping
+(``onnx_spin_wait: false``, this package's default), and prints the
 median model and post-processing milliseconds of ``Predictor.last_timings`` per variant,
 with ratios against spinning, and the CPU time all the process's threads spent per frame:
 threads that spin-wait burn CPU while the post-processing runs.

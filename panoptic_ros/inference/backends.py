@@ -229,9 +229,11 @@ class OrtThreading:
     ONNX Runtime's intra-op workers spin-wait (busy loop) for the next piece of work after
     each parallel section; on a small CPU that may take the cores from the post-processing
     that follows the model. ``spin_wait=False`` lets idle workers sleep instead.
-    ``bench/ort_spinning.py`` measures both; on a loaded 2-core AMD EPYC the result was
-    mixed (CIAE model + post-processing 0.81-0.83x without spinning, PanoNet 1.39-1.47x),
-    so the default stays ONNX Runtime's own: spinning.
+    ``bench/ort_spinning.py`` measures both. On an idle 2-core AMD EPYC (2026-12-07,
+    shipped weights, 512x1024) model + post-processing took 0.68x (PanoNet, 87.5 -> 59.7
+    ms) and 0.89x (CIAE, 242.0 -> 214.6 ms) as long without spinning, with the
+    post-processing back at torch's speed, so the default is not to spin. (On the same
+    machine loaded by other jobs the result was mixed: CIAE 0.81-0.83x, PanoNet 1.39-1.47x.)
 
     Attributes:
         intra_op_threads: threads inside one operator (0 = ONNX Runtime's default, one per
@@ -244,7 +246,7 @@ class OrtThreading:
 
     intra_op_threads: int = 0
     inter_op_threads: int = 1
-    spin_wait: bool = True
+    spin_wait: bool = False
     execution_mode: str = "sequential"
 
     def __post_init__(self) -> None:

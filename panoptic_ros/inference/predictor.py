@@ -63,9 +63,10 @@ class PredictorConfig:
     onnx_providers: tuple[str, ...] = setting(
         DEFAULT_PROVIDERS, description="onnxruntime providers by preference (tensorrt, cuda, cpu or full names); "
                                        "the first available one is used")
-    onnx_spin_wait: bool = setting(True, description="onnxruntime: idle CPU threads spin-wait (its own "
-                                                     "default); false: they sleep and leave the cores to the "
-                                                     "post-processing (bench/ort_spinning.py measures which pays)")
+    onnx_spin_wait: bool = setting(False, description="onnxruntime: idle CPU threads spin-wait (ONNX Runtime's "
+                                                      "own default); false: they sleep and leave the cores to the "
+                                                      "post-processing, which bench/ort_spinning.py measured to "
+                                                      "pay on 2 cores")
     postprocess: dict[str, Any] = setting(default_factory=dict,
                                           description="post-processing settings over the checkpoint's")
     warmup: bool = setting(True, description="run one black frame when built: the first inference's one-off "

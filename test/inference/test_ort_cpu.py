@@ -26,14 +26,14 @@ def _entries(threading: OrtThreading) -> dict[str, str]:
             for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")}
 
 
-def test_ort_threads_spin_by_default_as_onnx_runtime_and_sleep_when_asked():
+def test_ort_threads_sleep_by_default_and_spin_when_asked():
     import onnxruntime as ort
 
     default = OrtThreading().session_options()
-    assert _entries(OrtThreading()) == {"session.intra_op.allow_spinning": "1",
-                                        "session.inter_op.allow_spinning": "1"}
-    assert _entries(OrtThreading(spin_wait=False)) == {"session.intra_op.allow_spinning": "0",
-                                                       "session.inter_op.allow_spinning": "0"}
+    assert _entries(OrtThreading()) == {"session.intra_op.allow_spinning": "0",
+                                        "session.inter_op.allow_spinning": "0"}
+    assert _entries(OrtThreading(spin_wait=True)) == {"session.intra_op.allow_spinning": "1",
+                                                      "session.inter_op.allow_spinning": "1"}
     assert default.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL and default.inter_op_num_threads == 1
     parallel = OrtThreading(intra_op_threads=2, inter_op_threads=3, execution_mode="parallel").session_options()
     assert (parallel.intra_op_num_threads, parallel.inter_op_num_threads) == (2, 3)
