@@ -7,6 +7,9 @@ trained the same way, one with coordinates and one without (``use_coords: false`
 
 * SynthStreet scenes that contain identical twins (the first ``--count`` such scenes of
   stream ``--seed``; a scene qualifies when ``twin_ids`` finds a pair), and
+* the same scenes with the context taken away (``synthstreet/twins.py``): two copies of the
+  largest twin, ``--gap`` of its width apart and centred, on rows of one colour and one
+  stuff class, so that only their position tells them apart, and
 * ``--count`` mirrored scenes of the same stream (left half mirrored onto the right), and
 * for reference, the first ``--count`` plain scenes of the stream (every thing instance),
 
@@ -21,7 +24,7 @@ small CPU-trained models semantic errors otherwise dominate PQ_things.
 
 Usage: .venv/bin/python bench/twin_test.py [--with weights/panonet_synthstreet]
        [--without weights/panonet_synthstreet_nocoords] [--seed 1000] [--count 30]
-       [--size 512x1024] [--threads 0] [--oracle-semantics]
+       [--size 512x1024] [--gap 0.5] [--threads 0] [--oracle-semantics]
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig, postproce
 from panoptic_ros.sample import Sample
 from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.synthstreet.stats import twin_ids
+from panoptic_ros.synthstreet.twins import isolate_twins
 from panoptic_ros.types import PanopticResult
 
 MAX_SCANNED = 2000
@@ -61,6 +65,16 @@ def twin_scenes(seed: int, count: int, size: tuple[int, int]) -> Iterator[tuple[
             if found == count:
                 return
     raise RuntimeError(f"only {found} scenes with twins among the first {MAX_SCANNED} of seed {seed}")
+
+
+def isolated_twin_scenes(seed: int, count: int, size: tuple[int, int],
+                         gap_share: float) -> Iterator[tuple[Sample, set[int]]]:
+    """The twin scenes of :func:`twin_scenes`, each reduced to two copies of its largest
+    twin side by side on a plain background (:func:`isolate_twins`), and the copies' ids."""
+    for sample, ids in twin_scenes(seed, count, size):
+        largest = max(ids, key=lambda i: sample.target.segment(i).area)
+        isolated = isolate_twins(sample, largest, gap_share)
+        yield isolated, {s.id for s in isolated.target.segments if s.is_thing}
 
 
 def whole_scenes(seed: int, count: int, size: tuple[int, int], *,
@@ -144,6 +158,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--count", type=int, default=30)
     p.add_argument("--size", type=parse_size, default=(512, 1024))
+    p.add_argument("--gap", type=float, default=0.5,
+                   help="isolated twins: the gap between the copies as a share of their width")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     p.add_argument("--oracle-semantics", action="store_true",
                    help="ground-truth semantic outputs: score the instance embedding alone")
@@ -151,6 +167,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = {"twin scenes": lambda: twin_scenes(args.seed, args.count, args.size),
+            "isolated twins": lambda: isolated_twin_scenes(args.seed, args.count, args.size, args.gap),
             "mirrored scenes": lambda: whole_scenes(args.seed, args.count, args.size, mirror=True),
             "plain scenes": lambda: whole_scenes(args.seed, args.count, args.size, mirror=False)}
     table: dict[str, dict[str, tuple[float, int, int]]] = {}

@@ -23,15 +23,21 @@ Dataset = Literal["synthstreet", "cityscapes", "coco"]
 class SynthSplit:
     """A generated SynthStreet split: scenes ``0 .. count - 1`` of the stream ``seed``;
     with ``mirror`` every scene has its left half mirrored onto the right (each thing on
-    the right is a mirrored twin of one on the left)."""
+    the right is a mirrored twin of one on the left). ``isolated_twins`` is the share of
+    scenes (drawn per index from the seed) replaced by two copies of their largest thing on
+    a plain background (``synthstreet/twins.py``): copies that only their position tells
+    apart, which only a network with coordinate channels can separate."""
 
     seed: int = 0
     count: int = 100
     mirror: bool = False
+    isolated_twins: float = 0.0
 
     def __post_init__(self) -> None:
         if self.seed < 0 or self.count < 1:
             raise ValueError(f"seed must be >= 0 and count >= 1, got {self.seed}, {self.count}")
+        if not 0.0 <= self.isolated_twins <= 1.0:
+            raise ValueError(f"isolated_twins must be a share in [0, 1], got {self.isolated_twins}")
 
 
 @dataclass(frozen=True)

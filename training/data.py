@@ -107,17 +107,53 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def synthstreet(seed: int, count: int, size: tuple[int, int], *, mirror: bool = False,
-                cache_dir: Path | None = None) -> Dataset:
+                cache_dir: Path | None = None, isolated_twins: float = 0.0) -> Dataset:
     """SynthStreet scenes ``0..count-1`` of stream ``seed`` at ``size`` (H, W), cached in
-    ``cache_dir`` when given."""
+    ``cache_dir`` when given; a share ``isolated_twins`` of them as isolated twins
+    (:class:`IsolatedTwinScenes`)."""
     from panoptic_ros.synthstreet.scene import SynthStreetDataset
 
     dataset = SynthStreetDataset(seed, count, height=size[0], width=size[1], mirror=mirror)
-    if cache_dir is None:
-        return dataset
-    name = (f"synthstreet_{CACHE_FORMAT}_{generator_version()}_s{seed}_{size[0]}x{size[1]}"
-            + ("_mirror" if mirror else ""))
-    return SceneCache(dataset, Path(cache_dir) / name, get_label_space("cityscapes"))
+    if cache_dir is not None:
+        name = (f"synthstreet_{CACHE_FORMAT}_{generator_version()}_s{seed}_{size[0]}x{size[1]}"
+                + ("_mirror" if mirror else ""))
+        dataset = SceneCache(dataset, Path(cache_dir) / name, get_label_space("cityscapes"))
+    return IsolatedTwinScenes(dataset, seed, isolated_twins) if isolated_twins > 0 else dataset
+
+
+class IsolatedTwinScenes(Dataset):
+    """A dataset where a share of the scenes become isolated twins.
+
+    Scene ``i`` is replaced, when a generator seeded by (``seed``, ``i``) draws below
+    ``share``, by two copies of its largest non-crowd thing that fits, a gap of 0.25-1.0
+    of its width apart, on a plain background (:func:`panoptic_ros.synthstreet.twins.isolate_twins`).
+    A scene without such a thing stays as it is. The choice is the same in every epoch.
+    """
+
+    MIN_AREA_SHARE = 0.002   # things smaller than this share of the image are not copied
+
+    def __init__(self, base: Dataset, seed: int, share: float):
+        self.base, self.seed, self.share = base, seed, share
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:
+        from panoptic_ros.synthstreet.twins import isolate_twins
+
+        sample = self.base[index]
+        rng = np.random.default_rng([self.seed, int(index), 0x7717])
+        if rng.random() >= self.share:
+            return sample
+        gap_share = float(rng.uniform(0.25, 1.0))
+        min_area = self.MIN_AREA_SHARE * sample.target.panoptic.size
+        width = sample.image.shape[1]
+        things = sorted((s for s in sample.target.segments if s.is_thing and not s.iscrowd and s.area >= min_area),
+                        key=lambda s: -s.area)
+        for thing in things:
+            if 2 * thing.bbox[2] + max(4, round(gap_share * thing.bbox[2])) <= 0.8 * width:
+                return isolate_twins(sample, thing.id, gap_share)
+        return sample
 
 
 def generator_version() -> str:
@@ -137,7 +173,8 @@ def build_dataset(data: DataConfig, split: Split) -> Dataset:
     """The (untransformed) train or validation dataset of ``data``."""
     if data.dataset == "synthstreet":
         part = data.synth_train if split == "train" else data.synth_val
-        return synthstreet(part.seed, part.count, data.scene_size, mirror=part.mirror, cache_dir=data.cache_dir)
+        return synthstreet(part.seed, part.count, data.scene_size, mirror=part.mirror, cache_dir=data.cache_dir,
+                           isolated_twins=part.isolated_twins)
     return real_dataset(data.dataset, data.root, data.train_split if split == "train" else data.val_split)
 
 

@@ -6,6 +6,7 @@ from torch.utils.data import Dataset
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.sample import Sample
 from panoptic_ros.synthstreet.scene import SynthStreetDataset, generate_scene
+from panoptic_ros.synthstreet.stats import twin_ids
 from panoptic_ros.training.data import CACHE_FORMAT, SceneCache, generator_version, synthstreet
 from panoptic_ros.types import PanopticResult, Segment
 
@@ -84,3 +85,23 @@ def test_the_cache_folder_names_format_generator_seed_and_size(tmp_path):
     # The earlier PNG layout lived in synthstreet_<version>_s3_... : never read as this one.
     assert folder.name == f"synthstreet_{CACHE_FORMAT}_{generator_version()}_s3_64x128_mirror"
     assert_same_sample(cached[0], generate_scene(3, 0, height=64, width=128, mirror=True))
+
+
+def test_isolated_twins_replace_about_their_share_of_scenes_the_same_way_every_time():
+    scenes = synthstreet(7, 40, (64, 128), isolated_twins=0.3)
+    twins = [i for i in range(40) if scenes[i].image_id.endswith("_isolated")]
+    assert 6 <= len(twins) <= 18                              # ~12 of 40 drawn, some without a thing that fits
+    for i in twins[:3]:
+        scene, again = scenes[i], scenes[i]
+        assert_same_sample(scene, again)
+        things = [s for s in scene.target.segments if s.is_thing]
+        assert len(things) == 2 and twin_ids(scene) == {s.id for s in things}
+    plain = next(i for i in range(40) if i not in twins)
+    assert_same_sample(scenes[plain], generate_scene(7, plain, height=64, width=128))
+
+
+def test_isolated_twins_share_must_be_a_share():
+    from panoptic_ros.training.config import SynthSplit
+
+    with pytest.raises(ValueError, match="isolated_twins must be a share"):
+        SynthSplit(0, 10, isolated_twins=1.5)
