@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from panoptic_ros.cli_common import int_at_least, positive_float
+from panoptic_ros.inference.auto import BACKEND_SETTINGS
 from panoptic_ros.kinds import MODEL_KINDS
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--as-fast-as-possible", action="store_true",
                       help="live: send the next frame when the previous frame's output is back")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=BACKEND_SETTINGS, default="auto",
+                   help="inference backend (default auto: the one measured fastest on the device)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="inference precision (torch autocast; default fp32)")
     p.add_argument("--num-threads", type=int_at_least(0), default=0, help="CPU inference threads (0 = default)")
