@@ -85,7 +85,8 @@ def summary_lines(report: dict) -> list[str]:
         return "-" if v is None else f"{v:.0f} ms"
 
     fps = "-" if f["throughput_fps"] is None else f"{f['throughput_fps']:.2f} fps"
-    lines = [f"{run.get('model') or '?'} {run['mode']}: {f['frames_sent']} frames sent, {f['frames_out']} outputs, "
+    lines = [f"{run.get('model') or '?'} {run['mode']} ({_backend_text(run)}): {f['frames_sent']} frames sent, "
+             f"{f['frames_out']} outputs, "
              f"{f['dropped']} dropped; latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])}, model p50 "
              f"{ms(model.get('p50'))}, {fps}"]
     drops = drop_text(report)
@@ -103,6 +104,13 @@ def summary_lines(report: dict) -> list[str]:
     lines += [f"  warning: {e}" for e in report["errors"]]
     lines.append(f"  report: {Path(report['out']) / 'report.html'}")
     return lines
+
+
+def _backend_text(run: dict) -> str:
+    """``onnxruntime fp32, auto``: the backend and precision that ran, and what was asked
+    for when the backend was chosen by ``auto``."""
+    text = f"{run.get('backend') or '?'} {run.get('precision') or '?'}"
+    return f"{text}, auto" if run.get("backend_requested") == "auto" else text
 
 
 def user_errors() -> tuple[type[Exception], ...]:
