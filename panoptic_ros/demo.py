@@ -8,7 +8,8 @@
    frames published at the recorded rate, the node's outputs recorded, scored against the
    ground truth; ``out/demo/<model>/`` gets the output bag, ``report.html``, ``report.json``,
    COCO exports and overlay PNGs.
-3. Prints a short summary per model (PQ, latency p50/p99, throughput, dropped frames).
+3. Prints a short summary per model (the backend and precision the node ran, PQ, latency
+   p50/p99, throughput, dropped frames).
 
 DDS discovery stays on this host, in a domain of its own unless ``ROS_DOMAIN_ID`` is set,
 so the demo neither sees nor disturbs other ROS systems.

@@ -41,7 +41,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("namespace", "", "namespace of the node (and of its output topics)"),
     LaunchArgument("use_sim_time", "false", "follow /clock (set true when replaying a bag with --clock)"),
     LaunchArgument("device", "", "auto, cpu, cuda or cuda:N; empty = the params file's value (auto)"),
-    LaunchArgument("backend", "", "torch or onnxruntime; empty = the params file's value (torch)"),
+    LaunchArgument("backend", "", "auto or torch or onnxruntime (auto: the backend measured fastest on "
+                                  "the device); empty = the params file's value (auto)"),
     LaunchArgument("autostart", "true", "configure and activate the lifecycle node by itself; false = wait "
                                         "for lifecycle transitions"),
 )

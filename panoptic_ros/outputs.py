@@ -87,10 +87,12 @@ def panoptic_image(result: PanopticResult, header: Any) -> bytes:
 
 
 def _source(result: PanopticResult, low_res: PanopticResult | None) -> PanopticResult:
-    """The result to compute a per-pixel map on: ``low_res`` when upsampling it is exact."""
+    """The result to compute a per-pixel map on: ``low_res`` when it is smaller and
+    upsampling it is exact; ``result`` itself at the same size (nothing to save there, and
+    the overlay's masks are cheaper computed on the map than upsampled)."""
     if low_res is None or low_res.height > result.height or low_res.width > result.width:
         return result
-    return low_res
+    return result if low_res.panoptic.shape == result.panoptic.shape else low_res
 
 
 def _upsample(image: np.ndarray, result: PanopticResult) -> np.ndarray:

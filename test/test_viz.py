@@ -4,6 +4,7 @@ import pytest
 
 from panoptic_ros import viz
 from panoptic_ros.labels import CITYSCAPES
+from panoptic_ros.labels import COCO_PANOPTIC as COCO
 from panoptic_ros.types import PanopticResult
 
 ROAD, SKY, CAR = 7, 23, 26
@@ -37,6 +38,57 @@ def test_colorize_panoptic_paints_each_segment_and_void_black():
     for seg, color in zip(result.segments, expected):
         np.testing.assert_array_equal(image[result.panoptic == seg.id], np.broadcast_to(color, (seg.area, 3)))
     np.testing.assert_array_equal(image[5, 7], [0, 0, 0])
+
+
+def _segment_lut_colorize(result: PanopticResult, label_space) -> np.ndarray:
+    """The colouring before the precomputed palette: a table of this frame's segments only
+    (instance_colors of each segment id), gathered by the id map; VOID and every id that is
+    not a segment stay black."""
+    ids = np.array([s.id for s in result.segments], dtype=np.int64)
+    lut = np.zeros((int(ids.max(initial=0)) + 1, 3), np.uint8)
+    if ids.size:
+        lut[ids] = viz.instance_colors(ids, label_space)
+    return lut[result.panoptic]
+
+
+def _random_result(label_space, seed: int, shape=(40, 64)) -> PanopticResult:
+    """Random blocks of stuff, crowd and numbered thing instances of ``label_space``, with VOID."""
+    rng = np.random.default_rng(seed)
+    categories = [c for c in label_space.categories]
+    pan = np.zeros(shape, np.int32)
+    for _ in range(25):
+        c = categories[rng.integers(len(categories))]
+        instance = int(rng.integers(0, 1000)) if c.is_thing else 0
+        y, x = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+        pan[y:y + rng.integers(2, 12), x:x + rng.integers(2, 20)] = c.id * 1000 + instance
+    return PanopticResult.from_panoptic_map(pan, label_space)
+
+
+@pytest.mark.parametrize("label_space", [CITYSCAPES, COCO], ids=lambda s: s.name)
+@pytest.mark.parametrize("seed", range(4))
+def test_the_precomputed_palette_colours_exactly_as_the_per_frame_segment_table(label_space, seed):
+    result = _random_result(label_space, seed)
+    expected = _segment_lut_colorize(result, label_space)
+    np.testing.assert_array_equal(viz.colorize_panoptic(result, label_space), expected)
+    rgb = np.random.default_rng(seed).integers(0, 256, (*result.panoptic.shape, 3), dtype=np.uint8)
+    for alpha in (0.0, 0.3, 1.0):
+        np.testing.assert_array_equal(viz.panoptic_overlay(rgb, result, label_space, alpha=alpha),
+                                      viz.panoptic_overlay(rgb, result, label_space, alpha=alpha, colors=expected))
+
+
+def test_the_palette_covers_every_id_of_the_label_space_and_is_built_once():
+    table = viz.panoptic_palette(CITYSCAPES)
+    assert table is viz.panoptic_palette(CITYSCAPES) and not table.flags.writeable
+    ids = np.array([c.id * 1000 + i for c in CITYSCAPES.categories for i in (0, 1, 7, 999)])
+    rgb = viz.instance_colors(ids, CITYSCAPES).astype(np.uint32)
+    np.testing.assert_array_equal(table[ids], rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16))
+    assert table[0] == 0 and table.size == (max(c.id for c in CITYSCAPES.categories) + 1) * 1000
+
+
+def test_colorize_refuses_a_segment_outside_the_label_space():
+    foreign = PanopticResult.from_panoptic_map(np.full((2, 2), 26001, np.int32), CITYSCAPES)
+    with pytest.raises(KeyError, match="not in label space"):
+        viz.colorize_panoptic(foreign, COCO)
 
 
 def test_overlay_blends_colours_keeps_void_and_outlines_segments():

@@ -44,6 +44,7 @@ from panoptic_ros.config import ConfigError, apply_overrides
 from panoptic_ros.eval.cli import EXIT_BAD_INPUT
 from panoptic_ros.eval.coco_format import CocoFormatError, write_coco_panoptic
 from panoptic_ros.eval.scores import PanopticScores
+from panoptic_ros.inference.auto import BACKEND_SETTINGS
 from panoptic_ros.inference.backends import BackendError, TorchBackend
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.kinds import model_kind
@@ -169,7 +170,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, help="write the results dict (fractions) here")
     p.add_argument("--predictions-dir", type=Path, help="write COCO panoptic predictions here")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when available)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--backend", default="auto", choices=BACKEND_SETTINGS,
+                   help="inference backend (default auto: the one measured fastest on the device)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"],
                    help="inference precision (torch autocast; int8: the onnxruntime backend's quantized graph; "
                         "default fp32)")

@@ -24,6 +24,7 @@ import torch
 
 from panoptic_ros.checkpoint import CheckpointError, load_checkpoint
 from panoptic_ros.config import ConfigError, Range, check_ranges, from_dict, setting, to_dict
+from panoptic_ros.inference.auto import BACKEND_SETTINGS, BackendChoice, choose_backend
 from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, OrtThreading, TorchBackend,
                                              check_device, check_provider, resolve_device)
 from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, quantized_onnx
@@ -43,7 +44,10 @@ class PredictorConfig:
     weights: Path = setting(description="checkpoint (.safetensors, .json or their stem)")
     model: Literal[MODEL_KINDS] | None = setting(None, description="model architecture the checkpoint must hold; "
                                                                    "unset = whatever it holds")
-    backend: Literal["torch", "onnxruntime"] = setting("torch", description="inference backend")
+    backend: Literal[BACKEND_SETTINGS] = setting(
+        "auto", description="inference backend; auto = the one measured fastest end to end for this device and "
+                            "model (CPU: onnxruntime, CUDA: torch; falls back to torch with a warning when the "
+                            "ONNX export or onnxruntime is unusable)")
     device: str = setting("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     precision: Literal["fp32", "bf16", "fp16", "int8"] = setting(
         "fp32", description="inference precision: torch autocast on any device (bf16 pays on CPUs with "
@@ -83,7 +87,7 @@ class PredictorConfig:
                 raise ValueError(f"fp16: true contradicts precision {self.precision!r}; set precision alone")
             object.__setattr__(self, "precision", "fp16")
             object.__setattr__(self, "fp16", False)
-        if self.precision == "int8" and self.backend != "onnxruntime":
+        if self.precision == "int8" and self.backend == "torch":
             raise ValueError(f"precision: int8 needs backend onnxruntime (a quantized ONNX graph); backend "
                              f"{self.backend!r} runs fp32, bf16 or fp16")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 32):
@@ -117,6 +121,9 @@ class Predictor:
         input_size: (H, W) the model runs at.
         backend_name, device, provider: what runs it (``provider``: the ONNX Runtime
             provider, or the torch device).
+        backend_choice: the backend asked for, the one running and why
+            (:class:`~panoptic_ros.inference.auto.BackendChoice`; ``backend: auto`` resolved).
+        precision: the config's precision.
         last_timings: :class:`Timings` of the last call.
         last_model_result: the last result at the model's input size, before it was
             resized to the image (``predict`` returns ``last_model_result.resize(W, H)``);
@@ -124,8 +131,11 @@ class Predictor:
     """
 
     def __init__(self, *, backend: TorchBackend | OnnxRuntimeBackend, model_config: Any,
-                 postprocess_config: Any, input_size: tuple[int, int]):
+                 postprocess_config: Any, input_size: tuple[int, int], choice: BackendChoice | None = None,
+                 precision: str = "fp32"):
         self._backend = backend
+        self.backend_choice = choice or BackendChoice(backend.name, backend.name, "asked for")
+        self.precision = precision
         self.model_config = model_config
         self.kind: str = model_config.kind
         self.label_space: LabelSpace = get_label_space(model_config.label_space)
@@ -161,24 +171,14 @@ class Predictor:
                                   f"was asked for")
         postprocess = from_dict(model_kind(kind).postprocess_config, {**checkpoint.postprocess, **config.postprocess}, "postprocess")
         input_size = tuple(config.input_size or checkpoint.model_config.input_size)
-        if config.backend == "torch":
-            backend = TorchBackend(checkpoint.model, device=device, precision=config.precision,
-                                   channels_last=config.channels_last, compile=config.compile)
-        else:
-            cache_dir = onnx_cache_dir(config.onnx_cache_dir)
-            onnx_path = config.onnx_path or _cached_onnx(checkpoint.model, config, cache_dir, input_size)
-            backend = OnnxRuntimeBackend(onnx_path, output_names=type(checkpoint.model).OUTPUT_NAMES,
-                                         providers=config.onnx_providers, device=device,
-                                         fp16=config.precision == "fp16",
-                                         threading=OrtThreading(intra_op_threads=config.num_threads,
-                                                                spin_wait=config.onnx_spin_wait),
-                                         # one TensorRT engine cache per precision: fp16 and fp32
-                                         # engines of one model must not replace each other
-                                         cache_dir=cache_dir / "tensorrt" / config.precision)
-        log.info("%s predictor: backend %s on %s, %s, input [%d, %d] (H, W)", kind, backend.name,
+        choice = choose_backend(config.backend, kind=kind, device=device, precision=config.precision,
+                                torch_only_options=config.channels_last or bool(config.compile),
+                                onnx_file=config.onnx_path is not None)
+        backend, choice = _build_backend(checkpoint.model, config, choice, device, input_size)
+        log.info("%s predictor: backend %s on %s, %s, input [%d, %d] (H, W)", kind, choice.describe(),
                  backend.provider, config.precision, input_size[0], input_size[1])
         predictor = cls(backend=backend, model_config=checkpoint.model_config, postprocess_config=postprocess,
-                        input_size=input_size)
+                        input_size=input_size, choice=choice, precision=config.precision)
         if config.warmup:
             try:
                 predictor.warm_up()
@@ -309,6 +309,42 @@ class Predictor:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
         self._last_outputs = self.last_model_result = None
         self._backend.close()
+
+
+def _build_backend(model: torch.nn.Module, config: PredictorConfig, choice: BackendChoice, device: torch.device,
+                   input_size: tuple[int, int]) -> tuple[TorchBackend | OnnxRuntimeBackend, BackendChoice]:
+    """The backend ``choice`` names, and the choice that holds in the end: ``backend: auto``
+    falls back to torch, with one warning, when ONNX Runtime cannot be set up (the export
+    failed, onnxruntime or onnx is not installed, the session refused the graph). A
+    backend asked for by name is never replaced.
+
+    Raises:
+        BackendError: the backend asked for cannot be set up here.
+    """
+    if choice.backend == "onnxruntime":
+        try:
+            return _onnx_backend(model, config, device, input_size), choice
+        except (BackendError, ImportError) as exc:
+            if config.backend != "auto" or config.precision == "int8":  # int8 exists only as an ONNX graph
+                raise
+            choice = choice.fallback(f"{type(exc).__name__}: {exc}")
+            log.warning("backend auto: %s", choice.reason)
+    return TorchBackend(model, device=device, precision=config.precision, channels_last=config.channels_last,
+                        compile=config.compile), choice
+
+
+def _onnx_backend(model: torch.nn.Module, config: PredictorConfig, device: torch.device,
+                  input_size: tuple[int, int]) -> OnnxRuntimeBackend:
+    """ONNX Runtime on ``config.onnx_path`` or on the cached export of ``model``."""
+    cache_dir = onnx_cache_dir(config.onnx_cache_dir)
+    onnx_path = config.onnx_path or _cached_onnx(model, config, cache_dir, input_size)
+    return OnnxRuntimeBackend(onnx_path, output_names=type(model).OUTPUT_NAMES, providers=config.onnx_providers,
+                              device=device, fp16=config.precision == "fp16",
+                              threading=OrtThreading(intra_op_threads=config.num_threads,
+                                                     spin_wait=config.onnx_spin_wait),
+                              # one TensorRT engine cache per precision: fp16 and fp32
+                              # engines of one model must not replace each other
+                              cache_dir=cache_dir / "tensorrt" / config.precision)
 
 
 def _cached_onnx(model: torch.nn.Module, config: PredictorConfig, cache_dir: Path,

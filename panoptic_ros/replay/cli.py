@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from panoptic_ros.cli_common import int_at_least, positive_float
+from panoptic_ros.inference.auto import BACKEND_SETTINGS
 from panoptic_ros.kinds import MODEL_KINDS
 
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--as-fast-as-possible", action="store_true",
                       help="live: send the next frame when the previous frame's output is back")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=BACKEND_SETTINGS, default="auto",
+                   help="inference backend (default auto: the one measured fastest on the device)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="inference precision (torch autocast; default fp32)")
     p.add_argument("--num-threads", type=int_at_least(0), default=0, help="CPU inference threads (0 = default)")
@@ -83,7 +85,8 @@ def summary_lines(report: dict) -> list[str]:
         return "-" if v is None else f"{v:.0f} ms"
 
     fps = "-" if f["throughput_fps"] is None else f"{f['throughput_fps']:.2f} fps"
-    lines = [f"{run.get('model') or '?'} {run['mode']}: {f['frames_sent']} frames sent, {f['frames_out']} outputs, "
+    lines = [f"{run.get('model') or '?'} {run['mode']} ({_backend_text(run)}): {f['frames_sent']} frames sent, "
+             f"{f['frames_out']} outputs, "
              f"{f['dropped']} dropped; latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])}, model p50 "
              f"{ms(model.get('p50'))}, {fps}"]
     drops = drop_text(report)
@@ -101,6 +104,13 @@ def summary_lines(report: dict) -> list[str]:
     lines += [f"  warning: {e}" for e in report["errors"]]
     lines.append(f"  report: {Path(report['out']) / 'report.html'}")
     return lines
+
+
+def _backend_text(run: dict) -> str:
+    """``onnxruntime fp32, auto``: the backend and precision that ran, and what was asked
+    for when the backend was chosen by ``auto``."""
+    text = f"{run.get('backend') or '?'} {run.get('precision') or '?'}"
+    return f"{text}, auto" if run.get("backend_requested") == "auto" else text
 
 
 def user_errors() -> tuple[type[Exception], ...]:

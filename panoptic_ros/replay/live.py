@@ -356,7 +356,8 @@ class LiveRunner:
         d = self._diag
         out = {"mode": self.mode, "node": self.node_topic, "input_topic": self.input_topic,
                "input_type": self.input_type, "input_reliability": self.input_reliability, "rate": "as fast as possible" if self.afap else self.rate,
-               "model": d.get("model"), "backend": d.get("backend"), "device": d.get("device"),
+               "model": d.get("model"), "backend": d.get("backend"), "backend_requested": d.get("backend_requested"),
+               "precision": d.get("precision"), "device": d.get("device"),
                "provider": d.get("provider"), "node_figures": self.node_figures(),
                "model_time_source": "node /diagnostics (last 200 frames)", "wall_s": self.wall_s}
         if self._log is not None:

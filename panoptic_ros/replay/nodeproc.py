@@ -57,7 +57,7 @@ class NodeSpec:
     name: str
     input_topic: str
     compressed: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "auto"
     precision: str = "fp32"
     num_threads: int = 0

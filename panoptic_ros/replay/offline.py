@@ -92,6 +92,7 @@ class OfflineRunner:
         if p is None:
             return {"mode": self.mode}
         return {"mode": self.mode, "model": p.kind, "weights": str(self.config.weights), "backend": p.backend_name,
+                "backend_requested": p.backend_choice.requested, "precision": p.precision,
                 "device": str(p.device), "provider": p.provider, "input_size": list(p.input_size),
                 "model_time_source": "Predictor timings (per frame)", "wall_s": self.wall_s}
 

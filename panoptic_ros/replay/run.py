@@ -28,6 +28,7 @@ from typing import Callable, Literal
 
 from panoptic_ros.checkpoint import checkpoint_paths
 from panoptic_ros.config import ConfigError
+from panoptic_ros.inference.auto import BACKEND_SETTINGS
 from panoptic_ros.replay.bag import BAG_FILE_SUFFIXES, BagError, BagSource, ReplayTopics, select_topics, stamp_text
 from panoptic_ros.replay.evaluate import score_outputs
 from panoptic_ros.replay.messages import output_topics
@@ -63,7 +64,7 @@ class ReplayOptions:
     rate: float = 1.0
     as_fast_as_possible: bool = False
     device: str = "auto"
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    backend: Literal[BACKEND_SETTINGS] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     num_threads: int = 0
     max_frames: int | None = None

@@ -125,7 +125,8 @@ class PanopticNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - anything else loading a model: report it, stay alive
             return self._configure_failed(f"{type(exc).__name__}: {exc}")
         p = self.predictor
-        self.get_logger().info(f"loaded {p.kind} from {config.weights}: {p.backend_name} on {p.provider}, "
+        self.get_logger().info(f"loaded {p.kind} from {config.weights}: backend {p.backend_choice.describe()} on "
+                               f"{p.provider}, {p.precision}, "
                                f"input_size [{p.input_size[0]}, {p.input_size[1]}]")  # [H, W], as in configs
         # Reliable with a few samples of history: a reliable subscriber that has not yet
         # acknowledged one output can still get it repaired after the next is published.
@@ -362,7 +363,9 @@ class PanopticNode(LifecycleNode):
         values = {"state": self.state_label, "enabled": self._enabled, **self.stats.snapshot()}
         p = self.predictor
         if p is not None:
-            values.update(model=p.kind, backend=p.backend_name, device=str(p.device), provider=p.provider)
+            values.update(model=p.kind, backend=p.backend_name, backend_requested=p.backend_choice.requested,
+                          backend_reason=p.backend_choice.reason, precision=p.precision, device=str(p.device),
+                          provider=p.provider)
         level, message = health(values, configure_error=self.configure_error, state=self.state_label,
                                 enabled=self._enabled)
         header = Header(stamp=self.get_clock().now().to_msg())

@@ -56,8 +56,9 @@ def test_spinning_or_not_the_predictor_gives_the_same_result(ciae, tmp_path):
 
 def test_int8_needs_the_onnxruntime_backend(ciae):
     with pytest.raises(ValueError, match="int8 needs backend onnxruntime"):
-        PredictorConfig(weights=ciae, precision="int8")
+        PredictorConfig(weights=ciae, backend="torch", precision="int8")
     assert PredictorConfig(weights=ciae, backend="onnxruntime", precision="int8").precision == "int8"
+    assert PredictorConfig(weights=ciae, precision="int8").backend == "auto"  # auto then picks onnxruntime
 
 
 def test_the_calibration_reader_feeds_each_frame_once_as_nchw_float():

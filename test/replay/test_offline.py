@@ -112,7 +112,9 @@ def test_cli_prints_the_summary_and_refuses_to_overwrite(tmp_path, scored_bag, t
             str(tmp_path / "r"), "--device", "cpu", "--max-frames", "2", "--no-gt", "--samples", "1"]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
-    assert "ciae offline: 2 frames sent, 2 outputs, 0 dropped" in printed and "ground truth ignored" in printed
+    # the backend and precision that ran (--backend auto, the default, chose it on the CPU)
+    assert "ciae offline (onnxruntime fp32, auto): 2 frames sent, 2 outputs, 0 dropped" in printed
+    assert "ground truth ignored" in printed
     assert cli.main(args) == cli.EXIT_ERROR
     assert "already holds bag" in capsys.readouterr().err
     assert cli.main(args + ["--force"]) == 0

@@ -234,7 +234,10 @@ def test_diagnostics_report_rates_latency_drops_and_the_device(node, probe, spin
         "frames_received": 3, "frames_processed": 3, "frames_dropped": 0, "frames_rejected": 0,
         "frames_paused": 0, "inference_errors": 0}
     assert status.level == DiagnosticStatus.OK and status.hardware_id == "cpu"
-    assert (values["device"], values["backend"], values["model"]) == ("cpu", "torch", "ciae")
+    # backend auto (the default) resolved on the CPU, and why
+    assert (values["device"], values["backend"], values["model"]) == ("cpu", "onnxruntime", "ciae")
+    assert (values["backend_requested"], values["precision"]) == ("auto", "fp32")
+    assert "measured fastest" in values["backend_reason"]
     # model time is part of each frame's latency, so every percentile of it is below the
     # same percentile of the latency; percentiles grow with q
     latency = [float(values[f"latency_p{q}_ms"]) for q in (50, 90, 99)]

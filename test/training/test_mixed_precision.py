@@ -124,7 +124,7 @@ def test_an_fp16_autocast_step_at_full_size_gives_finite_losses():
 @pytest.mark.parametrize("kind", ["panonet", "ciae"])
 def test_bf16_predictions_agree_with_float32(kind):
     def predictor(precision):
-        return Predictor.from_config(PredictorConfig(weights=default_weights(kind), device="cpu",
+        return Predictor.from_config(PredictorConfig(weights=default_weights(kind), device="cpu", backend="torch",
                                                      precision=precision, input_size=(256, 512)))
 
     # At least 99 % of the pixels of the 5 frames agree, and every frame at least 97 %
