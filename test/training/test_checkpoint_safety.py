@@ -161,8 +161,8 @@ def test_full_state_restores_model_optimizer_and_rng(tmp_path):
     fresh = tiny_model()
     fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.01, momentum=0.9)
     torch.manual_seed(99)
-    progress, config = load_training_checkpoint(folder, model=fresh, optimizer=fresh_optimizer)
-    assert progress == Progress(7, 1, 3, 0.0) and config == {"a": 1}
+    progress, config, batch = load_training_checkpoint(folder, model=fresh, optimizer=fresh_optimizer)
+    assert progress == Progress(7, 1, 3, 0.0) and config == {"a": 1} and batch is None
     assert torch.equal(torch.rand(3), expected_draw)
     train_a_little(fresh, fresh_optimizer)
     for key, value in fresh.state_dict().items():
