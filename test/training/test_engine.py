@@ -5,6 +5,7 @@ import torch
 
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.sync_count import count_torch
 from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_steps
@@ -27,9 +28,9 @@ def batches(count, batch_size=2):
             for b in range(count)]
 
 
-def context(model, device, **kwargs):
+def context(model, device, loss=PanoNetLossConfig(), **kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return StepContext(loss_fn=training_kind("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
+    return StepContext(loss_fn=training_kind("panonet").loss_fn(loss), optimizer=optimizer,
                        set_lr=lambda step: 0.01, total_steps=10, device=device, **kwargs)
 
 
@@ -77,12 +78,28 @@ def test_non_finite_input_stops_before_any_weight_changes():
     model = tiny_panonet()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = batches(1)
+    data[0].images = data[0].images.float()     # float images still go through unchanged
     data[0].images[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"loss term 'semantic_ce_4' is nan at step 7"):
         train_steps(model, data, context(model, torch.device("cpu")), step=7, stop_step=8)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var",
                                                                                    "num_batches_tracked")))
+
+
+def test_a_training_step_reads_the_device_on_the_host_once():
+    # The real PanoNet and its semantic-stage loss (instance_weight 0, a shipped recipe),
+    # accumulating 2 micro-batches with gradient clipping: 4 steps, 2 of them logging.
+    # Each step's one read is the loss terms (with the gradient norm when logging).
+    model = tiny_panonet()
+    logged = []
+    ctx = context(model, torch.device("cpu"), loss=PanoNetLossConfig(instance_weight=0.0), accumulate=2,
+                  grad_clip=5.0, log_every=2, on_log=lambda step, values: logged.append((step, values)))
+    data = batches(8, batch_size=1)
+    with count_torch() as counts:
+        assert train_steps(model, data, ctx, step=0, stop_step=4) == 4
+    assert [step for step, _ in logged] == [2, 4] and logged[-1][1]["grad_norm"] > 0
+    assert counts.host_reads == 4 and counts.reads_by_op == {"tolist": 4}, counts.reads_by_op
 
 
 def test_evaluate_scores_perfect_and_partial_predictions():

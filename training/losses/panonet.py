@@ -127,7 +127,7 @@ def panonet_losses(
         instance = align_target(_get(targets, f"instance_{stride}", "targets"), tuple(embedding.shape[-2:]),
                                 fill=0, name=f"instance_{stride}")
         ce = semantic_cross_entropy(logits, semantic.to(logits.device), class_weights=config.class_weights,
-                                    ignore_index=config.ignore_index)
+                                    ignore_index=config.ignore_index, check_labels=False)
         inst = lam * config.instance_weight
         if inst == 0:  # e.g. the semantic-only stage: skip the work, keep a (zero) graph for DDP
             zero = embedding.sum() * 0.0
