@@ -7,7 +7,7 @@ from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
 from panoptic_ros.sync_count import count_torch
 from panoptic_ros.synthstreet.scene import generate_scene
-from panoptic_ros.training.datasets.loader import PanopticCollate
+from panoptic_ros.training.datasets.loader import Batch, PanopticCollate
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_steps
 from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig
@@ -100,6 +100,26 @@ def test_a_training_step_reads_the_device_on_the_host_once():
         assert train_steps(model, data, ctx, step=0, stop_step=4) == 4
     assert [step for step, _ in logged] == [2, 4] and logged[-1][1]["grad_norm"] > 0
     assert counts.host_reads == 4 and counts.reads_by_op == {"tolist": 4}, counts.reads_by_op
+
+
+def test_uint8_batches_train_exactly_as_the_float32_collation_did():
+    # The old collation gave float32 images; now uint8, converted on the device. On one
+    # fixed batch the step's loss terms and the weights after it agree to 0 (tolerance 0:
+    # uint8 -> float32 is exact, and the same float32 ops follow).
+    (batch,) = batches(1)
+    samples = batch.samples
+    old = Batch(torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float().contiguous(),
+                batch.targets, samples)
+    assert batch.images.dtype == torch.uint8 and torch.equal(batch.images.float(), old.images)
+    results = []
+    for data in (batch, old):
+        model, logged = tiny_panonet(), []
+        train_steps(model, [data], context(model, torch.device("cpu"), grad_clip=5.0,
+                                           on_log=lambda step, values: logged.append(values)), step=0, stop_step=1)
+        results.append((logged[0], model.state_dict()))
+    (new_values, new_weights), (old_values, old_weights) = results
+    assert new_values == old_values and new_values["loss"] > 0
+    assert all(torch.equal(new_weights[k], old_weights[k]) for k in old_weights)
 
 
 def test_evaluate_scores_perfect_and_partial_predictions():
