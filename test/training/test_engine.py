@@ -88,17 +88,19 @@ def test_non_finite_input_stops_before_any_weight_changes():
 
 
 def test_a_training_step_reads_the_device_on_the_host_once():
-    # The real PanoNet and its semantic-stage loss (instance_weight 0, a shipped recipe),
-    # accumulating 2 micro-batches with gradient clipping: 4 steps, 2 of them logging.
-    # Each step's one read is the loss terms (with the gradient norm when logging).
+    # The real PanoNet and its full loss (the discriminative terms take their slots from
+    # the collate), accumulating 2 micro-batches with gradient clipping: 4 steps, 2 of
+    # them logging. Each step's one read is the loss terms (with the gradient norm when
+    # logging).
     model = tiny_panonet()
     logged = []
-    ctx = context(model, torch.device("cpu"), loss=PanoNetLossConfig(instance_weight=0.0), accumulate=2,
-                  grad_clip=5.0, log_every=2, on_log=lambda step, values: logged.append((step, values)))
+    ctx = context(model, torch.device("cpu"), accumulate=2, grad_clip=5.0, log_every=2,
+                  on_log=lambda step, values: logged.append((step, values)))
     data = batches(8, batch_size=1)
     with count_torch() as counts:
         assert train_steps(model, data, ctx, step=0, stop_step=4) == 4
     assert [step for step, _ in logged] == [2, 4] and logged[-1][1]["grad_norm"] > 0
+    assert logged[-1][1]["instance_var_4"] > 0 and data[0].targets["instance_slots"] > 1
     assert counts.host_reads == 4 and counts.reads_by_op == {"tolist": 4}, counts.reads_by_op
 
 

@@ -36,7 +36,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from panoptic_ros.labels import get_label_space
 from panoptic_ros.sample import Sample
-from panoptic_ros.training.targets import ciae_targets, panonet_targets
+from panoptic_ros.training.targets import INSTANCE_SLOTS, ciae_targets, instance_slots_of, panonet_targets
 from panoptic_ros.types import VOID
 
 TargetKind = Literal["panonet", "ciae"]
@@ -54,19 +54,24 @@ class Batch:
             collate, pin and copy to the device; the training step converts it there,
             ``engine.float_images``, and the models normalise it).
         targets: stacked target tensors (B, ...) by name; the keys in ``PER_IMAGE_KEYS``
-            are lists of B tensors. Empty when the collate builds no targets.
+            are lists of B tensors; plain ints are batch facts known on the host
+            (``instance_slots`` of PanoNet targets). Empty when the collate builds no targets.
         samples: the B original (unpadded) samples, e.g. ground truth for evaluation.
 
     A batch unpacks as ``images, targets = batch`` (what a training step consumes).
     """
 
     images: torch.Tensor
-    targets: dict[str, torch.Tensor | list[torch.Tensor]] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor | list[torch.Tensor] | int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Batch":
-        targets = {k: [fn(t) for t in v] if isinstance(v, list) else fn(v) for k, v in self.targets.items()}
-        return Batch(fn(self.images), targets, self.samples)
+        def apply(value):
+            if isinstance(value, list):
+                return [fn(t) for t in value]
+            return fn(value) if isinstance(value, torch.Tensor) else value
+
+        return Batch(fn(self.images), {k: apply(v) for k, v in self.targets.items()}, self.samples)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Images and targets moved to ``device`` (samples stay numpy)."""
@@ -123,7 +128,10 @@ class PanopticCollate:
                 images[i, channel, :h, :w].copy_(torch.from_numpy(plane))
             if self.targets is not None:
                 per_image.append(self._targets(sample, height, width))
-        return Batch(images, _stack(per_image), list(samples))
+        targets = _stack(per_image)
+        if self.targets == "panonet":
+            targets[INSTANCE_SLOTS] = instance_slots_of(per_image)
+        return Batch(images, targets, list(samples))
 
     def _targets(self, sample: Sample, height: int, width: int) -> dict[str, np.ndarray]:
         target = sample.target
