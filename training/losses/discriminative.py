@@ -78,13 +78,14 @@ def discriminative_loss(
     x = embedding.permute(0, 2, 3, 1).reshape(-1, e)                                         # (B*h*w, E)
     fg = (instance > 0).reshape(-1)
     slot = (instance + slots * torch.arange(b, device=instance.device).view(b, 1, 1)).reshape(-1)
-    count = x.new_zeros(b * slots).index_add_(0, slot, fg.to(x.dtype))                      # (B*S,)
+    weight = fg.to(x.dtype)     # the unlabelled pixels (slot 0 of each image) count for nothing
+    count = x.new_zeros(b * slots).index_add_(0, slot, weight)                                # (B*S,)
     present = count > 0                                                                      # background: 0
     mean = x.new_zeros(b * slots, e).index_add_(0, slot, x) / count.clamp(min=1).unsqueeze(1)  # (B*S, E)
     clusters = present.view(b, slots).sum(1)                                                 # (B,)
 
-    pull = (torch.linalg.vector_norm(mean[slot] - x, dim=1) - delta_v).clamp(min=0) ** 2
-    pull = x.new_zeros(b * slots).index_add_(0, slot, torch.where(fg, pull, 0)) / count.clamp(min=1)
+    pull = torch.relu(torch.linalg.vector_norm(mean.index_select(0, slot) - x, dim=1) - delta_v).square()
+    pull = x.new_zeros(b * slots).index_add_(0, slot, pull * weight) / count.clamp(min=1)
     var = _mean_over_images(pull.view(b, slots).sum(1) / clusters.clamp(min=1), clusters > 0)
 
     reg = torch.where(present, (torch.linalg.vector_norm(mean, dim=1) - delta_r).clamp(min=0) ** 2, 0)
