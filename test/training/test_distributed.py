@@ -358,3 +358,50 @@ def test_resume_on_one_process_at_the_same_global_batch_continues_a_two_process_
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert resumed[step] == pytest.approx(expected[step], rel=1e-4), step
+
+
+def count_step_reads(rank: int, world_size: int, config_path: str, result_dir: str, port: int) -> None:
+    """Host reads of 3 DDP training steps (the loader's pass started outside the count)."""
+    import itertools
+    from pathlib import Path
+
+    from panoptic_ros.sync_count import count_torch
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.config import load_train_config
+    from panoptic_ros.training.data import build_train_loader, seed_everything
+    from panoptic_ros.training.engine import train_steps
+    from panoptic_ros.training.logs import RunLogger
+    from panoptic_ros.training.optim import build_optimizer
+    from panoptic_ros.training.train import prepare_model, step_context
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    config = load_train_config(config_path, ["optimizer.grad_clip=5.0", "runtime.log_every=2"])
+    dist = distributed.init_distributed("cpu")
+    try:
+        seed_everything(config.runtime.seed)
+        module, model, _ = prepare_model(config, dist)
+        loader, sampler = build_train_loader(config, dist)
+        ctx = step_context(config, build_optimizer(model, config.optimizer), None, None, dist,
+                           RunLogger(".", enabled=False))
+        sampler.set_position(0, 0)
+        # A pass reads two CPU tensors as it starts (the DataLoader's seed, the epoch's
+        # order): not device reads, and once per pass; they stay outside the count.
+        batches = iter(loader)
+        batches = itertools.chain([next(batches)], batches)
+        with count_torch() as counts:
+            assert train_steps(module, batches, ctx, step=0, stop_step=STEPS) == STEPS
+        (Path(result_dir) / f"reads{rank}").write_text(f"{counts.host_reads} {dict(counts.reads_by_op)}")
+    finally:
+        distributed.shutdown_distributed()
+
+
+@pytest.mark.timeout(180)
+def test_a_ddp_training_step_reads_the_device_on_the_host_once(tmp_path):
+    # 2 gloo processes, the full PanoNet loss, clipping; 3 steps, 2 of them logging.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_PANONET))
+    mp.spawn(count_step_reads, args=(2, str(config), str(tmp_path), free_port()), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"reads{rank}").read_text() == f"{STEPS} {{'tolist': {STEPS}}}"
