@@ -167,3 +167,17 @@ def test_full_state_restores_model_optimizer_and_rng(tmp_path):
     train_a_little(fresh, fresh_optimizer)
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, expected_weights[key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rng_state_is_this_processs_gpus_only():
+    torch.zeros(1, device="cuda")                        # CUDA initialised: its state is captured
+    state = capture_rng()
+    assert isinstance(state["cuda"], torch.Tensor)       # the current GPU's, not every GPU's
+    expected = torch.rand(3, device="cuda")
+    restore_rng(state)
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
+    # older checkpoints: one state per GPU of rank 0's node; more than this machine has
+    restore_rng({**state, "cuda": [state["cuda"]] * (torch.cuda.device_count() + 1)})
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
