@@ -4,8 +4,8 @@ Both backends take an (H, W, 3) uint8 RGB image already at the model's input siz
 return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
 which is what the post-processing functions take.
 
-- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 weights (cast once), channels-last
-  memory format and ``torch.compile``.
+- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast (with the weights cast
+  once), channels-last memory format and ``torch.compile``.
 - :class:`OnnxRuntimeBackend`: an exported ``.onnx`` on the first usable provider of an
   ordered list (TensorRT, CUDA, CPU, ...) among ``onnxruntime.get_available_providers()``.
 """
@@ -125,10 +125,10 @@ class TorchBackend:
     Args:
         model: the network (eval-mode ``forward`` returns ``OUTPUT_NAMES -> Tensor``).
         device: where it runs.
-        precision: ``fp32``, or ``bf16`` / ``fp16`` on any device: a copy of the model
-            with its weights and buffers cast once (autocast would cast every weight
-            again on every call), fed the frame in that dtype; floating outputs come back
-            as float32. The caller's ``model`` is left as it was.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on any device, on a copy of
+            the model whose convolution and linear weights are cast once
+            (:func:`cast_weights`); floating outputs come back as float32. The caller's
+            ``model`` is left as it was.
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: ``torch.compile`` the model (True: the default inductor backend, or a
             backend name such as ``"eager"``); the first call is slow.
@@ -150,7 +150,7 @@ class TorchBackend:
             torch.backends.cudnn.benchmark = True   # one input size per predictor: tune once
         self.channels_last = channels_last
         if self.dtype is not torch.float32:
-            model = copy.deepcopy(model).to(self.dtype)
+            model = cast_weights(model, self.dtype)
         model = model.to(device).eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -165,15 +165,15 @@ class TorchBackend:
         """(H, W, 3) uint8 RGB -> raw outputs with batch size 1."""
         # Moving uint8 to the device and converting there is 4x less transfer; the HWC
         # array permuted to NCHW is already laid out channels-last.
-        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).to(self.dtype)
+        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).float()
         return self.run_tensor(x)
 
     @torch.inference_mode()
     def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(1, 3, H, W) float RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
-        x = x.to(dtype=self.dtype, memory_format=torch.channels_last if self.channels_last
-                 else torch.contiguous_format)
-        outputs = self._model(x)
+        """(1, 3, H, W) float32 RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32):
+            outputs = self._model(x)
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 
     def synchronize(self) -> None:
@@ -188,6 +188,21 @@ class TorchBackend:
     def close(self) -> None:
         self._model = None
         self.release_cache()
+
+
+def cast_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` whose convolution and linear weights and biases are in ``dtype``.
+
+    Autocast casts them to its dtype on every call (in inference mode it caches nothing);
+    a tensor that already has that dtype it passes as it is. So under autocast the copy
+    computes exactly what ``model`` does, without the per-call copies of the weights.
+    Normalisation layers and buffers keep their dtype, as autocast keeps them.
+    """
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            module.to(dtype)
+    return model
 
 
 def select_providers(requested: Sequence[str], available: Sequence[str], *, device: torch.device,
