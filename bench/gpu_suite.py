@@ -12,7 +12,7 @@ figures):
 2. ``gpu_tests``: the ``gpu``-marked pytest tests (subprocess; skipped with ``--quick``).
 3. ``latency``: PanoNet (shipped weights; paper size) and CIAE (paper size): stage
    p50/p90 (upload, model, post-processing incl. the copy back, end to end) in fp32,
-   fp16 and bf16 autocast, channels_last and compiled; CUDA events on a GPU, ``perf_counter`` on the CPU.
+   fp16 and bf16 autocast (weights cast once), channels_last and compiled; CUDA events on a GPU, ``perf_counter`` on the CPU.
 4. ``fp16_agreement``: fp16 vs fp32 panoptic maps (pixel agreement) on a GPU.
 5. ``postprocess``: PanoNet post-processing per frame (ms) and its host reads / torch
    calls per frame, on the device.

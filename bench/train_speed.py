@@ -47,7 +47,7 @@ from panoptic_ros.training.config import TrainConfig, train_config_from_dict
 from panoptic_ros.training.data import synthstreet
 from panoptic_ros.training.datasets.loader import PanopticCollate
 from panoptic_ros.training.datasets.transforms import TransformedDataset, standard_train_transform
-from panoptic_ros.training.engine import to_float32
+from panoptic_ros.training.engine import float_images, to_float32
 from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.optim import build_optimizer, clip_gradients
 
@@ -124,6 +124,7 @@ class Trainer:
         samples = [self.dataset[(step * self.batch + j) % len(self.dataset)] for j in range(self.batch)]
         lap()
         images, targets = self.collate(samples)
+        images = float_images(images)
         lap()
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -126,18 +126,14 @@ def from_rank0(value: Any) -> Any:
     return box[0]
 
 
-def mean_across_ranks(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Average scalar tensors over all processes (one all-reduce); plain floats back.
+def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over all processes (one all-reduce, on their device: no host read).
 
     Every rank gets the same numbers, so a decision taken on them (e.g. stopping on a
     non-finite loss) is taken by all ranks together.
     """
-    if not values:
-        return {}
-    names = list(values)
-    stacked = torch.stack([values[n].detach().float().reshape(()) for n in names])
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(stacked)
-        stacked /= dist.get_world_size()
-    return dict(zip(names, stacked.cpu().tolist()))
-
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+    return values

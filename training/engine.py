@@ -64,9 +64,14 @@ def train_steps(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: 
     """Train on ``batches`` (micro-batches, ``ctx.accumulate`` per step) until they run out
     or ``stop_step`` is reached; returns the number of optimizer steps completed so far.
 
+    A step reads device values on the host once: the rank-averaged loss terms (with the
+    gradient norm on logging steps), for the non-finite check before the optimizer steps.
+    (A float16 ``GradScaler`` reads its inf flag once more, inside ``scaler.step``.)
+
     Raises:
         NonFiniteLossError: a loss term is NaN/inf (names the term and the step); the
-            check uses rank-averaged values, so every process stops together.
+            check uses rank-averaged values, so every process stops together, before
+            the optimizer changes any weight.
     """
     model.train()
     stream = iter(batches)
@@ -75,10 +80,12 @@ def train_steps(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: 
         if micro is None:
             break
         lr = ctx.set_lr(step)
-        terms = _accumulate_gradients(model, micro, ctx, step)
+        logging = (step + 1) % ctx.log_every == 0 or step + 1 == stop_step
+        names, terms = _accumulate_gradients(model, micro, ctx, step)
         if ctx.scaler is not None:
             ctx.scaler.unscale_(ctx.optimizer)
-        grad_norm = clip_gradients(model.parameters(), ctx.grad_clip)
+        grad_norm = clip_gradients(model.parameters(), ctx.grad_clip, measure=logging)
+        values, norm = _read_step(names, terms, grad_norm if logging else None, step, ctx.optimizer)
         if ctx.scaler is not None:
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
@@ -86,8 +93,8 @@ def train_steps(model: nn.Module, batches: Iterable, ctx: StepContext, *, step: 
             ctx.optimizer.step()
         ctx.optimizer.zero_grad(set_to_none=True)
         step += 1
-        if step % ctx.log_every == 0 or step == stop_step:
-            ctx.on_log(step, {**terms, "loss": sum(terms.values()), "lr": lr, "grad_norm": grad_norm})
+        if logging:
+            ctx.on_log(step, {**values, "loss": sum(values.values()), "lr": lr, "grad_norm": norm})
     return step
 
 
@@ -101,13 +108,18 @@ def _take(stream: Iterator, count: int) -> list | None:
     return None
 
 
-def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContext, step: int) -> dict[str, float]:
-    """Forward/backward every micro-batch; returns the loss terms averaged over them and
-    over all ranks. DDP synchronises gradients only on the last micro-batch."""
-    totals: dict[str, float] = {}
+def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContext,
+                          step: int) -> tuple[list[str], torch.Tensor]:
+    """Forward/backward every micro-batch; DDP synchronises gradients on the last only.
+
+    Returns:
+        The loss term names and their values, (T,) float32 on the device, averaged over
+        the micro-batches and all ranks (no host read).
+    """
+    total: torch.Tensor | None = None
     progress = step / ctx.total_steps
     for i, (images, targets) in enumerate(micro_batches):
-        images = images.to(ctx.device, non_blocking=True)
+        images = float_images(images.to(ctx.device, non_blocking=True))
         targets = move_to(targets, ctx.device)
         last = i == len(micro_batches) - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
@@ -117,16 +129,38 @@ def _accumulate_gradients(model: nn.Module, micro_batches: list, ctx: StepContex
             if ctx.amp_dtype is not None:
                 outputs = to_float32(outputs)
             losses = ctx.loss_fn(outputs, targets, progress)
-            values = mean_across_ranks(losses)
-            bad = [name for name, value in values.items() if not math.isfinite(value)]
-            if bad:
-                raise NonFiniteLossError(f"loss term {bad[0]!r} is {values[bad[0]]} at step {step} "
-                                         f"(all terms: {values}); stopping")
-            total = sum(losses.values()) / len(micro_batches)
-            (ctx.scaler.scale(total) if ctx.scaler is not None else total).backward()
-        for name, value in values.items():
-            totals[name] = totals.get(name, 0.0) + value / len(micro_batches)
-    return totals
+            loss = sum(losses.values()) / len(micro_batches)
+            (ctx.scaler.scale(loss) if ctx.scaler is not None else loss).backward()
+        terms = torch.stack([value.detach().float().reshape(()) for value in losses.values()])
+        total = terms if total is None else total + terms
+    return list(losses), mean_across_ranks(total / len(micro_batches))
+
+
+def _read_step(names: list[str], terms: torch.Tensor, grad_norm: torch.Tensor | None, step: int,
+               optimizer: torch.optim.Optimizer) -> tuple[dict[str, float], float | None]:
+    """The step's one host read: loss terms (T,) and, when given, the gradient norm.
+
+    Returns:
+        ``{term: value}`` and the gradient norm (None when not given).
+    Raises:
+        NonFiniteLossError: a term is NaN/inf; the gradients are dropped first.
+    """
+    read = torch.cat([terms, grad_norm.reshape(1).to(terms)]) if grad_norm is not None else terms
+    numbers = read.tolist()
+    values = dict(zip(names, numbers))
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"loss term {bad[0]!r} is {values[bad[0]]} at step {step} "
+                                 f"(all terms: {values}); stopping")
+    return values, numbers[-1] if grad_norm is not None else None
+
+
+def float_images(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images as float32 on their device: batches arrive as uint8 (a quarter
+    of the bytes to collate, pin and copy), the models take float RGB in [0, 255] and
+    normalise it themselves."""
+    return images.float() if not images.is_floating_point() else images
 
 
 def _autocast(ctx: StepContext):

@@ -150,11 +150,19 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, backbone: Sequenc
     return torch.optim.AdamW(groups, lr=config.lr, eps=config.eps)
 
 
-def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float) -> float:
-    """Clip the global gradient norm when ``max_norm > 0``; returns the norm before clipping."""
+def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, *, measure: bool = True) -> torch.Tensor | None:
+    """Clip the global gradient norm when ``max_norm > 0``.
+
+    Returns:
+        The global norm before clipping, a 0-dim tensor on the gradients' device (read on
+        the host only by whoever needs the number); None when there is nothing to clip
+        and ``measure`` is off (no norm is computed then), zero without gradients.
+    """
     params = [p for p in parameters if p.grad is not None]
     if not params:
-        return 0.0
+        return torch.zeros(())
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if not measure:
+        return None
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))

@@ -16,10 +16,55 @@ on where a run was resumed either.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from dataclasses import asdict, dataclass
+from typing import Iterator, Mapping
 
 import torch
 from torch.utils.data import Sampler
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """Samples per optimizer step: ``batch_size`` per micro-batch x ``world_size``
+    processes x ``accumulate`` micro-batches. Recorded in every training checkpoint: a
+    resume on another number of processes must keep it (by changing ``accumulate``).
+
+    Attributes:
+        batch_size: samples per micro-batch and process (``data.batch_size``).
+        world_size: number of processes.
+        accumulate: micro-batches per optimizer step (``optimizer.accumulate``).
+    """
+
+    batch_size: int
+    world_size: int
+    accumulate: int
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.world_size, self.accumulate) < 1:
+            raise ValueError(f"GlobalBatch: every factor must be >= 1, got {self}")
+
+    @property
+    def samples(self) -> int:
+        return self.batch_size * self.world_size * self.accumulate
+
+    def describe(self) -> str:
+        """e.g. ``4 (batch 1 x 2 processes x accumulate 2)``."""
+        plural = "es" if self.world_size > 1 else ""
+        return (f"{self.samples} (batch {self.batch_size} x {self.world_size} process{plural} "
+                f"x accumulate {self.accumulate})")
+
+    def accumulate_for(self, world_size: int) -> int | None:
+        """The ``accumulate`` that keeps this global batch on ``world_size`` processes with
+        the same ``batch_size`` (None where none does)."""
+        per_step = self.batch_size * world_size
+        return self.samples // per_step if self.samples % per_step == 0 else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "samples": self.samples}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "GlobalBatch":
+        return cls(int(data["batch_size"]), int(data["world_size"]), int(data["accumulate"]))
 
 
 class DistributedStepSampler(Sampler[list[int]]):

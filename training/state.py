@@ -8,8 +8,11 @@ A training checkpoint is a folder ``<out>/checkpoints/step_<N>/`` holding
 - ``state.safetensors``: every tensor of the training state (optimizer moments, torch RNG
   states) under flat names such as ``optimizer.state.3.momentum_buffer``;
 - ``state.json``: everything else (step, epoch, position in the epoch's data order,
-  optimizer hyper-parameters, python/numpy RNG states, AMP scaler, the training config)
-  and the sha256 of every other file.
+  optimizer hyper-parameters, python/numpy RNG states, AMP scaler, the training config,
+  the global batch and number of processes) and the sha256 of every other file.
+
+RNG states are stored per rank (each rank's python, numpy, torch CPU and own GPU
+generator), and each rank restores its own; a resume on fewer processes drops the rest.
 
 The folder is assembled under a hidden temporary name and renamed into place, so a killed
 process never leaves a partial checkpoint, and resuming picks the newest complete one.
@@ -28,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +39,7 @@ from torch import nn
 
 from panoptic_ros.checkpoint import (CheckpointError, atomic_write_bytes, foreign_file_kind, read_tagged_json,
                                      read_weights, save_checkpoint, sha256_file)
+from panoptic_ros.training.sampling import GlobalBatch
 
 STATE_FORMAT = "panoptic_ros.train_state/1"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -102,10 +106,11 @@ def _unflatten(value: Any, tensors: Mapping[str, torch.Tensor], where: str) -> A
 # ---- RNG ------------------------------------------------------------------------------
 
 def capture_rng() -> dict:
-    """RNG states of python, numpy, torch (and CUDA when present)."""
+    """RNG states of python, numpy, torch's CPU generator and, where CUDA is in use, this
+    process's GPU (the current device: each rank stores its own, never its node's others)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -116,8 +121,22 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list):  # older checkpoints: rank 0's node, one state per GPU
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
+
+
+def rng_of_rank(states: Sequence[Mapping[str, Any]], rank: int) -> Mapping[str, Any]:
+    """The RNG states rank ``rank`` restores from the per-rank ``states`` of a checkpoint.
+
+    A rank the checkpoint has no states for (a resume on more processes than were saved)
+    takes rank 0's, as every rank of a fresh run starts from the same seed.
+    """
+    return states[rank] if rank < len(states) else states[0]
 
 
 @contextmanager
@@ -136,6 +155,7 @@ def save_training_checkpoint(
     out_dir: Path, *, model: nn.Module, model_config: Any, optimizer: torch.optim.Optimizer,
     progress: Progress, scaler: torch.amp.GradScaler | None = None, postprocess: Mapping | None = None,
     config: Mapping | None = None, metadata: Mapping | None = None, keep: int = 2,
+    rng_states: Sequence[Mapping] | None = None, global_batch: GlobalBatch | None = None,
 ) -> Path:
     """Write ``<out_dir>/checkpoints/step_<N>/`` atomically; returns the folder.
 
@@ -150,6 +170,9 @@ def save_training_checkpoint(
         config: the full training config as plain data (checked on resume).
         metadata: free JSON data stored in ``model.json``.
         keep: number of newest checkpoints kept (older ones are deleted).
+        rng_states: every rank's :func:`capture_rng`, in rank order (default: this
+            process's only).
+        global_batch: the batch each optimizer step takes, with the number of processes.
     """
     root = Path(out_dir) / "checkpoints"
     final = root / f"step_{progress.step:08d}"
@@ -162,7 +185,8 @@ def save_training_checkpoint(
     body = {
         "progress": dataclasses.asdict(progress),
         "optimizer": _flatten(optimizer.state_dict(), "optimizer", tensors),
-        "rng": _flatten(capture_rng(), "rng", tensors),
+        "rng": _flatten(list(rng_states or [capture_rng()]), "rng", tensors),
+        "global_batch": global_batch.to_dict() if global_batch is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "config": config or {},
     }
@@ -294,12 +318,28 @@ def read_training_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return body, read_weights(folder / "state.safetensors")
 
 
-def load_training_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                             scaler: torch.amp.GradScaler | None = None) -> tuple[Progress, dict]:
-    """Restore model, optimizer, scaler and RNG states from ``folder``.
+class Restored(NamedTuple):
+    """What :func:`load_training_checkpoint` hands back besides the restored objects.
 
-    Returns:
-        The :class:`Progress` to continue from and the stored training config (plain data).
+    Attributes:
+        progress: where training continues.
+        config: the training config the checkpoint was written with (plain data).
+        global_batch: its global batch and process count (None: written before they
+            were recorded).
+    """
+
+    progress: Progress
+    config: dict
+    global_batch: GlobalBatch | None
+
+
+def load_training_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                             scaler: torch.amp.GradScaler | None = None, rank: int = 0) -> Restored:
+    """Restore model, optimizer, scaler and this rank's RNG states from ``folder``.
+
+    Args:
+        rank: this process's rank: it restores the RNG states that rank saved (see
+            :func:`rng_of_rank`).
     Raises:
         CheckpointError: a missing, truncated, foreign or mismatching file (named).
     """
@@ -315,7 +355,9 @@ def load_training_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch
         raise CheckpointError(f"{folder}: checkpoint does not fit this model/optimizer ({exc})") from None
     if scaler is not None and body.get("scaler"):
         scaler.load_state_dict(body["scaler"])
-    restore_rng(_unflatten(body["rng"], tensors, str(folder)))
+    rng = _unflatten(body["rng"], tensors, str(folder))
+    restore_rng(rng_of_rank(rng if isinstance(rng, list) else [rng], rank))   # a dict: rank 0's only (older)
     p = body["progress"]
     progress = Progress(int(p["step"]), int(p["epoch"]), int(p["batch_in_epoch"]), float(p.get("elapsed_s", 0.0)))
-    return progress, body.get("config", {})
+    batch = body.get("global_batch")
+    return Restored(progress, body.get("config", {}), GlobalBatch.from_dict(batch) if batch else None)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -107,6 +108,17 @@ def panonet_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str
         out[f"semantic_{stride}"] = coarse.semantic_map(label_space).astype(np.int64)
         out[f"instance_{stride}"] = coarse.instance_map().astype(np.int64)
     return out
+
+
+INSTANCE_SLOTS = "instance_slots"
+"""Batch target key of :func:`instance_slots_of` (a plain int)."""
+
+
+def instance_slots_of(per_image: Sequence[Mapping[str, np.ndarray]]) -> int:
+    """1 + the largest instance number in a batch of :func:`panonet_targets` (every
+    stride): computed on the host with the targets, so the discriminative loss reads
+    nothing back from the device."""
+    return 1 + max(int(t[f"instance_{s}"].max(initial=0)) for t in per_image for s in GUIDANCE_STRIDES)
 
 
 def ciae_targets(target: PanopticResult, label_space: LabelSpace) -> dict[str, np.ndarray]:

@@ -45,9 +45,9 @@ from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.logs import RunLogger
 from panoptic_ros.training.optim import build_optimizer, set_learning_rate
 from panoptic_ros.training.run_dir import claim_run_dir
-from panoptic_ros.training.sampling import DistributedStepSampler
-from panoptic_ros.training.state import (Progress, Resume, load_training_checkpoint, remove_partial_checkpoints,
-                                         save_training_checkpoint)
+from panoptic_ros.training.sampling import DistributedStepSampler, GlobalBatch
+from panoptic_ros.training.state import (Progress, Resume, capture_rng, load_training_checkpoint,
+                                         remove_partial_checkpoints, save_training_checkpoint)
 
 # Bad input (config, checkpoint, path) exits 2 as panoptic-eval does; a run that diverged, 1.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
@@ -123,8 +123,11 @@ def start_run(config: TrainConfig, out_dir: Path, resume: Resume, dist: distribu
     progress, sessions = Progress(), [command]
     folder = resume_choice(resume, out_dir, dist)
     if folder is not None:
-        progress, stored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler)
-        _check_same_recipe(stored, config, folder)
+        restored = load_training_checkpoint(folder, model=model, optimizer=optimizer, scaler=scaler, rank=dist.rank)
+        progress = restored.progress
+        _check_same_recipe(restored.config, config, folder, same_world=restored.global_batch is None)
+        if restored.global_batch is not None:
+            check_global_batch(restored.global_batch, global_batch(config, dist), folder)
         sessions = _earlier_sessions(folder) + sessions
     if dist.is_main:
         remove_partial_checkpoints(out_dir)
@@ -179,14 +182,40 @@ def train_to(run: Run, stop_step: int) -> None:
 
 
 def save_progress(run: Run) -> None:
-    """A resumable checkpoint of the run (rank 0 writes it; the others wait)."""
+    """A resumable checkpoint of the run (rank 0 writes it with every rank's RNG states;
+    the others wait)."""
+    rng_states = distributed.all_objects(capture_rng())
     if run.dist.is_main:
-        config = run.config
+        config, batch = run.config, global_batch(run.config, run.dist)
         save_training_checkpoint(
             run.out_dir, model=run.model, model_config=config.model, optimizer=run.steps.optimizer,
             progress=run.progress, scaler=run.steps.scaler, postprocess=to_dict(config.postprocess),
-            config=config.to_dict(), metadata=run.provenance, keep=config.runtime.keep_checkpoints)
+            config=config.to_dict(), metadata={**run.provenance, "global_batch": batch.to_dict()},
+            keep=config.runtime.keep_checkpoints, rng_states=rng_states, global_batch=batch)
     distributed.barrier()
+
+
+def global_batch(config: TrainConfig, dist: distributed.DistInfo) -> GlobalBatch:
+    """The samples per optimizer step of ``config`` run on ``dist.world_size`` processes."""
+    return GlobalBatch(config.data.batch_size, dist.world_size, config.optimizer.accumulate)
+
+
+def check_global_batch(stored: GlobalBatch, now: GlobalBatch, folder: Path) -> None:
+    """Refuse a resume that would change the samples per optimizer step (another number of
+    processes without a matching ``optimizer.accumulate``): the schedule, learning rate and
+    data order assume the checkpoint's.
+
+    Raises:
+        CheckpointError: one line with both global batches and the ``accumulate`` that
+            would keep the stored one (where one does).
+    """
+    if stored.samples == now.samples:
+        return
+    keep = stored.accumulate_for(now.world_size)
+    hint = (f"resume with optimizer.accumulate={keep} to keep it" if keep is not None
+            else f"no optimizer.accumulate keeps it on {now.world_size} process(es) of batch {now.batch_size}")
+    raise CheckpointError(f"{folder}: the checkpoint was trained with a global batch of {stored.describe()}, this "
+                          f"run's is {now.describe()}; {hint}")
 
 
 def validate(run: Run) -> dict:
@@ -206,6 +235,7 @@ def finish(run: Run) -> dict:
     save_checkpoint(out_dir / "model", run.model, config.model, postprocess=to_dict(config.postprocess),
                     metadata={"step": progress.step, "seed": config.runtime.seed, **run.provenance,
                               "train_seconds": round(progress.elapsed_s), "world_size": run.dist.world_size,
+                              "global_batch": global_batch(config, run.dist).to_dict(),
                               "config": config.to_dict(), "val": scores, "miou": summary.get("miou")})
     atomic_write_bytes(out_dir / "eval.json", (json.dumps(summary, indent=1, default=str) + "\n").encode())
     run.logger.message(f"PQ {100 * summary['All']['pq']:.1f}  SQ {100 * summary['All']['sq']:.1f}  "
@@ -280,11 +310,17 @@ def _write_config(out_dir: Path, config: TrainConfig) -> None:
     atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
 
-def _check_same_recipe(stored: dict, config: TrainConfig, folder: Path) -> None:
+def _check_same_recipe(stored: dict, config: TrainConfig, folder: Path, *, same_world: bool) -> None:
     """Resuming with another model, data, loss, optimizer, schedule or seed would silently
-    train something else (loader workers, the scene cache, evaluation and logging may change)."""
+    train something else (loader workers, the scene cache, evaluation and logging may change).
+
+    ``optimizer.accumulate`` may change where the checkpoint records its global batch
+    (``same_world`` False): :func:`check_global_batch` then holds the batch instead.
+    """
     def recipe(data: dict) -> dict:
-        sections = {k: data.get(k) for k in ("model", "loss", "optimizer", "schedule")}
+        sections = {k: data.get(k) for k in ("model", "loss", "schedule")}
+        sections["optimizer"] = {k: v for k, v in (data.get("optimizer") or {}).items()
+                                 if same_world or k != "accumulate"}
         sections["data"] = {k: v for k, v in (data.get("data") or {}).items() if k not in ("workers", "cache_dir")}
         sections["runtime.seed"] = (data.get("runtime") or {}).get("seed")
         return sections

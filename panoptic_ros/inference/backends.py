@@ -4,13 +4,14 @@ Both backends take an (H, W, 3) uint8 RGB image already at the model's input siz
 return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
 which is what the post-processing functions take.
 
-- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast, channels-last
-  memory format and ``torch.compile``.
+- :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast (with the weights cast
+  once), channels-last memory format and ``torch.compile``.
 - :class:`OnnxRuntimeBackend`: an exported ``.onnx`` on the first usable provider of an
   ordered list (TensorRT, CUDA, CPU, ...) among ``onnxruntime.get_available_providers()``.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -124,8 +125,10 @@ class TorchBackend:
     Args:
         model: the network (eval-mode ``forward`` returns ``OUTPUT_NAMES -> Tensor``).
         device: where it runs.
-        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on any device (outputs come
-            back as float32).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on any device, on a copy of
+            the model whose convolution and linear weights are cast once
+            (:func:`cast_weights`); floating outputs come back as float32. The caller's
+            ``model`` is left as it was.
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
         compile: ``torch.compile`` the model (True: the default inductor backend, or a
             backend name such as ``"eager"``); the first call is slow.
@@ -140,12 +143,14 @@ class TorchBackend:
                  channels_last: bool = False, compile: bool | str = False):
         self.device = device
         self.precision = precision
-        self._autocast_dtype = autocast_dtype(precision, device)
-        if device.type == "cpu" and self._autocast_dtype is torch.bfloat16 and not cpu_has_native_bf16():
+        self.dtype = autocast_dtype(precision, device) or torch.float32
+        if device.type == "cpu" and self.dtype is torch.bfloat16 and not cpu_has_native_bf16():
             log.warning("bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower than fp32")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True   # one input size per predictor: tune once
         self.channels_last = channels_last
+        if self.dtype is not torch.float32:
+            model = cast_weights(model, self.dtype)
         model = model.to(device).eval()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -167,8 +172,7 @@ class TorchBackend:
     def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(1, 3, H, W) float32 RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        with torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.float32,
-                            enabled=self._autocast_dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32):
             outputs = self._model(x)
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 
@@ -184,6 +188,21 @@ class TorchBackend:
     def close(self) -> None:
         self._model = None
         self.release_cache()
+
+
+def cast_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` whose convolution and linear weights and biases are in ``dtype``.
+
+    Autocast casts them to its dtype on every call (in inference mode it caches nothing);
+    a tensor that already has that dtype it passes as it is. So under autocast the copy
+    computes exactly what ``model`` does, without the per-call copies of the weights.
+    Normalisation layers and buffers keep their dtype, as autocast keeps them.
+    """
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            module.to(dtype)
+    return model
 
 
 def select_providers(requested: Sequence[str], available: Sequence[str], *, device: torch.device,

@@ -50,7 +50,7 @@ class PredictorConfig:
                             "ONNX export or onnxruntime is unusable)")
     device: str = setting("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     precision: Literal["fp32", "bf16", "fp16", "int8"] = setting(
-        "fp32", description="inference precision: torch autocast on any device (bf16 pays on CPUs with "
+        "fp32", description="inference precision: torch autocast, weights cast once, any device (bf16 pays on CPUs with "
                             "AVX512-BF16 or AMX); onnxruntime: fp16 = TensorRT fp16 engines, int8 = a "
                             "static QDQ int8 graph calibrated on SynthStreet frames, cached next to the "
                             "float export (onnxruntime only)")

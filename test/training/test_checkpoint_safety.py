@@ -161,9 +161,23 @@ def test_full_state_restores_model_optimizer_and_rng(tmp_path):
     fresh = tiny_model()
     fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.01, momentum=0.9)
     torch.manual_seed(99)
-    progress, config = load_training_checkpoint(folder, model=fresh, optimizer=fresh_optimizer)
-    assert progress == Progress(7, 1, 3, 0.0) and config == {"a": 1}
+    progress, config, batch = load_training_checkpoint(folder, model=fresh, optimizer=fresh_optimizer)
+    assert progress == Progress(7, 1, 3, 0.0) and config == {"a": 1} and batch is None
     assert torch.equal(torch.rand(3), expected_draw)
     train_a_little(fresh, fresh_optimizer)
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, expected_weights[key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rng_state_is_this_processs_gpus_only():
+    torch.zeros(1, device="cuda")                        # CUDA initialised: its state is captured
+    state = capture_rng()
+    assert isinstance(state["cuda"], torch.Tensor)       # the current GPU's, not every GPU's
+    expected = torch.rand(3, device="cuda")
+    restore_rng(state)
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
+    # older checkpoints: one state per GPU of rank 0's node; more than this machine has
+    restore_rng({**state, "cuda": [state["cuda"]] * (torch.cuda.device_count() + 1)})
+    assert torch.equal(torch.rand(3, device="cuda"), expected)

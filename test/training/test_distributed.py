@@ -221,3 +221,187 @@ def test_step_sampler_shards_like_accumulation_and_resumes():
     assert resumed == full[4:] and full != list(DistributedStepSampler(size, batch_size=batch, seed=3))
     with pytest.raises(ValueError, match="smaller than one global batch"):
         DistributedStepSampler(3, batch_size=2, world_size=2)
+
+
+def save_rng_on_ranks(rank: int, world_size: int, out: str, port: int) -> None:
+    """Each rank draws a different amount, then rank 0 checkpoints every rank's RNG states
+    (as ``save_progress`` does); each rank writes the draws that follow the capture."""
+    import json
+    import random
+    from pathlib import Path
+
+    import numpy as np
+
+    from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.state import Progress, capture_rng, save_training_checkpoint
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    dist = distributed.init_distributed("cpu")
+    try:
+        torch.manual_seed(0)
+        model = PanoNet(PanoNetConfig(input_size=(64, 128), width=0.125, blocks=(1, 1, 1, 1), psp_bins=(1, 2),
+                                      embedding_dim=4))
+        random.seed(3), np.random.seed(3), torch.manual_seed(3)
+        for _ in range(rank + 1):   # rank-specific states
+            random.random(), np.random.rand(), torch.rand(1)
+        states = distributed.all_objects(capture_rng())
+        if dist.is_main:
+            save_training_checkpoint(Path(out), model=model, model_config=model.config,
+                                     optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                     progress=Progress(2, 0, 2), rng_states=states)
+        (Path(out) / f"draws{rank}.json").write_text(json.dumps(rng_draws()))
+    finally:
+        distributed.shutdown_distributed()
+
+
+def rng_draws() -> list:
+    import random
+
+    import numpy as np
+
+    return [random.random(), float(np.random.rand()), torch.rand(1).item()]
+
+
+def restore_rng_on_ranks(rank: int, world_size: int, out: str, port: int) -> None:
+    """Each rank restores the checkpoint's RNG states for its rank; writes its next draws."""
+    import json
+    from pathlib import Path
+
+    from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.state import list_checkpoints, load_training_checkpoint
+
+    if world_size > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    dist = distributed.init_distributed("cpu")
+    try:
+        model = PanoNet(PanoNetConfig(input_size=(64, 128), width=0.125, blocks=(1, 1, 1, 1), psp_bins=(1, 2),
+                                      embedding_dim=4))
+        torch.manual_seed(99)
+        load_training_checkpoint(list_checkpoints(Path(out))[-1], model=model,
+                                 optimizer=torch.optim.SGD(model.parameters(), lr=0.1), rank=dist.rank)
+        (Path(out) / f"restored{world_size}_{rank}.json").write_text(json.dumps(rng_draws()))
+    finally:
+        distributed.shutdown_distributed()
+
+
+@pytest.mark.timeout(180)
+def test_each_rank_restores_its_own_rng_states_also_on_fewer_ranks(tmp_path):
+    import json
+
+    from panoptic_ros.training.state import list_checkpoints, read_training_state
+
+    mp.spawn(save_rng_on_ranks, args=(2, str(tmp_path), free_port()), nprocs=2, join=True)
+    body, _ = read_training_state(list_checkpoints(tmp_path)[-1])
+    assert len(body["rng"]) == 2        # one entry per rank
+    expected = [json.loads((tmp_path / f"draws{rank}.json").read_text()) for rank in (0, 1)]
+    assert expected[0] != expected[1]
+    mp.spawn(restore_rng_on_ranks, args=(2, str(tmp_path), free_port()), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"restored2_{rank}.json").read_text()) for rank in (0, 1)] == expected
+    # 2 -> 1: the single process continues rank 0's streams (no IndexError)
+    mp.spawn(restore_rng_on_ranks, args=(1, str(tmp_path), free_port()), nprocs=1, join=True)
+    assert json.loads((tmp_path / "restored1_0.json").read_text()) == expected[0]
+
+
+def train_on_ranks(rank: int, world_size: int, config_path: str, out: str, port: int) -> None:
+    """``panoptic-train``'s training on ``world_size`` processes (gloo) into ``out``."""
+    from pathlib import Path
+
+    from panoptic_ros.training.config import load_train_config
+    from panoptic_ros.training.state import Resume
+    from panoptic_ros.training.train import train
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    train(load_train_config(config_path), Path(out), Resume(), command="test")
+
+
+def logged_losses(out) -> dict:
+    import json
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+@pytest.mark.timeout(300)
+def test_resume_on_one_process_at_the_same_global_batch_continues_a_two_process_run(tmp_path, capsys):
+    from panoptic_ros.training import train as train_cli
+    from panoptic_ros.training.state import read_training_state
+
+    recipe = {**TINY_PANONET, "schedule": {"total_steps": 4, "policy": "poly"}, "eval": {"count": 1, "images": 0},
+              "runtime": {**TINY_PANONET["runtime"], "log_every": 1, "checkpoint_every": 2, "threads": 1}}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    two = tmp_path / "two"
+    mp.spawn(train_on_ranks, args=(2, str(config), str(two), free_port()), nprocs=2, join=True)
+    checkpoint = two / "checkpoints" / "step_00000002"
+    body, _ = read_training_state(checkpoint)
+    assert body["global_batch"] == {"batch_size": 1, "world_size": 2, "accumulate": 1, "samples": 2}
+    assert len(body["rng"]) == 2
+
+    # One process with accumulate 1 would halve the global batch: refused in one line.
+    argv = ["--config", str(config), "--out", str(tmp_path / "one"), "--resume-from", str(checkpoint)]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("panoptic-train: error:")
+    assert ("global batch of 2 (batch 1 x 2 processes x accumulate 1), this run's is 1 (batch 1 x 1 process x "
+            "accumulate 1); resume with optimizer.accumulate=2 to keep it") in err
+    # ... accumulate 2 keeps it: accepted, and steps 3-4 repeat the two-process run's losses
+    one = tmp_path / "one_acc2"
+    assert train_cli.main(["--config", str(config), "--out", str(one), "--resume-from", str(checkpoint),
+                           "optimizer.accumulate=2"]) == 0, capsys.readouterr().err
+    expected, resumed = logged_losses(two), logged_losses(one)
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-4), step
+
+
+def count_step_reads(rank: int, world_size: int, config_path: str, result_dir: str, port: int) -> None:
+    """Host reads of 3 DDP training steps (the loader's pass started outside the count)."""
+    import itertools
+    from pathlib import Path
+
+    from panoptic_ros.sync_count import count_torch
+    from panoptic_ros.training import distributed
+    from panoptic_ros.training.config import load_train_config
+    from panoptic_ros.training.data import build_train_loader, seed_everything
+    from panoptic_ros.training.engine import train_steps
+    from panoptic_ros.training.logs import RunLogger
+    from panoptic_ros.training.optim import build_optimizer
+    from panoptic_ros.training.train import prepare_model, step_context
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    config = load_train_config(config_path, ["optimizer.grad_clip=5.0", "runtime.log_every=2"])
+    dist = distributed.init_distributed("cpu")
+    try:
+        seed_everything(config.runtime.seed)
+        module, model, _ = prepare_model(config, dist)
+        loader, sampler = build_train_loader(config, dist)
+        ctx = step_context(config, build_optimizer(model, config.optimizer), None, None, dist,
+                           RunLogger(".", enabled=False))
+        sampler.set_position(0, 0)
+        # A pass reads two CPU tensors as it starts (the DataLoader's seed, the epoch's
+        # order): not device reads, and once per pass; they stay outside the count.
+        batches = iter(loader)
+        batches = itertools.chain([next(batches)], batches)
+        with count_torch() as counts:
+            assert train_steps(module, batches, ctx, step=0, stop_step=STEPS) == STEPS
+        (Path(result_dir) / f"reads{rank}").write_text(f"{counts.host_reads} {dict(counts.reads_by_op)}")
+    finally:
+        distributed.shutdown_distributed()
+
+
+@pytest.mark.timeout(180)
+def test_a_ddp_training_step_reads_the_device_on_the_host_once(tmp_path):
+    # 2 gloo processes, the full PanoNet loss, clipping; 3 steps, 2 of them logging.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_PANONET))
+    mp.spawn(count_step_reads, args=(2, str(config), str(tmp_path), free_port()), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"reads{rank}").read_text() == f"{STEPS} {{'tolist': {STEPS}}}"

@@ -5,8 +5,9 @@ import torch
 
 from panoptic_ros.labels import CITYSCAPES
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.sync_count import count_torch
 from panoptic_ros.synthstreet.scene import generate_scene
-from panoptic_ros.training.datasets.loader import PanopticCollate
+from panoptic_ros.training.datasets.loader import Batch, PanopticCollate
 from panoptic_ros.training.engine import NonFiniteLossError, StepContext, evaluate, train_steps
 from panoptic_ros.training.kinds import training_kind
 from panoptic_ros.training.losses.panonet import PanoNetLossConfig
@@ -27,9 +28,9 @@ def batches(count, batch_size=2):
             for b in range(count)]
 
 
-def context(model, device, **kwargs):
+def context(model, device, loss=PanoNetLossConfig(), **kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return StepContext(loss_fn=training_kind("panonet").loss_fn(PanoNetLossConfig()), optimizer=optimizer,
+    return StepContext(loss_fn=training_kind("panonet").loss_fn(loss), optimizer=optimizer,
                        set_lr=lambda step: 0.01, total_steps=10, device=device, **kwargs)
 
 
@@ -77,12 +78,50 @@ def test_non_finite_input_stops_before_any_weight_changes():
     model = tiny_panonet()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = batches(1)
+    data[0].images = data[0].images.float()     # float images still go through unchanged
     data[0].images[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"loss term 'semantic_ce_4' is nan at step 7"):
         train_steps(model, data, context(model, torch.device("cpu")), step=7, stop_step=8)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var",
                                                                                    "num_batches_tracked")))
+
+
+def test_a_training_step_reads_the_device_on_the_host_once():
+    # The real PanoNet and its full loss (the discriminative terms take their slots from
+    # the collate), accumulating 2 micro-batches with gradient clipping: 4 steps, 2 of
+    # them logging. Each step's one read is the loss terms (with the gradient norm when
+    # logging).
+    model = tiny_panonet()
+    logged = []
+    ctx = context(model, torch.device("cpu"), accumulate=2, grad_clip=5.0, log_every=2,
+                  on_log=lambda step, values: logged.append((step, values)))
+    data = batches(8, batch_size=1)
+    with count_torch() as counts:
+        assert train_steps(model, data, ctx, step=0, stop_step=4) == 4
+    assert [step for step, _ in logged] == [2, 4] and logged[-1][1]["grad_norm"] > 0
+    assert logged[-1][1]["instance_var_4"] > 0 and data[0].targets["instance_slots"] > 1
+    assert counts.host_reads == 4 and counts.reads_by_op == {"tolist": 4}, counts.reads_by_op
+
+
+def test_uint8_batches_train_exactly_as_the_float32_collation_did():
+    # The old collation gave float32 images; now uint8, converted on the device. On one
+    # fixed batch the step's loss terms and the weights after it agree to 0 (tolerance 0:
+    # uint8 -> float32 is exact, and the same float32 ops follow).
+    (batch,) = batches(1)
+    samples = batch.samples
+    old = Batch(torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float().contiguous(),
+                batch.targets, samples)
+    assert batch.images.dtype == torch.uint8 and torch.equal(batch.images.float(), old.images)
+    results = []
+    for data in (batch, old):
+        model, logged = tiny_panonet(), []
+        train_steps(model, [data], context(model, torch.device("cpu"), grad_clip=5.0,
+                                           on_log=lambda step, values: logged.append(values)), step=0, stop_step=1)
+        results.append((logged[0], model.state_dict()))
+    (new_values, new_weights), (old_values, old_weights) = results
+    assert new_values == old_values and new_values["loss"] > 0
+    assert all(torch.equal(new_weights[k], old_weights[k]) for k in old_weights)
 
 
 def test_evaluate_scores_perfect_and_partial_predictions():

@@ -49,8 +49,8 @@ def augmented(size: int = 10) -> TransformedDataset:
 def test_collate_pads_with_ignore_values_and_builds_targets_on_the_padded_map():
     samples = [make_sample(0, 40, 50), make_sample(1, 64, 30)]
     batch = PanopticCollate(targets="ciae", label_space="cityscapes", size_divisor=32)(samples)
-    assert batch.images.shape == (2, 3, 64, 64) and batch.images.dtype == torch.float32
-    assert torch.equal(batch.images[0, :, :40, :50], torch.from_numpy(samples[0].image).permute(2, 0, 1).float())
+    assert batch.images.shape == (2, 3, 64, 64) and batch.images.dtype == torch.uint8
+    assert torch.equal(batch.images[0, :, :40, :50], torch.from_numpy(samples[0].image).permute(2, 0, 1))
     assert not batch.images[0, :, 40:].any() and not batch.images[0, :, :, 50:].any()
     t = batch.targets
     assert t["segment_map"].shape == (2, 16, 16) and t["category_map"].shape == (2, 16, 16)
@@ -109,6 +109,30 @@ def test_workers_give_the_same_batches_as_the_main_process():
         assert torch.equal(a.images, b.images)
         for key in ("fcos_labels", "fcos_boxes", "segment_map", "category_map"):
             assert torch.equal(a.targets[key], b.targets[key])
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_see_every_epoch_of_the_step_sampler():
+    # The workers start once; each pass must still augment with its own epoch (sent with
+    # every index), as the main process does: workers stuck at epoch 0 would differ.
+    from panoptic_ros.training.sampling import DistributedStepSampler
+
+    collate = PanopticCollate(targets=None, label_space="cityscapes")
+    passes = {}
+    for workers in (0, 2):
+        sampler = DistributedStepSampler(10, batch_size=2, seed=5)
+        loader = build_dataloader(augmented(), batch_size=2, num_workers=workers, seed=5, collate=collate,
+                                  batch_sampler=sampler)
+        assert loader.persistent_workers == (workers > 0)
+        runs = []
+        for epoch in (0, 1, 1):
+            sampler.set_position(epoch, 1 if epoch else 0)
+            loader.dataset.set_epoch(epoch)   # what train_to does; the workers do not see it
+            runs.append(list(loader))
+        passes[workers] = runs
+    for a, b in zip(passes[0], passes[2]):
+        assert [ids_of([x]) for x in a] == [ids_of([x]) for x in b]
+        assert all(torch.equal(x.images, y.images) for x, y in zip(a, b))
 
 
 class OpenCVThreads(Dataset):

@@ -182,3 +182,24 @@ def test_loss_config_validation():
         from_dict(PanoNetLossConfig, {"delta_d": 0.2})
     with pytest.raises(ConfigError, match="gamma"):
         from_dict(PanoNetLossConfig, {"gamma": -1})
+
+
+def test_the_collates_instance_slots_give_the_same_terms_without_a_host_read():
+    from panoptic_ros.sync_count import count_torch
+    from panoptic_ros.synthstreet.scene import generate_scene
+    from panoptic_ros.training.datasets.loader import PanopticCollate
+
+    batch = PanopticCollate(targets="panonet", label_space="cityscapes")(
+        [generate_scene(5, i, height=64, width=128) for i in range(2)])
+    instance = batch.targets["instance_4"]
+    assert batch.targets["instance_slots"] == int(max(batch.targets[f"instance_{s}"].max() for s in (4, 8, 16))) + 1
+    assert instance.max() > 1
+    emb = torch.randn(2, 4, *instance.shape[1:], requires_grad=True)
+    with count_torch() as counts:
+        given = discriminative_loss(emb, instance, slots=batch.targets["instance_slots"])
+    read = discriminative_loss(emb, instance)
+    assert counts.host_reads == 0
+    for key in read:
+        torch.testing.assert_close(given[key], read[key])
+    with pytest.raises(ValueError, match=">= 0"):
+        discriminative_loss(emb, instance - 1)

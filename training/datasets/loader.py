@@ -15,8 +15,10 @@ The collate runs inside the DataLoader workers, so target building is parallel t
 :func:`build_dataloader` always samples through a ``DistributedSampler`` (one replica when
 ``torch.distributed`` is not initialised), which gives one code path for seeded shuffling
 and ``set_epoch``. :meth:`PanopticDataLoader.set_epoch` forwards the epoch to the sampler
-and to the dataset (``TransformedDataset`` derives per-sample generators from it); workers
-are not persistent, so each epoch's workers receive the dataset with the current epoch.
+and to the dataset (``TransformedDataset`` derives per-sample generators from it). Workers
+are persistent (started once per loader), so they never see a later ``set_epoch``: for an
+epoch-dependent dataset every index travels as ``(epoch, index)`` (:class:`EpochTagged`).
+Images are collated as uint8; the training step converts them on the device.
 With several replicas and ``drop_last=False`` the sampler repeats a few samples to give
 every rank the same count: evaluation code should de-duplicate by ``image_id``.
 """
@@ -30,11 +32,11 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
 from panoptic_ros.labels import get_label_space
 from panoptic_ros.sample import Sample
-from panoptic_ros.training.targets import ciae_targets, panonet_targets
+from panoptic_ros.training.targets import INSTANCE_SLOTS, ciae_targets, instance_slots_of, panonet_targets
 from panoptic_ros.types import VOID
 
 TargetKind = Literal["panonet", "ciae"]
@@ -48,21 +50,28 @@ class Batch:
     """A collated batch.
 
     Attributes:
-        images: (B, 3, H, W) float32 RGB in [0, 255], zero-padded.
+        images: (B, 3, H, W) uint8 RGB, zero-padded (a quarter of float32's bytes to
+            collate, pin and copy to the device; the training step converts it there,
+            ``engine.float_images``, and the models normalise it).
         targets: stacked target tensors (B, ...) by name; the keys in ``PER_IMAGE_KEYS``
-            are lists of B tensors. Empty when the collate builds no targets.
+            are lists of B tensors; plain ints are batch facts known on the host
+            (``instance_slots`` of PanoNet targets). Empty when the collate builds no targets.
         samples: the B original (unpadded) samples, e.g. ground truth for evaluation.
 
     A batch unpacks as ``images, targets = batch`` (what a training step consumes).
     """
 
     images: torch.Tensor
-    targets: dict[str, torch.Tensor | list[torch.Tensor]] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor | list[torch.Tensor] | int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Batch":
-        targets = {k: [fn(t) for t in v] if isinstance(v, list) else fn(v) for k, v in self.targets.items()}
-        return Batch(fn(self.images), targets, self.samples)
+        def apply(value):
+            if isinstance(value, list):
+                return [fn(t) for t in value]
+            return fn(value) if isinstance(value, torch.Tensor) else value
+
+        return Batch(fn(self.images), {k: apply(v) for k, v in self.targets.items()}, self.samples)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Images and targets moved to ``device`` (samples stay numpy)."""
@@ -109,17 +118,20 @@ class PanopticCollate:
             raise ValueError("cannot collate an empty batch")
         height, width = self.padded_size(samples)
         padding = any(s.image.shape[:2] != (height, width) for s in samples)
-        images = (torch.zeros if padding else torch.empty)((len(samples), 3, height, width), dtype=torch.float32)
+        images = (torch.zeros if padding else torch.empty)((len(samples), 3, height, width), dtype=torch.uint8)
         per_image = []
         for i, sample in enumerate(samples):
             h, w = sample.image.shape[:2]
             # HWC -> CHW: OpenCV splits the planes (0.2 ms at 256x512), then one contiguous
-            # uint8 -> float32 copy each; a strided permuted copy_ took 1.4 ms.
+            # copy each; a strided permuted copy_ took 1.4 ms.
             for channel, plane in enumerate(cv2.split(sample.image)):
                 images[i, channel, :h, :w].copy_(torch.from_numpy(plane))
             if self.targets is not None:
                 per_image.append(self._targets(sample, height, width))
-        return Batch(images, _stack(per_image), list(samples))
+        targets = _stack(per_image)
+        if self.targets == "panonet":
+            targets[INSTANCE_SLOTS] = instance_slots_of(per_image)
+        return Batch(images, targets, list(samples))
 
     def _targets(self, sample: Sample, height: int, width: int) -> dict[str, np.ndarray]:
         target = sample.target
@@ -145,12 +157,41 @@ def _stack(per_image: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor | l
     return out
 
 
+class EpochTagged(Sampler[list[tuple[int, int]]]):
+    """``batches``' index lists as ``(epoch, index)`` pairs, the epoch read from
+    ``epochs.epoch`` as each pass starts.
+
+    Persistent DataLoader workers keep the dataset copy they were started with, so a
+    ``set_epoch`` in the main process never reaches them: the epoch (the augmentation
+    seed of ``TransformedDataset``) travels with every index instead.
+    """
+
+    def __init__(self, batches: Sampler[list[int]], epochs: object):
+        self.batches, self.epochs = batches, epochs
+
+    def __iter__(self):
+        epoch = int(self.epochs.epoch)
+        for batch in self.batches:
+            yield [(epoch, index) for index in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class PanopticDataLoader(DataLoader):
-    """A DataLoader with :meth:`set_epoch` (sampler reshuffle + per-sample augmentation)."""
+    """A DataLoader with :meth:`set_epoch` (sampler reshuffle + per-sample augmentation).
+
+    Args:
+        epochs: the sampler that holds the epoch (reshuffled by :meth:`set_epoch`).
+    """
+
+    def __init__(self, dataset: Dataset, *, epochs: Sampler, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.epochs = epochs
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+        if hasattr(self.epochs, "set_epoch"):
+            self.epochs.set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
@@ -232,16 +273,29 @@ def build_dataloader(
         raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     if num_workers:
         make_cv2_fork_safe()
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False,
-                  collate_fn=collate or PanopticCollate(targets=None, label_space="cityscapes"),
-                  generator=torch.Generator().manual_seed(seed))
-    if batch_sampler is not None:
-        return PanopticDataLoader(dataset, batch_sampler=batch_sampler, **common)
+    if batch_sampler is None:
+        sampler = _distributed_sampler(dataset, distributed, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        batch_sampler, epochs = BatchSampler(sampler, batch_size, drop_last), sampler
+    else:
+        epochs = batch_sampler
+    if hasattr(dataset, "set_epoch"):   # epoch-dependent items: the epoch goes with each index
+        batch_sampler = EpochTagged(batch_sampler, epochs)
+    # Persistent workers: forked once per loader, not once per pass (every pause for a
+    # checkpoint or an evaluation starts a pass).
+    return PanopticDataLoader(dataset, epochs=epochs, batch_sampler=batch_sampler, num_workers=num_workers,
+                              pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                              collate_fn=collate or PanopticCollate(targets=None, label_space="cityscapes"),
+                              generator=torch.Generator().manual_seed(seed))
+
+
+def _distributed_sampler(dataset: Dataset, distributed: bool | None, *, shuffle: bool, seed: int,
+                         drop_last: bool) -> DistributedSampler:
+    """A ``DistributedSampler`` over the ranks of ``torch.distributed`` (one replica when
+    it is not initialised or ``distributed`` is False)."""
     initialised = dist.is_available() and dist.is_initialized()
     if distributed and not initialised:
         raise RuntimeError("build_dataloader(distributed=True) needs torch.distributed to be initialised")
     use_dist = initialised if distributed is None else bool(distributed)
-    sampler = DistributedSampler(
+    return DistributedSampler(
         dataset, num_replicas=dist.get_world_size() if use_dist else 1, rank=dist.get_rank() if use_dist else 0,
         shuffle=shuffle, seed=seed, drop_last=drop_last)
-    return PanopticDataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **common)

@@ -351,8 +351,9 @@ def _jitter_step(op: int, factor: float, mean_rgb: np.ndarray) -> tuple[np.ndarr
 class TransformedDataset(Dataset):
     """``dataset[index]`` transformed with the generator ``sample_rng(seed, epoch, index)``.
 
-    Call :meth:`set_epoch` before each epoch (``build_dataloader``'s loader does it); with
-    non-persistent DataLoader workers every epoch's workers get a copy with the new epoch.
+    Call :meth:`set_epoch` before each epoch (``build_dataloader``'s loader does it), or
+    index with ``(epoch, index)``: persistent DataLoader workers keep the copy they
+    started with, so ``build_dataloader`` sends the epoch with every index.
 
     Args:
         dataset: any map-style dataset of :class:`Sample`.
@@ -371,8 +372,9 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Sample:
-        return self.transform(self.dataset[index], sample_rng(self.seed, self.epoch, index))
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        return self.transform(self.dataset[index], sample_rng(self.seed, epoch, index))
 
 
 def standard_train_transform(*, crop: Sequence[int], min_scale: float = 0.5, max_scale: float = 2.0,

@@ -16,8 +16,11 @@ Each term is averaged over the images of the batch that have at least one instan
 (two for the distance term); images without instances contribute nothing, and a batch
 without any instance gives exact zeros that still depend on the embedding.
 
-Everything is computed for the whole batch at once: instance ids are offset per image,
-renumbered with ``torch.unique`` and reduced with ``index_add`` / ``bincount``.
+Everything is computed for the whole batch at once, in fixed shapes: image b's instance
+id i has slot ``b * slots + i`` (slot 0 of each image: its unlabelled pixels, ignored),
+and sums per slot are ``index_add`` reductions. Nothing is read on the host but ``slots``
+(one read, unless the caller knows it: the training collate puts it in the targets), so a
+training step on a GPU does not wait for this loss.
 """
 from __future__ import annotations
 
@@ -25,11 +28,21 @@ import torch
 from torch import Tensor
 
 
-def _per_image_mean(values: Tensor, image_of: Tensor, denom: Tensor, valid: Tensor) -> Tensor:
-    """Sum ``values`` per image, divide by ``denom`` per image, average the valid images."""
-    per_image = torch.zeros(denom.shape, dtype=values.dtype, device=values.device)
-    per_image = per_image.index_add(0, image_of, values) / denom.clamp(min=1).to(values.dtype)
-    return per_image[valid].mean()
+def _mean_over_images(per_image: Tensor, valid: Tensor) -> Tensor:
+    """Mean of (B,) ``per_image`` over the ``valid`` images (0, with a graph, if none)."""
+    return torch.where(valid, per_image, 0).sum() / valid.sum().clamp(min=1)
+
+
+def instance_slots(instance: Tensor) -> int:
+    """1 + the largest id of (B, h, w) ``instance`` (one host read).
+
+    Raises:
+        ValueError: a negative id.
+    """
+    low, high = torch.stack([instance.min(), instance.max()]).tolist() if instance.numel() else (0, 0)
+    if low < 0:
+        raise ValueError("instance ids must be >= 0 (0 = no instance)")
+    return int(high) + 1
 
 
 def discriminative_loss(
@@ -39,6 +52,7 @@ def discriminative_loss(
     delta_v: float = 0.25,
     delta_d: float = 1.0,
     delta_r: float = 6.0,
+    slots: int | None = None,
 ) -> dict[str, Tensor]:
     """Variance, distance and regularisation terms (unweighted) for a batch.
 
@@ -48,6 +62,8 @@ def discriminative_loss(
         delta_v: variance margin.
         delta_d: distance margin (means are pushed ``2 * delta_d`` apart).
         delta_r: regularisation margin on the norm of each mean.
+        slots: more than the largest id (it must be, or images would mix); None: read
+            from ``instance`` (:func:`instance_slots`, which also rejects negative ids).
     Returns:
         ``{"var", "dist", "reg"}`` scalar tensors.
     Raises:
@@ -57,38 +73,26 @@ def discriminative_loss(
     if instance.shape != (b, h, w):
         raise ValueError(f"embedding {tuple(embedding.shape)} and instance {tuple(instance.shape)} "
                          "do not match (expected (B, E, h, w) and (B, h, w))")
+    slots = instance_slots(instance) if slots is None else slots
     embedding = embedding.float()  # counts and sums in bf16 are exact only up to 256
-    zero = embedding.sum() * 0.0
-    ids = instance.reshape(-1)
-    if bool((ids < 0).any()):
-        raise ValueError("instance ids must be >= 0 (0 = no instance)")
-    fg = ids > 0
-    if not bool(fg.any()):
-        return {"var": zero, "dist": zero, "reg": zero}
-    x = embedding.permute(0, 2, 3, 1).reshape(-1, e)[fg]                         # (N, E)
-    image = torch.arange(b, device=ids.device).repeat_interleave(h * w)[fg]       # (N,)
-    stride = int(ids.max()) + 1
-    keys, cluster = torch.unique(image * stride + ids[fg], return_inverse=True)  # K clusters
-    image_of = keys // stride                                                     # (K,)
-    count = torch.bincount(cluster, minlength=len(keys)).to(x.dtype)             # (K,)
-    mean = torch.zeros(len(keys), e, dtype=x.dtype, device=x.device).index_add(0, cluster, x)
-    mean = mean / count[:, None]                                                  # (K, E)
-    clusters_per_image = torch.bincount(image_of, minlength=b)                    # (B,)
+    x = embedding.permute(0, 2, 3, 1).reshape(-1, e)                                         # (B*h*w, E)
+    fg = (instance > 0).reshape(-1)
+    slot = (instance + slots * torch.arange(b, device=instance.device).view(b, 1, 1)).reshape(-1)
+    weight = fg.to(x.dtype)     # the unlabelled pixels (slot 0 of each image) count for nothing
+    count = x.new_zeros(b * slots).index_add_(0, slot, weight)                                # (B*S,)
+    present = count > 0                                                                      # background: 0
+    mean = x.new_zeros(b * slots, e).index_add_(0, slot, x) / count.clamp(min=1).unsqueeze(1)  # (B*S, E)
+    clusters = present.view(b, slots).sum(1)                                                 # (B,)
 
-    pull = (torch.linalg.vector_norm(mean[cluster] - x, dim=1) - delta_v).clamp(min=0) ** 2
-    pull = torch.zeros_like(count).index_add(0, cluster, pull) / count          # (K,)
-    var = _per_image_mean(pull, image_of, clusters_per_image, clusters_per_image > 0)
+    pull = torch.relu(torch.linalg.vector_norm(mean.index_select(0, slot) - x, dim=1) - delta_v).square()
+    pull = x.new_zeros(b * slots).index_add_(0, slot, pull * weight) / count.clamp(min=1)
+    var = _mean_over_images(pull.view(b, slots).sum(1) / clusters.clamp(min=1), clusters > 0)
 
-    reg = (torch.linalg.vector_norm(mean, dim=1) - delta_r).clamp(min=0) ** 2    # (K,)
-    reg = _per_image_mean(reg, image_of, clusters_per_image, clusters_per_image > 0)
+    reg = torch.where(present, (torch.linalg.vector_norm(mean, dim=1) - delta_r).clamp(min=0) ** 2, 0)
+    reg = _mean_over_images(reg.view(b, slots).sum(1) / clusters.clamp(min=1), clusters > 0)
 
-    pairs = clusters_per_image > 1
-    if not bool(pairs.any()):
-        return {"var": var, "dist": zero, "reg": reg}
-    same = image_of[:, None] == image_of[None, :]
-    same.fill_diagonal_(False)
-    a, c = same.nonzero(as_tuple=True)                                            # ordered pairs
-    push = (2 * delta_d - torch.linalg.vector_norm(mean[a] - mean[c], dim=1)).clamp(min=0) ** 2
-    n_pairs = clusters_per_image * (clusters_per_image - 1)
-    dist = _per_image_mean(push, image_of[a], n_pairs, pairs)
-    return {"var": var, "dist": dist, "reg": reg}
+    means, alive = mean.view(b, slots, e), present.view(b, slots)
+    pairs = alive.unsqueeze(2) & alive.unsqueeze(1) & ~torch.eye(slots, dtype=torch.bool, device=x.device)
+    push = (2 * delta_d - torch.linalg.vector_norm(means.unsqueeze(2) - means.unsqueeze(1), dim=3)).clamp(min=0) ** 2
+    push = torch.where(pairs, push, 0).sum((1, 2)) / (clusters * (clusters - 1)).clamp(min=1)  # ordered pairs
+    return {"var": var, "dist": _mean_over_images(push, clusters > 1), "reg": reg}

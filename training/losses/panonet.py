@@ -25,6 +25,7 @@ from panoptic_ros.labels import IGNORE_INDEX
 from panoptic_ros.models.icnet import GUIDANCE_STRIDES
 from panoptic_ros.training.losses.discriminative import discriminative_loss
 from panoptic_ros.training.losses.semantic import semantic_cross_entropy
+from panoptic_ros.training.targets import INSTANCE_SLOTS
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def panonet_losses(
         outputs: train-mode PanoNet outputs ``semantic_logits_{s}`` (B, C, h_s, w_s) and
             ``embedding_{s}`` (B, E, h_s, w_s) for s in (4, 8, 16).
         targets: ``semantic_{s}`` and ``instance_{s}`` (B, h_s, w_s) int64 (see
-            ``training/targets.py``).
+            ``training/targets.py``), and optionally ``instance_slots`` (an int above
+            every instance id; the collate adds it: then no term reads the device).
         config: loss weights and margins.
         progress: ``step / total_steps``; PanoNet's losses do not depend on it.
     Returns:
@@ -127,14 +129,15 @@ def panonet_losses(
         instance = align_target(_get(targets, f"instance_{stride}", "targets"), tuple(embedding.shape[-2:]),
                                 fill=0, name=f"instance_{stride}")
         ce = semantic_cross_entropy(logits, semantic.to(logits.device), class_weights=config.class_weights,
-                                    ignore_index=config.ignore_index)
+                                    ignore_index=config.ignore_index, check_labels=False)
         inst = lam * config.instance_weight
         if inst == 0:  # e.g. the semantic-only stage: skip the work, keep a (zero) graph for DDP
             zero = embedding.sum() * 0.0
             terms = {"var": zero, "dist": zero, "reg": zero}
         else:
             terms = discriminative_loss(embedding, instance.to(embedding.device), delta_v=config.delta_v,
-                                        delta_d=config.delta_d, delta_r=config.delta_r)
+                                        delta_d=config.delta_d, delta_r=config.delta_r,
+                                        slots=targets.get(INSTANCE_SLOTS))
         losses[f"semantic_ce_{stride}"] = lam * config.semantic_weight * ce
         losses[f"instance_var_{stride}"] = inst * config.alpha * terms["var"]
         losses[f"instance_dist_{stride}"] = inst * config.beta * terms["dist"]
