@@ -307,7 +307,8 @@ class Predictor:
         output_sizes = output_sizes or [None] * count
         postprocess = self._postprocess
         t0 = time.perf_counter()
-        batch = np.stack([resize_image(rgb, self.input_size) for rgb in images])   # (B, h, w, 3)
+        resized = [resize_image(rgb, self.input_size) for rgb in images]
+        batch = resized[0] if count == 1 else np.stack(resized)   # (h, w, 3): no copy for one image; (B, h, w, 3)
         t1 = time.perf_counter()
         outputs = self._run_backend(batch)
         t2 = time.perf_counter()
