@@ -49,6 +49,7 @@ from panoptic_ros.outputs import DETECTIONS_TYPE, OUTPUT_TYPES, VOID_CLASS_NAME
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
 from panoptic_ros.replay.messages import RECORDED_OUTPUTS, convert_camera
 from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.multicamera import time_steps
 from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.serialized.image import COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError
@@ -292,18 +293,7 @@ class LiveRunner:
             inputs: bag topic -> (camera name, message type).
             logs: camera name -> its frames.
         """
-        def steps():
-            step: dict[str, tuple] = {}
-            for message in frames:
-                camera, msgtype = inputs[message.topic]
-                if camera in step:
-                    yield list(step.values())
-                    step = {}
-                step[camera] = (message, msgtype, camera)
-            if step:
-                yield list(step.values())
-
-        self._replay(steps(), bag, dict(logs), progress)
+        self._replay(time_steps(frames, inputs), bag, dict(logs), progress)
 
     def _replay(self, steps, bag: OutputBag, logs: dict[str | None, RunLog], progress) -> None:
         self._logs = logs

@@ -18,9 +18,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator, Mapping
 
 from panoptic_ros.eval.scores import PanopticScores
-from panoptic_ros.replay.bag import GT_ENCODING, BagError, BagSource, ReplayTopics, TopicInfo, camera_topics
+from panoptic_ros.replay.bag import (GT_ENCODING, BagError, BagSource, RawMessage, ReplayTopics, TopicInfo,
+                                    camera_topics)
 from panoptic_ros.replay.evaluate import replay_summary, score_outputs
 from panoptic_ros.replay.messages import RECORDED_OUTPUTS
 from panoptic_ros.replay.metrics import RunLog, summarize
@@ -77,6 +79,26 @@ def _ground_truth(namespace: str, truths: list[TopicInfo]) -> TopicInfo | None:
     if len(mine) > 1:
         mine = [t for t in mine if "gt" in t.name.rsplit("/", 1)[-1].lower().split("_")] or mine
     return mine[0] if len(mine) == 1 else None
+
+
+def time_steps(frames: Iterable[RawMessage], inputs: Mapping[str, tuple[str, str]]
+               ) -> Iterator[list[tuple[RawMessage, str, str]]]:
+    """Messages in log order gathered into time steps until a camera repeats (one frame
+    per camera of a synchronised rig), each frame as (message, message type, camera).
+
+    Args:
+        frames: camera messages in log order.
+        inputs: topic -> (camera name, message type).
+    """
+    step: dict[str, tuple[RawMessage, str, str]] = {}
+    for message in frames:
+        camera, msgtype = inputs[message.topic]
+        if camera in step:
+            yield list(step.values())
+            step = {}
+        step[camera] = (message, msgtype, camera)
+    if step:
+        yield list(step.values())
 
 
 def output_topics(node_topic: str, cameras: list[ReplayCamera]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from panoptic_ros.outputs import label_info, output_messages
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
 from panoptic_ros.replay.messages import RECORDED_OUTPUTS, decode_camera
 from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.multicamera import time_steps
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.serialized.cdr import Header
 from panoptic_ros.serialized.image import ImageDecodeError
@@ -63,18 +64,9 @@ class OfflineRunner:
             cameras: input topic -> (camera name, message type).
             logs: camera name -> its frames; outputs go to ``<node_topic>/<camera>/<name>``.
         """
-        def batches():
-            batch: dict[str, tuple] = {}
-            for message in frames:
-                name, msgtype = cameras[message.topic]
-                if name in batch:
-                    yield list(batch.values())
-                    batch = {}
-                batch[name] = (message, msgtype, logs[name], f"{self.node_topic}/{name}")
-            if batch:
-                yield list(batch.values())
-
-        self._run(batches(), bag, progress)
+        batches = ([(message, msgtype, logs[camera], f"{self.node_topic}/{camera}")
+                    for message, msgtype, camera in step] for step in time_steps(frames, cameras))
+        self._run(batches, bag, progress)
 
     def _run(self, batches: Iterable[list[tuple]], bag: OutputBag, progress) -> None:
         """Each batch: (message, type, log, output topic prefix) per frame."""
