@@ -27,7 +27,7 @@ from panoptic_ros.types import PanopticResult
 
 Postprocess = Callable[..., PanopticResult]
 """``postprocess(outputs, *, config, label_space) -> PanopticResult`` of image 0 of a batch
-of eval-mode outputs."""
+of eval-mode outputs; :meth:`ModelKind.postprocess_batch` gives every image's."""
 
 
 @dataclass(frozen=True)

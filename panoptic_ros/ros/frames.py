@@ -101,7 +101,7 @@ class CameraFrames:
         """Process the newest frame of each camera that has one (camera -> frame) as one
         batch; every frame ends counted once (processed, rejected, discarded or error)."""
         with self._gate:
-            pending = dict(frames)  # frames not counted yet; process() removes each it counts
+            pending = dict(frames)  # frames not counted yet; _process_batch removes each it counts
             try:
                 self._process_batch(pending)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the node
