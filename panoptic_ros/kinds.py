@@ -20,13 +20,14 @@ from torch import nn
 from panoptic_ros.config import ConfigError, from_dict
 from panoptic_ros.models.ciae import CIAE, CIAEConfig
 from panoptic_ros.models.panonet import PanoNet, PanoNetConfig
+from panoptic_ros.postprocess.batch import postprocess_batch
 from panoptic_ros.postprocess.ciae import CIAEPostprocessConfig, postprocess_ciae
 from panoptic_ros.postprocess.panonet import PanoNetPostprocessConfig, postprocess_panonet
 from panoptic_ros.types import PanopticResult
 
 Postprocess = Callable[..., PanopticResult]
 """``postprocess(outputs, *, config, label_space) -> PanopticResult`` of image 0 of a batch
-of eval-mode outputs."""
+of eval-mode outputs; :meth:`ModelKind.postprocess_batch` gives every image's."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class ModelKind:
     postprocess_config: type
     postprocess: Postprocess
     embedding_output: str
+
+    def postprocess_batch(self, outputs: Mapping[str, Any], *, config: Any, label_space: Any) -> list[PanopticResult]:
+        """B results from eval-mode outputs with batch B (see :mod:`panoptic_ros.postprocess.batch`)."""
+        return postprocess_batch(self.postprocess, outputs, config=config, label_space=label_space)
 
 
 KINDS: Mapping[str, ModelKind] = {kind.name: kind for kind in (

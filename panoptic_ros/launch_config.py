@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from panoptic_ros.cameras import parse_cameras
 from panoptic_ros.resources import SHIPPED_KINDS, default_params_file
 
 NODE_NAME = "panoptic_node"
@@ -38,6 +39,11 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("image_topic", "/camera/image_raw", "camera image topic (sensor_msgs/Image); with "
                                                        "compressed:=true its '/compressed' topic is used"),
     LaunchArgument("compressed", "false", "subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage)"),
+    LaunchArgument("cameras", "", "several cameras in one node, one model, batched: comma-separated 'name' "
+                                  "(input <name>/image, or <name>/image/compressed with compressed:=true) or "
+                                  "'name:topic' (a topic ending in /compressed is CompressedImage), e.g. "
+                                  "front,left,right; outputs ~/<name>/panoptic, ...; image_topic is then unused; "
+                                  "empty = one camera on image_topic"),
     LaunchArgument("namespace", "", "namespace of the node (and of its output topics)"),
     LaunchArgument("use_sim_time", "false", "follow /clock (set true when replaying a bag with --clock)"),
     LaunchArgument("device", "", "auto, cpu, cuda or cuda:N; empty = the params file's value (auto)"),
@@ -67,6 +73,22 @@ def parse_bool(name: str, text: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise LaunchArgumentError(f"{name}: expected true or false, got {text!r}")
+
+
+def parse_camera_list(text: str) -> list[str]:
+    """``front,left:/left/image_raw`` -> the ``cameras`` parameter's entries (checked).
+
+    Raises:
+        LaunchArgumentError: an empty entry, a malformed one, or a name given twice.
+    """
+    entries = [entry.strip() for entry in text.split(",")]
+    if not all(entries):
+        raise LaunchArgumentError(f"cameras: {text!r} has an empty entry")
+    try:
+        parse_cameras(entries)
+    except ValueError as exc:
+        raise LaunchArgumentError(str(exc)) from None
+    return entries
 
 
 def node_launch(arguments: Mapping[str, str]) -> NodeLaunch:
@@ -99,6 +121,8 @@ def node_launch(arguments: Mapping[str, str]) -> NodeLaunch:
     for name in ("model", "device", "backend"):
         if args[name]:
             overrides[name] = args[name]
+    if args["cameras"]:
+        overrides["cameras"] = parse_camera_list(args["cameras"])
     if args["weights"]:
         overrides["weights"] = str(Path(args["weights"]).expanduser())
     remappings = [("image", topic), ("image/compressed", f"{topic}/compressed")]

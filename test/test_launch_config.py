@@ -44,7 +44,17 @@ def test_an_explicit_params_file_is_used_as_given(tmp_path):
     assert params_file == str(custom) and "model" not in overrides
 
 
+def test_cameras_argument_becomes_the_cameras_parameter():
+    spec = lc.node_launch(_args(cameras="front, left,right:/right/image_raw/compressed"))
+    assert spec.parameters[1]["cameras"] == ["front", "left", "right:/right/image_raw/compressed"]
+    assert "cameras" not in lc.node_launch(_args()).parameters[1]   # empty: the single-camera node
+
+
 @pytest.mark.parametrize("changes, match", [
+    (dict(cameras="front,,left"), "cameras: 'front,,left' has an empty entry"),
+    (dict(cameras="front,front"), "front named more than once"),
+    (dict(cameras="9lives"), "the name must be"),
+    (dict(cameras="front:not a topic"), "is not a topic name"),
     (dict(model="yolo"), "model: 'yolo' is not one of panonet, ciae"),
     (dict(compressed="maybe"), "compressed: expected true or false"),
     (dict(autostart=""), "autostart: expected true or false"),
@@ -68,7 +78,7 @@ def test_missing_or_unknown_arguments_are_errors():
 
 def test_every_argument_is_described():
     names = [a.name for a in lc.LAUNCH_ARGUMENTS]
-    assert set(names) == {"model", "weights", "params_file", "image_topic", "compressed", "namespace",
+    assert set(names) == {"model", "weights", "params_file", "image_topic", "compressed", "cameras", "namespace",
                           "use_sim_time", "device", "backend", "autostart"}
     assert len(names) == len(set(names))
     assert all(len(a.description) > 20 for a in lc.LAUNCH_ARGUMENTS)

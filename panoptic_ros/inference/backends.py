@@ -1,8 +1,9 @@
 """Inference backends: run a model on one preprocessed image, return its raw outputs.
 
-Both backends take an (H, W, 3) uint8 RGB image already at the model's input size and
-return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for floating outputs) with batch size 1,
-which is what the post-processing functions take.
+Both backends take an (H, W, 3) uint8 RGB image, or a batch (B, H, W, 3) of them, already
+at the model's input size and return ``OUTPUT_NAMES -> torch.Tensor`` (float32 for
+floating outputs) with batch size 1 or B, which is what the post-processing functions
+take (:mod:`panoptic_ros.postprocess.batch`).
 
 - :class:`TorchBackend`: CPU or CUDA, optional bf16/fp16 autocast (with the weights cast
   once), channels-last memory format and ``torch.compile``.
@@ -50,7 +51,7 @@ def _ort_device(device: torch.device) -> tuple[str, int]:
 
 
 def upload_image(image: np.ndarray, device: torch.device, staging: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(H, W, 3) uint8 -> a uint8 tensor on ``device``.
+    """(H, W, 3) or (B, H, W, 3) uint8 -> a uint8 tensor of that shape on ``device``.
 
     On CUDA the frame is copied into a pinned host buffer (kept in ``staging`` and reused
     while the frame size stays) and uploaded asynchronously from there: from pageable
@@ -70,6 +71,13 @@ def upload_image(image: np.ndarray, device: torch.device, staging: dict[str, tor
     staging["event"] = torch.cuda.Event()
     staging["event"].record()
     return uploaded
+
+
+def images_nchw(uploaded: torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) or (B, H, W, 3) uint8 -> (1 or B, 3, H, W) float32 (a channels-last view
+    converted to float: the permuted HWC layout is already NHWC in memory)."""
+    batch = uploaded if uploaded.ndim == 4 else uploaded.unsqueeze(0)
+    return batch.permute(0, 3, 1, 2).float()
 
 
 class BackendError(RuntimeError):
@@ -159,18 +167,17 @@ class TorchBackend:
         self._model = model
         self._staging: dict[str, torch.Tensor] = {}
         self.provider = str(device)
+        self.fixed_batch: int | None = None  # any batch size
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """(H, W, 3) uint8 RGB -> raw outputs with batch size 1."""
-        # Moving uint8 to the device and converting there is 4x less transfer; the HWC
-        # array permuted to NCHW is already laid out channels-last.
-        x = upload_image(image, self.device, self._staging).permute(2, 0, 1).unsqueeze(0).float()
-        return self.run_tensor(x)
+        """(H, W, 3) or (B, H, W, 3) uint8 RGB -> raw outputs with batch size 1 or B."""
+        # Moving uint8 to the device and converting there is 4x less transfer.
+        return self.run_tensor(images_nchw(upload_image(image, self.device, self._staging)))
 
     @torch.inference_mode()
     def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(1, 3, H, W) float32 RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
+        """(B, 3, H, W) float32 RGB 0..255 on ``device`` -> raw outputs (float32 floats)."""
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not torch.float32):
             outputs = self._model(x)
@@ -292,7 +299,11 @@ class OrtThreading:
 
 
 class OnnxRuntimeBackend:
-    """An ONNX model (input ``images`` (1, 3, H, W) float32 RGB 0..255) in ONNX Runtime.
+    """An ONNX model (input ``images`` (B, 3, H, W) float32 RGB 0..255) in ONNX Runtime.
+
+    Exports since the multi-camera node have a dynamic batch axis; a file whose batch is
+    fixed (an older export, or one given as ``onnx_path``) runs batches of that size only:
+    :attr:`fixed_batch` tells the caller (the predictor splits larger batches).
 
     Args:
         onnx_path: the exported model (float32, or int8 QDQ from
@@ -328,14 +339,16 @@ class OnnxRuntimeBackend:
         self.onnx_path = Path(onnx_path)
         self._output_names = list(output_names)
         self._input_name = self._session.get_inputs()[0].name
+        first = self._session.get_inputs()[0].shape[0]
+        self.fixed_batch: int | None = first if isinstance(first, int) else None
         self._specs: dict[tuple[int, ...], dict[str, tuple[tuple[int, ...], torch.dtype]]] = {}
         self._staging: dict[str, torch.Tensor] = {}
         log.info("ONNX Runtime provider %s (asked for %s)", self.provider, [canonical_provider(p) for p in providers])
 
     def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """(H, W, 3) uint8 RGB -> raw outputs with batch size 1, as tensors on ``device``."""
-        x = self._upload(image).permute(2, 0, 1).unsqueeze(0).float().contiguous()
-        return self.run_tensor(x)
+        """(H, W, 3) or (B, H, W, 3) uint8 RGB -> raw outputs with batch size 1 or B, as
+        tensors on ``device``."""
+        return self.run_tensor(images_nchw(self._upload(image)).contiguous())
 
     def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run on an input tensor already on ``device``; outputs stay there.
@@ -344,7 +357,7 @@ class OnnxRuntimeBackend:
         numpy round trip; on CUDA nothing leaves the GPU), the same path on the CPU.
 
         Args:
-            x: (1, 3, H, W) float32 contiguous, on ``device``.
+            x: (B, 3, H, W) float32 contiguous, on ``device``.
         Returns:
             the model's outputs (floating ones as float32) on ``device``.
         """
@@ -363,11 +376,13 @@ class OnnxRuntimeBackend:
         return {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
 
     def _output_specs(self, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        """Output shapes and dtypes for an input shape (learnt from one plain run when the
-        graph leaves dimensions symbolic; cached)."""
+        """Output shapes and dtypes for an input shape (a symbolic batch axis is the input's
+        batch; learnt from one plain run when the graph leaves other dimensions symbolic;
+        cached)."""
         if input_shape not in self._specs:
             declared = {o.name: o for o in self._session.get_outputs()}
-            shapes = {n: tuple(declared[n].shape) for n in self._output_names}
+            shapes = {n: (input_shape[0], *declared[n].shape[1:]) if declared[n].shape else ()
+                      for n in self._output_names}
             if not all(isinstance(d, int) for shape in shapes.values() for d in shape):
                 values = self._session.run(self._output_names,
                                            {self._input_name: np.zeros(input_shape, np.float32)})
@@ -376,7 +391,8 @@ class OnnxRuntimeBackend:
         return self._specs[input_shape]
 
     def _upload(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> the same on ``device`` (through a pinned buffer on CUDA)."""
+        """(H, W, 3) or (B, H, W, 3) uint8 -> the same on ``device`` (through a pinned
+        buffer on CUDA)."""
         return upload_image(image, self.device, self._staging)
 
     def synchronize(self) -> None:

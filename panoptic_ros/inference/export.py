@@ -1,10 +1,14 @@
 """ONNX export for both models, and a parity check against ONNX Runtime.
 
-The graph has one input ``images`` (1, 3, H, W) float32 RGB in [0, 255] (normalisation is
-inside the model) and the outputs ``type(model).OUTPUT_NAMES`` in order; post-processing
-stays outside the graph. The export is traced by the legacy TorchScript exporter
-(``dynamo=False``; onnxscript is not installed) at one fixed input size, so every shape
-in the graph is static: export again for another ``input_size``.
+The graph has one input ``images`` (B, 3, H, W) float32 RGB in [0, 255] (normalisation is
+inside the model) and the outputs ``type(model).OUTPUT_NAMES`` in order, each with the
+batch first; post-processing stays outside the graph. The export is traced by the legacy
+TorchScript exporter (``dynamo=False``; onnxscript is not installed) at one fixed input
+size, so H and W are static (export again for another ``input_size``) while the batch
+axis is dynamic: one file serves every batch size a multi-camera node runs (1 to the
+number of cameras), where one file per batch size would multiply the export time, the
+cache and ONNX Runtime's sessions by the number of cameras. The trace runs at batch 2, so
+a batch size the model code reads is recorded as a graph value rather than a constant 1.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 MIN_OPSET = 17
+TRACE_BATCH = 2
 
 
 class _TupleOutputs(nn.Module):
@@ -68,13 +73,14 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_size: tuple[int, in
     model.eval()
     # eval() on the wrapper too: the exporter restores the wrapper's mode, recursively, afterwards
     wrapper = _TupleOutputs(model, names).to("cpu", torch.float32).eval()
-    example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+    example = torch.rand(TRACE_BATCH, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+    dynamic = {name: {0: "batch"} for name in ("images", *names)}
     with torch.no_grad(), warnings.catch_warnings():
         # Shape-dependent Python branches are expected: the graph is traced at one size.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's own notice
         torch.onnx.export(wrapper, (example,), str(path), input_names=["images"], output_names=list(names),
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+                          opset_version=opset, do_constant_folding=True, dynamo=False, dynamic_axes=dynamic)
     onnx.checker.check_model(str(path))
     return path
 
@@ -85,7 +91,7 @@ def onnx_parity(model: nn.Module, onnx_path: str | Path, images: Tensor) -> dict
     Args:
         model: the exported model (run in eval mode, float32, CPU).
         onnx_path: its ``.onnx`` file.
-        images: (1, 3, H, W) float32 RGB in [0, 255] at the exported size.
+        images: (B, 3, H, W) float32 RGB in [0, 255] at the exported size (any B).
     Returns:
         output name -> max |torch - onnxruntime| for floating outputs; for integer
         outputs (labels) the fraction of elements that differ (an argmax may flip where

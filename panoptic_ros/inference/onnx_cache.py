@@ -39,11 +39,12 @@ def onnx_cache_name(*, weights_name: str, weights_sha256: str, model_config: Any
 
     Everything that changes the exported graph is in the key: the weights (sha256), the
     model config (what the weights are loaded into), the input size (the graph's shapes
-    are static), the opset, and the torch and panoptic_ros versions (exporter and model
+    are static but for the batch), the batch axis (dynamic since the multi-camera node:
+    older fixed-batch exports are not reused), the opset, and the torch and panoptic_ros versions (exporter and model
     code). The name keeps the readable parts: ``<stem>-<weights hash>-<H>x<W>-<key>.onnx``.
     """
     key = json.dumps({"weights": weights_sha256, "model": to_dict(model_config), "input_size": list(input_size),
-                      "opset": opset, "torch": torch_version, "panoptic_ros": package_version}, sort_keys=True)
+                      "batch": "dynamic", "opset": opset, "torch": torch_version, "panoptic_ros": package_version}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"{Path(weights_name).stem}-{weights_sha256[:16]}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
 

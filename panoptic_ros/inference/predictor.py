@@ -1,8 +1,11 @@
-"""One inference API for both models: ``Predictor.predict(rgb) -> PanopticResult``.
+"""One inference API for both models: ``Predictor.predict(rgb) -> PanopticResult``, and
+``Predictor.predict_batch([rgb, ...]) -> [PanopticResult, ...]`` for several cameras.
 
 ``rgb (H, W, 3) uint8`` -> resize to the model input size (area when shrinking, bilinear
 when enlarging, as in training) -> backend (torch or ONNX Runtime) -> the model's
 post-processing at model resolution -> :meth:`PanopticResult.resize` back to (H, W).
+A batch stacks its images after the resize (they may differ in size before it) and runs
+the network once on (B, 3, h, w); the post-processing then runs per image.
 
 A predictor is built from a checkpoint (``panoptic_ros.checkpoint``): the model config
 and post-processing settings stored with the weights, overridden by
@@ -16,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +33,7 @@ from panoptic_ros.inference.backends import (BackendError, OnnxRuntimeBackend, O
 from panoptic_ros.inference.onnx_cache import exported_onnx, onnx_cache_dir, quantized_onnx
 from panoptic_ros.kinds import MODEL_KINDS, model_kind
 from panoptic_ros.labels import LabelSpace, get_label_space
+from panoptic_ros.postprocess.batch import image_outputs
 from panoptic_ros.types import PanopticResult
 
 log = logging.getLogger(__name__)
@@ -124,10 +128,12 @@ class Predictor:
         backend_choice: the backend asked for, the one running and why
             (:class:`~panoptic_ros.inference.auto.BackendChoice`; ``backend: auto`` resolved).
         precision: the config's precision.
-        last_timings: :class:`Timings` of the last call.
+        last_timings: :class:`Timings` of the last call (for a batch: the whole batch's).
         last_model_result: the last result at the model's input size, before it was
             resized to the image (``predict`` returns ``last_model_result.resize(W, H)``);
-            label images can be computed on it and upsampled, which is cheaper.
+            label images can be computed on it and upsampled, which is cheaper. After a
+            batch, that of its first image.
+        last_model_results: the same for every image of the last call, in order.
     """
 
     def __init__(self, *, backend: TorchBackend | OnnxRuntimeBackend, model_config: Any,
@@ -142,9 +148,11 @@ class Predictor:
         self.input_size = tuple(input_size)
         record = model_kind(self.kind)
         self._postprocess_cls, self._postprocess_fn = record.postprocess_config, record.postprocess
+        self._postprocess_batch = record.postprocess_batch
         self._postprocess = postprocess_config
         self._last_outputs: dict[str, torch.Tensor] | None = None
         self.last_model_result: PanopticResult | None = None
+        self.last_model_results: list[PanopticResult] = []
         self.last_timings = Timings()
 
     @classmethod
@@ -277,27 +285,55 @@ class Predictor:
         Returns:
             the result at (H', W'); timings of the call in :attr:`last_timings`.
         """
-        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
-                             f"{getattr(rgb, 'shape', '')}")
+        return self.predict_batch([rgb], panoptic_outs=[panoptic_out], output_sizes=[output_size])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], *,
+                      panoptic_outs: Sequence[np.ndarray | None] | None = None,
+                      output_sizes: Sequence[tuple[int, int] | None] | None = None) -> list[PanopticResult]:
+        """Panoptic segmentation of B images with one network run (B runs of
+        :meth:`predict` give the same results, up to float rounding of the batched network).
+
+        Args:
+            images: B (H_i, W_i, 3) uint8 RGB images, each any size.
+            panoptic_outs: per image, as ``panoptic_out`` of :meth:`predict` (or None).
+            output_sizes: per image, as ``output_size`` of :meth:`predict` (or None).
+        Returns:
+            B results in order; timings of the whole batch in :attr:`last_timings`.
+        """
+        for rgb in images:
+            _check_image(rgb)
+        count = len(images)
+        panoptic_outs = panoptic_outs or [None] * count
+        output_sizes = output_sizes or [None] * count
         postprocess = self._postprocess
         t0 = time.perf_counter()
-        image = resize_image(rgb, self.input_size)
+        resized = [resize_image(rgb, self.input_size) for rgb in images]
+        batch = resized[0] if count == 1 else np.stack(resized)   # (h, w, 3): no copy for one image; (B, h, w, 3)
         t1 = time.perf_counter()
-        outputs = self._run_backend(image)
+        outputs = self._run_backend(batch)
         t2 = time.perf_counter()
-        self.last_model_result = self._postprocess_fn(outputs, config=postprocess, label_space=self.label_space)
-        height, width = output_size or rgb.shape[:2]
-        result = self.last_model_result.resize(width, height, out=panoptic_out)
+        self.last_model_results = self._postprocess_batch(outputs, config=postprocess, label_space=self.label_space)
+        self.last_model_result = self.last_model_results[0]
+        results = []
+        for rgb, model_result, out, size in zip(images, self.last_model_results, panoptic_outs, output_sizes):
+            height, width = size or rgb.shape[:2]
+            results.append(model_result.resize(width, height, out=out))
         t3 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
-        return result
+        return results
 
-    def _run_backend(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """Raw outputs for an image at the input size (kept for :meth:`check_postprocess`)."""
-        outputs = self._backend(image)
+    def _run_backend(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        """Raw outputs (batch B) for images (B, h, w, 3) or one (h, w, 3) at the input size;
+        a backend of fixed batch size runs them in chunks of that size. The outputs of the
+        first image are kept for :meth:`check_postprocess`."""
+        step = self._backend.fixed_batch
+        if images.ndim == 4 and step is not None and images.shape[0] != step:
+            chunks = [self._backend(images[i:i + step]) for i in range(0, images.shape[0], step)]
+            outputs = {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]}
+        else:
+            outputs = self._backend(images)
         self._backend.synchronize()
-        self._last_outputs = outputs
+        self._last_outputs = image_outputs(outputs, 0)
         return outputs
 
     def release_cache(self) -> None:
@@ -308,6 +344,7 @@ class Predictor:
     def close(self) -> None:
         """Free the model and its GPU memory; the predictor is unusable afterwards."""
         self._last_outputs = self.last_model_result = None
+        self.last_model_results = []
         self._backend.close()
 
 
@@ -353,6 +390,13 @@ def _cached_onnx(model: torch.nn.Module, config: PredictorConfig, cache_dir: Pat
     ``int8`` its quantized version (made from the float one on first use)."""
     float_path = exported_onnx(model, weights=config.weights, cache_dir=cache_dir, input_size=input_size)
     return quantized_onnx(float_path, input_size=input_size) if config.precision == "int8" else float_path
+
+
+def _check_image(rgb: np.ndarray) -> None:
+    """ValueError unless ``rgb`` is an (H, W, 3) uint8 array."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
+                         f"{getattr(rgb, 'shape', '')}")
 
 
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

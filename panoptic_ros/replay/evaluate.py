@@ -94,7 +94,8 @@ def _tagged(messages: Iterator, tags: dict[str, str]) -> Iterator[tuple[int, str
 
 def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, panoptic_topic: str,
                   label_space: LabelSpace, *, processed: set[int], coco_dir: Path | None = None,
-                  sample_stamps: set[int] = frozenset()) -> tuple[dict | None, dict[int, SampleFrame]]:
+                  sample_stamps: set[int] = frozenset(), overall: PanopticScores | None = None
+                  ) -> tuple[dict | None, dict[int, SampleFrame]]:
     """Pair predictions with ground truth by stamp and score them; collect sample frames.
 
     Args:
@@ -106,6 +107,7 @@ def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, p
         coco_dir: where to export ``pred.json``/``pred/`` and, with ground truth,
             ``gt.json``/``gt/`` (image ids: :func:`coco_image_id`); None: no export.
         sample_stamps: frames whose pictures to return.
+        overall: also add every scored pair here (the scores of several cameras together).
     Returns:
         scores (None without ground truth) and stamp -> :class:`SampleFrame`.
     Raises:
@@ -117,7 +119,7 @@ def score_outputs(source: BagSource, topics: ReplayTopics, outputs: BagSource, p
         tags[topics.gt.name] = "gt"
     inputs = [t for t, tag in tags.items() if tag == "gt" or (tag == "image" and sample_stamps)]
     streams = [_tagged(outputs.messages([panoptic_topic]), tags), _tagged(source.messages(inputs), tags)]
-    pairing = _Pairing(topics, panoptic_topic, label_space, processed, coco_dir, sample_stamps)
+    pairing = _Pairing(topics, panoptic_topic, label_space, processed, coco_dir, sample_stamps, overall)
     try:
         for _, tag, stamp, data in heapq.merge(*streams, key=lambda item: item[0]):
             pairing.add(tag, stamp, data)
@@ -131,7 +133,7 @@ class _Pairing:
     in COCO format (predictions even without ground truth)."""
 
     def __init__(self, topics: ReplayTopics, panoptic_topic: str, label_space: LabelSpace, processed: set[int],
-                 coco_dir: Path | None, sample_stamps: set[int]):
+                 coco_dir: Path | None, sample_stamps: set[int], overall: PanopticScores | None = None):
         self.topics = {"image": topics.image.name, "pred": panoptic_topic,
                        "gt": topics.gt.name if topics.gt is not None else None}
         self.image_type = topics.image.msgtype
@@ -139,6 +141,7 @@ class _Pairing:
         self.processed = processed
         self.samples = {s: SampleFrame(s) for s in sample_stamps}
         self.scores = PanopticScores(label_space) if topics.gt is not None else None
+        self.overall = overall
         self.sinks: dict[str, _CocoSink] = {}
         if coco_dir is not None:
             for tag in ("pred", "gt") if self.scores is not None else ("pred",):
@@ -165,6 +168,8 @@ class _Pairing:
             pair = {tag: result, other: self.pending[other].pop(stamp)}
             try:
                 self.scores.add(pair["gt"], pair["pred"])
+                if self.overall is not None:
+                    self.overall.add(pair["gt"], pair["pred"])
             except PanopticFormatError as exc:
                 raise BagError(f"{self.topics['pred']} and {self.topics['gt']} at stamp {stamp_text(stamp)}: "
                                f"{exc}") from None

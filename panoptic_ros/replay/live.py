@@ -18,6 +18,11 @@ default best effort, where large frames can be lost in DDS). Every frame whose
 counters (received, dropped in the slot, rejected) and model time percentiles, and tell
 when it has finished everything it received.
 
+A multi-camera replay (:meth:`LiveRunner.start_cameras`, :meth:`LiveRunner.run_cameras`)
+starts one node with a ``cameras`` parameter, publishes each camera's frames on its own
+topic (the frames of one time step together; as fast as possible, the next step once
+every frame of this one is answered) and records each camera's outputs with its own log.
+
 Everything else of the replay (bags, scoring, report, the offline runner) is pure and
 lives in :mod:`panoptic_ros.replay`; :mod:`panoptic_ros.replay.run` imports this module
 only for a live replay.
@@ -44,6 +49,7 @@ from panoptic_ros.outputs import DETECTIONS_TYPE, OUTPUT_TYPES, VOID_CLASS_NAME
 from panoptic_ros.replay.bag import RawMessage, cdr_stamp
 from panoptic_ros.replay.messages import RECORDED_OUTPUTS, convert_camera
 from panoptic_ros.replay.metrics import RunLog
+from panoptic_ros.replay.multicamera import time_steps
 from panoptic_ros.replay.nodeproc import NodeError, NodeProcess, NodeSpec
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.serialized.image import COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError
@@ -54,6 +60,7 @@ _LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Reli
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUT_GRACE_S = 3.0
 CAMERA_TYPES = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage}
+CAMERA_TYPE_NAMES = {cls: name for name, cls in CAMERA_TYPES.items()}
 _OUTPUT_CLASSES = {IMAGE_TYPE: Image, DETECTIONS_TYPE: Detection2DArray}
 _COUNTERS = ("frames_received", "frames_processed", "frames_dropped", "frames_rejected", "frames_discarded",
              "frames_paused", "inference_errors")
@@ -122,7 +129,8 @@ class LiveRunner:
         self._diag_count = 0
         self._baseline: dict = {}
         self._writes: queue.Queue = queue.Queue()
-        self._log: RunLog | None = None
+        self._logs: dict[str | None, RunLog] = {}  # camera (None: the one camera) -> its frames
+        self._pubs: dict = {}  # camera -> publisher of its frames
         self._stopping = threading.Event()
         self._context = rclpy.context.Context()
         rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
@@ -140,20 +148,51 @@ class LiveRunner:
         Raises:
             NodeError: the node exits, fails to configure, or does not answer in time.
         """
-        node = self._node
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, _RELIABLE)
-        for name in RECORDED_OUTPUTS:
-            node.create_subscription(_OUTPUT_CLASSES[OUTPUT_TYPES[name]], f"{self.node_topic}/{name}",
-                                     lambda data, name=name: self._on_output(name, data), _RECORD, raw=True)
-        node.create_subscription(LabelInfo, f"{self.node_topic}/label_info", self._on_label_info, _LATCHED,
-                                 raw=True)
+        self._subscribe(cameras=[None])
         deadline = time.monotonic() + self.startup_timeout
         if self.spec is not None:
             self.process = NodeProcess(self.spec, self.log_dir / "node.log")
             self.input_topic, self.input_type = bag_topic, bag_type
         else:
             self.input_topic, self.input_type = self._find_input(bag_type, deadline)
-        self._pub = node.create_publisher(CAMERA_TYPES[self.input_type], self.input_topic, _RELIABLE)
+        self._pubs = {None: self._node.create_publisher(CAMERA_TYPES[self.input_type], self.input_topic, _RELIABLE)}
+        self._wait_until_wired(deadline)
+
+    def start_cameras(self, inputs: dict[str, tuple[str, str]]) -> None:
+        """Start the multi-camera node (``spec.cameras``) and wait until it is active and
+        wired to us: one publisher per camera, outputs under ``<node>/<camera>/``.
+
+        Args:
+            inputs: camera name -> (the topic the node listens to, its message type).
+        """
+        if self.spec is None or not self.spec.cameras:
+            raise ValueError("start_cameras: give a node spec with cameras")
+        self._subscribe(cameras=list(inputs))
+        deadline = time.monotonic() + self.startup_timeout
+        self.process = NodeProcess(self.spec, self.log_dir / "node.log")
+        self.input_topic = ", ".join(topic for topic, _ in inputs.values())
+        self.input_type = ", ".join(sorted({msgtype for _, msgtype in inputs.values()}))
+        self._pubs = {name: self._node.create_publisher(CAMERA_TYPES[msgtype], topic, _RELIABLE)
+                      for name, (topic, msgtype) in inputs.items()}
+        self._wait_until_wired(deadline)
+
+    def _subscribe(self, cameras: list[str | None]) -> None:
+        """Diagnostics, ``label_info`` and the recorded outputs of each camera (None: the
+        single camera's ``<node>/<output>``)."""
+        node = self._node
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, _RELIABLE)
+        for camera in cameras:
+            for name in RECORDED_OUTPUTS:
+                node.create_subscription(_OUTPUT_CLASSES[OUTPUT_TYPES[name]], self._output_topic(camera, name),
+                                         lambda data, name=name, camera=camera: self._on_output(name, data, camera),
+                                         _RECORD, raw=True)
+        node.create_subscription(LabelInfo, f"{self.node_topic}/label_info", self._on_label_info, _LATCHED,
+                                 raw=True)
+
+    def _output_topic(self, camera: str | None, name: str) -> str:
+        return f"{self.node_topic}/{name}" if camera is None else f"{self.node_topic}/{camera}/{name}"
+
+    def _wait_until_wired(self, deadline: float) -> None:
         self._until(self._wired, deadline, "the node to become active and match the replay's topics")
         seen = self._diag_count
         self._until(lambda: self._diag_count > seen, deadline, "the node's diagnostics")
@@ -162,9 +201,10 @@ class LiveRunner:
         self.input_reliability = self._node_input_reliability()
 
     def _node_input_reliability(self) -> str | None:
-        """The node's camera subscription reliability as DDS advertises it."""
+        """The node's camera subscription reliability as DDS advertises it (its first camera's)."""
         name = self.node_topic.rsplit("/", 1)[-1]
-        for info in self._node.get_subscriptions_info_by_topic(self.input_topic):
+        topic = next(iter(self._pubs.values())).topic_name
+        for info in self._node.get_subscriptions_info_by_topic(topic):
             if info.node_name == name:
                 return "best_effort" if info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT else "reliable"
         return None
@@ -194,7 +234,7 @@ class LiveRunner:
             raise NodeError(f"{self.node_topic} is {self._diag.get('message') or self._diag.get('state')}; "
                             f"activate it (and enable it with ~/enable) before replaying into it")
         return (self._diag.get("state") == "active" and self._label_info is not None
-                and self._pub.get_subscription_count() > 0
+                and all(pub.get_subscription_count() > 0 for pub in self._pubs.values())
                 and all(s.get_publisher_count() > 0 for s in self._node.subscriptions
                         if s.topic_name.startswith(self.node_topic + "/")))
 
@@ -214,14 +254,14 @@ class LiveRunner:
         while not self._stopping.is_set() and self._context.ok():
             self._executor.spin_once(timeout_sec=0.05)
 
-    def _on_output(self, name: str, data: bytes) -> None:
+    def _on_output(self, name: str, data: bytes, camera: str | None = None) -> None:
         arrived = time.perf_counter()
-        log = self._log
+        log = self._logs.get(camera)
         if log is None:
             return
         record = log.output(name, cdr_stamp(data), arrived)
         if record is not None:
-            self._writes.put((f"{self.node_topic}/{name}", record.log_ns, data))
+            self._writes.put((self._output_topic(camera, name), record.log_ns, data))
 
     def _on_label_info(self, data: bytes) -> None:
         self._label_info = data
@@ -239,55 +279,87 @@ class LiveRunner:
 
     def run(self, frames: Iterable[RawMessage], msgtype: str, bag: OutputBag, log: RunLog, progress=None) -> None:
         """Send every frame, record the outputs, wait for the node to finish."""
-        self._log = log
+        steps = ([(message, msgtype, None)] for message in frames)
+        self._replay(steps, bag, {None: log}, progress)
+
+    def run_cameras(self, frames: Iterable[RawMessage], inputs: dict[str, tuple[str, str]], bag: OutputBag,
+                    logs: dict[str, RunLog], progress=None) -> None:
+        """Send the frames of several cameras (after :meth:`start_cameras`): messages in log
+        order are gathered into time steps until a camera repeats; record each camera's
+        outputs in its log; wait for the node to finish.
+
+        Args:
+            frames: camera messages of the bag topics of ``inputs``, in log order.
+            inputs: bag topic -> (camera name, message type).
+            logs: camera name -> its frames.
+        """
+        self._replay(time_steps(frames, inputs), bag, dict(logs), progress)
+
+    def _replay(self, steps, bag: OutputBag, logs: dict[str | None, RunLog], progress) -> None:
+        self._logs = logs
         writer = threading.Thread(target=self._write_outputs, args=(bag,), name="replay_writer", daemon=True)
         writer.start()
         start = time.perf_counter()
         try:
-            self._send_all(frames, msgtype, bag, log, progress)
-            self._drain(log)
+            self._send_all(steps, progress)
+            self._drain(list(logs.values()))
         finally:
             self.wall_s = time.perf_counter() - start
             self._writes.put(None)
             writer.join()
 
-    def _send_all(self, frames, msgtype: str, bag: OutputBag, log: RunLog, progress) -> None:
-        t0 = log0 = None
-        for message in frames:
-            stamp = cdr_stamp(message.data)
-            try:
-                data = convert_camera(message.data, msgtype, self.input_type)
-            except ImageDecodeError as exc:
-                log.add(stamp, message.log_ns, rejected=exc.cause)
-                continue
-            if t0 is None:
-                t0, log0 = time.perf_counter(), message.log_ns
-                self._writes.put((f"{self.node_topic}/label_info", message.log_ns, self._label_info))
-            elif not self.afap:
-                delay = t0 + (message.log_ns - log0) / 1e9 / self.rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)  # pacing to the recorded timeline
-            if self.process is not None:
-                self.process.check_alive()
-            record = log.add(stamp, message.log_ns, sent_s=time.perf_counter())
-            self._pub.publish(data)
-            if self.afap:
-                self._await_answer(record, log)
+    def _send_all(self, steps, progress) -> None:
+        """Each step: (message, bag type, camera) per frame, sent together at the step's
+        recorded time (as fast as possible: once the previous step is answered)."""
+        clock: list[float] = []
+        for step in steps:
+            sent = []
+            for message, msgtype, camera in step:
+                log, stamp = self._logs[camera], cdr_stamp(message.data)
+                pub = self._pubs[camera]
+                try:
+                    data = convert_camera(message.data, msgtype, CAMERA_TYPE_NAMES[pub.msg_type])
+                except ImageDecodeError as exc:
+                    log.add(stamp, message.log_ns, rejected=exc.cause)
+                    continue
+                self._pace(clock, message.log_ns)
+                if self.process is not None:
+                    self.process.check_alive()
+                record = log.add(stamp, message.log_ns, sent_s=time.perf_counter())
+                pub.publish(data)
+                sent.append((record, log))
+            if self.afap and sent:
+                self._await_answers(sent)
             if progress is not None:
-                progress.update(1)
-                progress.set_postfix(out=log.processed, refresh=False)
+                progress.update(len(step))
+                progress.set_postfix(out=sum(log.processed for log in self._logs.values()), refresh=False)
 
-    def _await_answer(self, record, log: RunLog) -> None:
-        """As fast as possible: wait for this frame's output, or until the node is idle
-        without it (lost in DDS, or its answer lost): diagnostics generated after the send
-        (the second one from now) that show every received frame finished. The frame
-        timeout bounds the wait."""
+    def _pace(self, clock: list[float], log_ns: int) -> None:
+        """Wait for ``log_ns`` on the recorded timeline (times ``rate``); ``clock`` holds
+        (start time, first log time), set by the first frame, which also writes ``label_info``."""
+        if not clock:
+            clock[:] = [time.perf_counter(), log_ns]
+            self._writes.put((f"{self.node_topic}/label_info", log_ns, self._label_info))
+        elif not self.afap:
+            delay = clock[0] + (log_ns - clock[1]) / 1e9 / self.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing to the recorded timeline
+
+    def _await_answers(self, sent: list[tuple]) -> None:
+        """As fast as possible: wait for the outputs of these (record, log) frames, or until
+        the node is idle without them (lost in DDS, or their answer lost): diagnostics
+        generated after the send (the second one from now) that show every received frame
+        finished. The frame timeout bounds the wait."""
         seen = self._diag_count
         deadline = time.monotonic() + self.frame_timeout
-        while record.done_s is None and time.monotonic() < deadline and not self._idle(seen + 1):
+
+        def answered() -> bool:
+            return all(record.done_s is not None for record, _ in sent)
+
+        while not answered() and time.monotonic() < deadline and not self._idle(seen + 1):
             if self.process is not None:
                 self.process.check_alive()
-            log.wait(lambda: record.done_s is not None, 0.05)
+            sent[0][1].wait(answered, 0.05)
 
     def _counters(self) -> dict:
         """The node's counters since the replay started."""
@@ -303,36 +375,44 @@ class LiveRunner:
         finished = sum(delta[k] for k in ("frames_processed", "frames_dropped", "frames_rejected", "inference_errors"))
         return finished >= delta["frames_received"]
 
-    def _drain(self, log: RunLog) -> None:
+    def _drain(self, logs: list[RunLog]) -> None:
         """Wait until every frame is answered or the node has finished all it received (at
         most the frame timeout), then for outputs still on the way (a reliable repair can
         take a heartbeat period) and for diagnostics that count every answered frame."""
         seen = self._diag_count
         deadline = time.monotonic() + self.frame_timeout
-        while time.monotonic() < deadline and not (log.processed == log.sent or self._idle(seen)):
+
+        def processed() -> int:
+            return sum(log.processed for log in logs)
+
+        def all_answered() -> bool:
+            return processed() == sum(log.sent for log in logs)
+
+        while time.monotonic() < deadline and not (all_answered() or self._idle(seen)):
             if self.process is not None:
                 self.process.check_alive()
-            log.wait(lambda: log.processed == log.sent, 0.05)
-        published = set(log.output_counts)  # the outputs the node publishes at all
+            logs[0].wait(all_answered, 0.05)
+        published = set().union(*(log.output_counts for log in logs))  # the outputs the node publishes at all
 
         def complete() -> bool:
-            return (self._counters()["frames_processed"] <= log.processed
-                    and all(published <= r.outputs for r in log.records if r.done_s is not None))
+            return (self._counters()["frames_processed"] <= processed()
+                    and all(published <= r.outputs for log in logs for r in log.records if r.done_s is not None))
 
         grace = time.monotonic() + OUTPUT_GRACE_S
         while time.monotonic() < grace and not complete():
-            log.wait(complete, 0.05)
+            logs[0].wait(complete, 0.05)
         grace = time.monotonic() + OUTPUT_GRACE_S
-        while time.monotonic() < grace and self._counters()["frames_processed"] < log.processed:
+        while time.monotonic() < grace and self._counters()["frames_processed"] < processed():
             time.sleep(0.02)  # diagnostics lag the outputs by up to one period
 
-    def drop_breakdown(self, log: RunLog) -> dict:
+    def drop_breakdown(self, logs: list[RunLog]) -> dict:
         """Where the dropped frames went, from the node's counters (exact for a node the
         replay started; a connected node may also count frames from other publishers)."""
         c = self._counters()
-        return {"lost_before_node": log.sent - c["frames_received"], "replaced_in_node_slot": c["frames_dropped"],
+        sent, processed = sum(log.sent for log in logs), sum(log.processed for log in logs)
+        return {"lost_before_node": sent - c["frames_received"], "replaced_in_node_slot": c["frames_dropped"],
                 "rejected_by_node": c["frames_rejected"], "node_errors": c["inference_errors"],
-                "outputs_lost_after_node": c["frames_processed"] - log.processed}
+                "outputs_lost_after_node": c["frames_processed"] - processed}
 
     def _write_outputs(self, bag: OutputBag) -> None:
         for item in iter(self._writes.get, None):
@@ -360,8 +440,8 @@ class LiveRunner:
                "precision": d.get("precision"), "device": d.get("device"),
                "provider": d.get("provider"), "node_figures": self.node_figures(),
                "model_time_source": "node /diagnostics (last 200 frames)", "wall_s": self.wall_s}
-        if self._log is not None:
-            out["drops"] = self.drop_breakdown(self._log)
+        if self._logs:
+            out["drops"] = self.drop_breakdown(list(self._logs.values()))
         if self.spec is not None:
             out.update(weights=str(self.spec.weights), node_log=str(self.process.log_path) if self.process else None,
                        node_exit_code=self.exit_code)

@@ -50,6 +50,8 @@ class NodeSpec:
             lost is a frame lost, with nothing to repair it.
         params: further ``name:=value`` parameters (e.g. ``qos.depth:=3``); they win over
             the settings above (``qos.reliability`` is refused: that is ``input_qos``).
+        cameras: the node's ``cameras`` parameter (``name:topic`` entries) for a
+            multi-camera node; empty: one camera on ``input_topic``.
     """
 
     model: str
@@ -64,6 +66,7 @@ class NodeSpec:
     diagnostics_period: float = 0.5
     input_qos: Literal["reliable", "best_effort"] = "reliable"
     params: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.input_qos not in ("reliable", "best_effort"):
@@ -83,6 +86,8 @@ class NodeSpec:
                   "diagnostics_period": str(self.diagnostics_period), "qos.reliability": self.input_qos,
                   "qos.depth": str(RELIABLE_INPUT_DEPTH if self.input_qos == "reliable" else 1)}
         args = [node_executable(), "--ros-args", "--params-file", str(default_params_file(self.model))]
+        if self.cameras:  # quoted: YAML reads an unquoted name:topic in a list as a mapping
+            params["cameras"] = "[" + ", ".join(f"'{c}'" for c in self.cameras) + "]"
         for item in [f"{k}:={v}" for k, v in params.items()] + list(self.params):
             args += ["-p", item]
         return args + ["-r", f"__node:={self.name}", "-r", f"image:={self.input_topic}",

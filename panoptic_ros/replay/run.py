@@ -29,10 +29,13 @@ from typing import Callable, Literal
 from panoptic_ros.checkpoint import checkpoint_paths
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.auto import BACKEND_SETTINGS
-from panoptic_ros.replay.bag import BAG_FILE_SUFFIXES, BagError, BagSource, ReplayTopics, select_topics, stamp_text
+from panoptic_ros.replay.bag import (BAG_FILE_SUFFIXES, BagError, BagSource, ReplayTopics, camera_topics,
+                                    select_topics, stamp_text)
 from panoptic_ros.replay.evaluate import score_outputs
 from panoptic_ros.replay.messages import output_topics
 from panoptic_ros.replay.metrics import RunLog, summarize
+from panoptic_ros.replay.multicamera import (ReplayCamera, camera_report, live_inputs, node_cameras,
+                                             replay_cameras, run_cameras, score_cameras)
 from panoptic_ros.replay.outbag import OutputBag
 from panoptic_ros.replay.report import write_report
 from panoptic_ros.resources import default_weights
@@ -134,7 +137,9 @@ def _prepare_out(options: ReplayOptions) -> Path:
     return out
 
 
-def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
+def _make_runner(options: ReplayOptions, topics: ReplayTopics | None, out: Path,
+                 cameras: list[ReplayCamera] | None = None):
+    """The offline or live runner; ``cameras``: a multi-camera replay (``topics`` None)."""
     if options.mode == "offline":
         from panoptic_ros.inference.predictor import PredictorConfig
         from panoptic_ros.replay.offline import OfflineRunner
@@ -150,11 +155,13 @@ def _make_runner(options: ReplayOptions, topics: ReplayTopics, out: Path):
                   frame_timeout=options.frame_timeout, startup_timeout=options.startup_timeout)
     if options.connect is not None:
         return LiveRunner(connect=options.connect, **common)
+    image = topics.image if cameras is None else cameras[0].topics.image
     spec = NodeSpec(model=options.model, weights=resolve_weights(options).resolve(), name=options.node_name,
-                    input_topic=topics.image.name, compressed=topics.image.msgtype.endswith("CompressedImage"),
+                    input_topic=image.name, compressed=image.msgtype.endswith("CompressedImage"),
                     backend=options.backend, device=options.device, precision=options.precision,
                     num_threads=options.num_threads,
-                    input_qos=options.input_qos or "reliable", params=tuple(options.node_params))
+                    input_qos=options.input_qos or "reliable", params=tuple(options.node_params),
+                    cameras=() if cameras is None else tuple(node_cameras(cameras)))
     return LiveRunner(spec=spec, **common)
 
 
@@ -244,6 +251,8 @@ def replay(options: ReplayOptions) -> dict:
     """
     out = _prepare_out(options)
     with BagSource(options.bag) as source:
+        if options.image_topic is None and len(camera_topics(source.topics)) > 1:
+            return _replay_cameras(options, source, out)
         topics = select_topics(source, image_topic=options.image_topic, gt_topic=options.gt_topic,
                                use_gt=options.use_gt)
         run = _run(options, source, topics, out)
@@ -278,6 +287,38 @@ def replay(options: ReplayOptions) -> dict:
     }
     with _sigint_ignored():
         return write_report(out, report, samples, run["label_space"])
+
+
+def _replay_cameras(options: ReplayOptions, source: BagSource, out: Path) -> dict:
+    """Replay every camera of a multi-camera bag through one model; returns the report
+    (:mod:`panoptic_ros.replay.multicamera`)."""
+    if options.gt_topic is not None:
+        raise ReplayError("--gt-topic names one camera's ground truth: give --image-topic too, or let a "
+                          "multi-camera replay pair each camera with the ground truth in its namespace")
+    if options.connect is not None:
+        raise ReplayError("--connect: a multi-camera replay starts its own node (with the bag's cameras); "
+                          "choose one camera with --image-topic to replay into a running node")
+    cameras = replay_cameras(source, use_gt=options.use_gt)
+    runner = _make_runner(options, None, out, cameras)
+    progress = _Progress(options, sum(c.topics.image.count or 0 for c in cameras) or None)
+    try:
+        runner.start_cameras(live_inputs(cameras)) if options.mode == "live" else runner.start()
+        logs, interrupted = run_cameras(runner, source, cameras, out, max_frames=options.max_frames,
+                                        progress=progress)
+    finally:
+        with _sigint_ignored():
+            progress.close()
+            runner.close()
+    errors = [source.damage] if source.damage else []
+    scores, overall = {}, None
+    try:
+        scores, overall = score_cameras(source, cameras, logs, out, node_topic=runner.node_topic,
+                                        label_space=runner.label_space)
+    except BagError as exc:
+        errors.append(f"scoring failed: {exc}")
+    return camera_report(bag=str(options.bag), out=out, run_info=runner.info(), cameras=cameras, logs=logs,
+                         scores=scores, overall=overall, wall_s=runner.wall_s, interrupted=interrupted,
+                         errors=errors)
 
 
 def _coco_paths(out: Path, *, with_gt: bool) -> dict:

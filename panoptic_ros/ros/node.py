@@ -6,13 +6,19 @@ starts the inference thread and publishes ``~/label_info``, *deactivate* unsubsc
 waits for the frame in flight and releases cached GPU memory, *cleanup* frees the model.
 With ``autostart`` (default) the node configures and activates itself.
 
-Data flow: the subscription takes messages serialised (``raw=True``) and the callback only
-stores the bytes in a one-frame slot (:class:`~panoptic_ros.ros.pipeline.LatestSlot`); a
-worker thread takes the newest frame, deserialises and decodes it, runs the
-:class:`~panoptic_ros.inference.predictor.Predictor` and publishes every output that has a
-subscriber, with the input's header. Frames replaced in the slot are never deserialised,
-which keeps the executor thread cheap when the camera outpaces the model. Malformed
-frames are counted by cause, logged once per cause every 10 s, and skipped.
+Cameras: one by default (input ``image``, outputs ``~/panoptic``, ...); the ``cameras``
+parameter names several (:mod:`panoptic_ros.cameras`), each with its own input topic,
+outputs under ``~/<camera>/`` and statistics; ``~/label_info`` is one per node.
+
+Data flow: each subscription takes messages serialised (``raw=True``) and the callback
+only stores the bytes in its camera's one-frame slot
+(:class:`~panoptic_ros.ros.pipeline.KeyedLatestSlot`); a worker thread takes the newest
+frame of every camera that has one, deserialises and decodes them, runs them through the
+:class:`~panoptic_ros.inference.predictor.Predictor` as one batch and publishes every
+output that has a subscriber, each with its input's header. Frames replaced in a slot
+are never deserialised, which keeps the executor thread cheap when the cameras outpace
+the model. Malformed frames are counted by camera and cause, logged once per cause every
+10 s, and skipped; they never hold up the other cameras of the batch.
 """
 from __future__ import annotations
 
@@ -22,8 +28,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 
-import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -37,17 +43,18 @@ from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from panoptic_ros import outputs as messages
+from panoptic_ros.cameras import CameraInput, parse_cameras
 from panoptic_ros.checkpoint import CheckpointError
 from panoptic_ros.config import ConfigError
 from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import params
-from panoptic_ros.ros.diagnostics import diagnostic_array, health
+from panoptic_ros.ros.diagnostics import camera_statuses, diagnostic_array, health
 from panoptic_ros.ros.lifecycle import answer_invalid_transitions
-from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory
-from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
+from panoptic_ros.ros.memory import keep_freed_buffers_mapped
+from panoptic_ros.ros.frames import CameraFrames
+from panoptic_ros.ros.pipeline import Frame, FrameStats, KeyedLatestSlot, Worker, merged_snapshot
 from panoptic_ros.ros.raw_publish import RawPublisher
-from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, check_frame, from_serialized
 
 LOG_PERIOD_S = 10.0
 EXIT_BAD_INPUT = 2  # as argparse and the other console scripts
@@ -56,7 +63,7 @@ _LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class PanopticNode(LifecycleNode):
+class PanopticNode(CameraFrames, LifecycleNode):
     """Panoptic segmentation of camera images; see the module docstring.
 
     Args:
@@ -64,6 +71,11 @@ class PanopticNode(LifecycleNode):
         record_starts: keep when each recent frame arrived and started
             (``stats.start_records()``), for tests and benchmarks of the hand-over.
         **kwargs: for rclpy's ``LifecycleNode`` (context, cli_args, parameter_overrides).
+
+    Attributes:
+        camera_stats: camera name -> its :class:`FrameStats` ("" for the unnamed camera).
+        stats: the first camera's (the only one's, by default).
+        batch_sizes: how many inference runs had each batch size.
     """
 
     def __init__(self, node_name: str = "panoptic_node", *, record_starts: bool = False, **kwargs):
@@ -74,16 +86,18 @@ class PanopticNode(LifecycleNode):
             self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        self.stats = FrameStats(record_starts=record_starts)
+        self.camera_stats = {c.name: FrameStats(record_starts=record_starts) for c in self._camera_inputs()}
+        self.stats = next(iter(self.camera_stats.values()))
+        self.batch_sizes: Counter[int] = Counter()  # frames per inference run -> runs
         self.predictor: Predictor | None = None
         self.state_label = "unconfigured"
         self.configure_error = ""
         self._enabled = True
         self._gate = threading.Lock()  # held while a frame is processed (pause waits on it)
-        self._slot: LatestSlot[Frame] | None = None
+        self._slot: KeyedLatestSlot[Frame] | None = None
         self._worker: Worker | None = None
-        self._subscription = None
-        self._input_type: type = Image
+        self._inputs: dict[str, CameraInput] = {}
+        self._camera_subscriptions: dict = {}  # camera name -> input subscription while active
         self._pubs: dict = {}
         self._raw_pubs: dict[str, RawPublisher] = {}  # the output publishers, publishing CDR bytes
         self._last_logged: dict[str, float] = {}
@@ -98,13 +112,22 @@ class PanopticNode(LifecycleNode):
 
     @property
     def input_subscription(self):
-        """The camera subscription while active, else None."""
-        return self._subscription
+        """The (first) camera's subscription while active, else None."""
+        return next(iter(self._camera_subscriptions.values()), None)
+
+    @property
+    def input_subscriptions(self) -> dict:
+        """camera name -> its subscription while active (empty otherwise)."""
+        return dict(self._camera_subscriptions)
 
     @property
     def output_publishers(self) -> dict:
-        """``~/<name>`` -> publisher while configured (empty otherwise)."""
+        """``<name>`` (one camera) or ``<camera>/<name>`` -> publisher while configured, and
+        ``label_info`` (empty otherwise)."""
         return dict(self._pubs)
+
+    def _camera_inputs(self) -> tuple[CameraInput, ...]:
+        return parse_cameras(self._io.cameras, compressed=self._io.compressed)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -132,9 +155,11 @@ class PanopticNode(LifecycleNode):
         # acknowledged one output can still get it repaired after the next is published.
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._io.output_depth,
                                 reliability=ReliabilityPolicy.RELIABLE)
-        for name, msgtype in messages.OUTPUT_TYPES.items():
-            self._pubs[name] = self.create_lifecycle_publisher(_MESSAGE_CLASSES[msgtype], f"~/{name}", output_qos)
-        self._raw_pubs = {name: RawPublisher(self._pubs[name]) for name in messages.OUTPUT_TYPES}
+        for camera in self._camera_inputs():
+            for name, msgtype in messages.OUTPUT_TYPES.items():
+                self._pubs[camera.output(name)] = self.create_lifecycle_publisher(
+                    _MESSAGE_CLASSES[msgtype], camera.output_topic(name), output_qos)
+        self._raw_pubs = {key: RawPublisher(pub) for key, pub in self._pubs.items()}
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
@@ -151,15 +176,20 @@ class PanopticNode(LifecycleNode):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=io.depth,
                          reliability=ReliabilityPolicy.BEST_EFFORT if io.reliability == "best_effort"
                          else ReliabilityPolicy.RELIABLE)
-        self._slot = LatestSlot(on_put=self.stats.on_slot_put, on_take=self.stats.on_slot_take)
+        stats = self.camera_stats
+        self._slot = KeyedLatestSlot(on_put=lambda name, frame: stats[name].on_slot_put(frame),
+                                     on_take=lambda name, frame: stats[name].on_slot_take(frame))
         self._worker = Worker(self._slot, self._process, on_error=self._on_worker_error)
         self._worker.start()
-        self._input_type, topic = (CompressedImage, "image/compressed") if io.compressed else (Image, "image")
-        self._subscription = self.create_subscription(self._input_type, topic, self._on_image, qos, raw=True)
+        self._inputs = {c.name: c for c in self._camera_inputs()}
+        for name, camera in self._inputs.items():
+            self._camera_subscriptions[name] = self.create_subscription(
+                CompressedImage if camera.compressed else Image, camera.topic,
+                lambda msg, name=name: self._on_image(name, msg), qos, raw=True)
         self._publish_label_info()
         self.state_label = "active"
-        self.get_logger().info(f"active: listening on {self._subscription.topic_name} ({io.reliability}, "
-                               f"depth {io.depth})")
+        topics = ", ".join(s.topic_name for s in self._camera_subscriptions.values())
+        self.get_logger().info(f"active: listening on {topics} ({io.reliability}, depth {io.depth})")
         return result
 
     def _publish_label_info(self) -> None:
@@ -190,11 +220,11 @@ class PanopticNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_pipeline(self) -> None:
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
-        if self._slot is not None and self._slot.close() is not None:
-            self.stats.on_discarded()
+        for subscription in self._camera_subscriptions.values():
+            self.destroy_subscription(subscription)
+        self._camera_subscriptions = {}
+        if self._slot is not None:
+            self._discard(self._slot.close())
         if self._worker is not None:
             self._worker.stop(on_wait=lambda waited: self.get_logger().warning(
                 f"still waiting for the frame in flight to finish ({waited:.0f} s)"))
@@ -217,92 +247,12 @@ class PanopticNode(LifecycleNode):
 
     # ---- frames ---------------------------------------------------------------------
 
-    def _on_image(self, msg: bytes) -> None:
-        slot = self._slot
-        if slot is None:
-            return
-        if not self._enabled:
-            self.stats.on_paused()
-            return
-        now = time.monotonic()
-        frame = Frame(msg, now, self.stats.on_received(now))
-        if not self._plausible(msg):  # rejected at once: a bomb must not take a good frame's place
-            return
-        lost = slot.put(frame)
-        if lost is frame:  # the slot closed meanwhile (deactivate)
-            self.stats.on_discarded()
-        elif lost is not None:
-            self.stats.on_dropped()
-
-    def _plausible(self, msg: bytes) -> bool:
-        """Run the checks that need no decoding (header, sizes, data length); a frame that
-        fails them is counted as rejected and logged here. Microseconds per frame."""
-        try:
-            check_frame(from_serialized(msg, compressed=self._input_type is CompressedImage),
-                        max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels)
-        except ImageDecodeError as exc:
-            self._reject(exc)
-            return False
-        return True
-
-    def _reject(self, exc: ImageDecodeError) -> None:
-        count = self.stats.on_rejected(exc.cause)
-        self._log_throttled(exc.cause, f"skipping frame ({exc.cause}, {count} so far): {exc}")
-
-    def _process(self, frame: Frame) -> None:
-        with self._gate:
-            if not self._enabled or self.predictor is None:  # paused after it was taken
-                self.stats.on_discarded()
-                return
-            started = time.monotonic()
-            try:
-                msg = from_serialized(frame.msg, compressed=self._input_type is CompressedImage)
-                rgb, size = camera_rgb8(msg, max_side=self._io.max_image_side, max_pixels=self._io.max_image_pixels,
-                                        min_size=self.predictor.input_size)
-            except ImageDecodeError as exc:  # found by the decoder (or limits changed meanwhile)
-                self._reject(exc)
-                return
-            wanted = self._wanted_outputs()
-            # ~/panoptic is written by the predictor straight into its message's pixels.
-            panoptic = ImageMessage(*size, "32SC1", msg.header) if "panoptic" in wanted else None
-            result = self.predictor.predict(rgb, panoptic_out=None if panoptic is None else panoptic.pixels,
-                                            output_size=size)
-            timings = self.predictor.last_timings
-            if rgb.shape[:2] != size and "overlay" in wanted:  # decoded at reduced scale
-                rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
-            self._publish(msg.header, rgb, result, wanted, panoptic)
-            del rgb, result, panoptic
-            self._trim_after_larger_frames(size[0] * size[1])
-            done = time.monotonic()
-            self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
-
-    def _trim_after_larger_frames(self, pixels: int) -> None:
-        """Return the heap kept for larger frames (memory.keep_freed_buffers) to the system
-        once the frames got smaller, so a burst of large frames does not raise RSS for good."""
-        if pixels < self._last_pixels:
-            release_freed_memory()
-        self._last_pixels = pixels
-
-    def _wanted_outputs(self) -> list[str]:
-        """The enabled outputs that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""
-        return [name for name in messages.OUTPUT_TYPES
-                if getattr(self._io, f"publish_{name}") and self._pubs[name].get_subscription_count() > 0]
-
-    def _publish(self, header, rgb, result, wanted: list[str], panoptic: ImageMessage | None) -> None:
-        """Publish the ``wanted`` outputs, each as soon as it is built (``~/panoptic`` is
-        ``panoptic``, already holding ``result``'s id map)."""
-        io, pubs = self._io, self._raw_pubs
-        if panoptic is not None:
-            pubs["panoptic"].publish(panoptic.data)
-        outputs = messages.output_messages(result, rgb, header, which=[n for n in wanted if n != "panoptic"],
-                                           label_space=self.predictor.label_space,
-                                           low_res=self.predictor.last_model_result,
-                                           overlay_alpha=io.overlay_alpha, stuff_detections=io.stuff_detections)
-        for name, data in outputs:
-            pubs[name].publish(data)
-
     def _on_worker_error(self, exc: BaseException) -> None:
+        """An exception that escaped :meth:`_process` (it counts its own frames' errors)."""
         self.stats.on_error()
+        self._log_error(exc)
+
+    def _log_error(self, exc: BaseException) -> None:
         self._log_throttled(f"error:{type(exc).__name__}", f"inference failed on a frame: "
                                                            f"{type(exc).__name__}: {exc}")
 
@@ -318,8 +268,8 @@ class PanopticNode(LifecycleNode):
         self._enabled = bool(request.data)
         if not self._enabled:
             slot = self._slot
-            if slot is not None and slot.clear() is not None:
-                self.stats.on_discarded()
+            if slot is not None:
+                self._discard(slot.clear())
             with self._gate:  # wait for the frame in flight: nothing is published after we answer
                 pass
         response.success = True
@@ -360,7 +310,9 @@ class PanopticNode(LifecycleNode):
         return params.postprocess_overrides(changes, self.predictor.kind)
 
     def _publish_diagnostics(self) -> None:
-        values = {"state": self.state_label, "enabled": self._enabled, **self.stats.snapshot()}
+        snapshots = {name: stats.snapshot() for name, stats in self.camera_stats.items()}
+        merged = merged_snapshot(snapshots)
+        values = {"state": self.state_label, "enabled": self._enabled, **merged}
         p = self.predictor
         if p is not None:
             values.update(model=p.kind, backend=p.backend_name, backend_requested=p.backend_choice.requested,
@@ -369,9 +321,11 @@ class PanopticNode(LifecycleNode):
         level, message = health(values, configure_error=self.configure_error, state=self.state_label,
                                 enabled=self._enabled)
         header = Header(stamp=self.get_clock().now().to_msg())
+        hardware_id = values.get("device", "none")
         self._diag_pub.publish(diagnostic_array(
-            header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=values.get("device", "none"),
-            level=level, message=message, values=values))
+            header, name=f"{self.get_name()}: panoptic segmentation", hardware_id=hardware_id,
+            level=level, message=message, values=values,
+            extra=camera_statuses(snapshots, node_name=self.get_name(), hardware_id=hardware_id)))
 
 
 def _parse_command_line(argv: list[str]) -> None:

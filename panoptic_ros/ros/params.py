@@ -36,6 +36,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from panoptic_ros.cameras import parse_cameras
 from panoptic_ros.config import ConfigError, Range, check_ranges, description_of, from_dict, range_of, setting
 from panoptic_ros.inference.predictor import PredictorConfig
 from panoptic_ros.kinds import MODEL_KINDS, model_kind
@@ -104,6 +105,10 @@ def _bounds(allowed: Range, limits: tuple[float, float]) -> tuple[float, float]:
 class NodeSettings:
     """The node's own (non-model) settings, from the parameters (each field describes itself)."""
 
+    cameras: tuple[str, ...] = setting((), description=(
+        "cameras served by this node with one model, batched: entries 'name' (input name/image, or "
+        "name/image/compressed with compressed) or 'name:topic' (a topic ending in /compressed is "
+        "CompressedImage); outputs ~/<name>/panoptic, ...; empty = one camera on image, outputs ~/panoptic, ..."))
     compressed: bool = setting(False, description="subscribe to image/compressed (CompressedImage) instead of "
                                                   "image")
     reliability: Literal["best_effort", "reliable"] = setting("best_effort",
@@ -133,6 +138,7 @@ class NodeSettings:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        parse_cameras(self.cameras)
 
 
 # PredictorConfig field -> parameter name (all read at configure)
@@ -149,6 +155,7 @@ _NODE_MEANINGS = {
 }
 # NodeSettings field -> (parameter name, when it may change)
 _NODE_PARAMETERS = {
+    "cameras": ("cameras", STARTUP),
     "compressed": ("compressed", CONFIGURE),
     "reliability": ("qos.reliability", CONFIGURE),
     "depth": ("qos.depth", CONFIGURE),
@@ -288,7 +295,17 @@ def declare_parameters(node: Node) -> None:
     for spec in all_specs():
         # Unset and empty-array defaults are declared by type (rclpy would type [] as bytes).
         default = spec.type if spec.default is None or spec.default == [] else spec.default
-        node.declare_parameter(spec.name, default, spec.descriptor())
+        descriptor = spec.descriptor()
+        if spec.default == []:
+            # An empty array is set by type after the declaration unless an override (command
+            # line, file; `[]` in YAML is none) gave a value; read-only comes after that.
+            writable = spec.descriptor()
+            writable.read_only = False
+            if node.declare_parameter(spec.name, default, writable).type_ == T.NOT_SET:
+                node.set_parameters([Parameter(spec.name, spec.type, [])])
+            node.set_descriptor(spec.name, descriptor)
+        else:
+            node.declare_parameter(spec.name, default, descriptor)
 
 
 def plain(value: Any) -> Any:
@@ -341,7 +358,9 @@ def postprocess_overrides(values: Mapping[str, Any], kind: str) -> dict[str, Any
 
 def node_settings(values: Mapping[str, Any]) -> NodeSettings:
     """The node's own settings the parameters describe (``ConfigError`` names the field)."""
-    return from_dict(NodeSettings, {field: values[name] for field, (name, _) in _NODE_PARAMETERS.items()})
+    # An unset parameter (an empty-array default is declared unset) takes the field's default.
+    return from_dict(NodeSettings, {field: values[name] for field, (name, _) in _NODE_PARAMETERS.items()
+                                    if values[name] is not None})
 
 
 def check_changes(values: Mapping[str, Any], changes: Mapping[str, Any], *, configured: bool) -> str | None:

@@ -1,9 +1,10 @@
 """Latest-frame-only hand-over between the subscription and the inference thread, and the
 running statistics the node reports on ``/diagnostics``.
 
-Pure Python (no rclpy): the subscription callback :meth:`LatestSlot.put` s each frame;
-one worker thread :meth:`LatestSlot.take` s the newest. A frame that arrives while one
-waits replaces it, so the worker never works through a backlog of stale frames.
+Pure Python (no rclpy): the subscription callback of each camera
+:meth:`KeyedLatestSlot.put` s each frame; one worker thread :meth:`KeyedLatestSlot.take` s
+the newest frame of every camera that has one. A frame that arrives while one of its
+camera waits replaces it, so the worker never works through a backlog of stale frames.
 """
 from __future__ import annotations
 
@@ -27,8 +28,73 @@ class Frame(Generic[T]):
     index: int
 
 
+class KeyedLatestSlot(Generic[T]):
+    """One-item mailboxes, one per key (camera), whose ``put`` overwrites; thread-safe.
+
+    :meth:`take` hands over the newest item of every key that has one, all at once: one
+    inference cycle serves every camera with a new frame, so under overload every camera
+    is served in turn (none waits while another is served twice) and no item taken is
+    older than one put of its own key.
+
+    Args:
+        on_put: called with (key, item) while the slot is locked, as it is stored.
+        on_take: called with (key, item) while the slot is locked, as it is taken. Both
+            run in one global order, so time stamps taken in them are exact.
+    """
+
+    def __init__(self, on_put: Callable[[Any, T], None] | None = None,
+                 on_take: Callable[[Any, T], None] | None = None):
+        self._cond = threading.Condition()
+        self._items: dict[Any, T] = {}
+        self._closed = False
+        self._on_put = on_put
+        self._on_take = on_take
+
+    def put(self, key: Any, item: T) -> T | None:
+        """Store ``item`` for ``key``; returns the item that was not kept: the waiting one
+        of ``key`` it replaced (never taken), ``item`` itself when closed, else None."""
+        with self._cond:
+            if self._closed:
+                return item
+            replaced = self._items.pop(key, None)
+            self._items[key] = item   # re-inserted: keys are taken in the order their items came
+            if self._on_put is not None:
+                self._on_put(key, item)
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> dict[Any, T] | None:
+        """key -> newest item of every key that has one (removing them), or None on
+        timeout or after :meth:`close`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            items, self._items = self._items, {}
+            if self._closed or not items:
+                return None
+            if self._on_take is not None:
+                for key, item in items.items():
+                    self._on_take(key, item)
+            return items
+
+    def clear(self) -> dict[Any, T]:
+        """Forget the waiting items; returns them."""
+        with self._cond:
+            items, self._items = self._items, {}
+            return items
+
+    def close(self) -> dict[Any, T]:
+        """Wake every waiter; later ``take`` calls return None at once and ``put`` keeps
+        nothing. Returns the waiting items it forgot."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            items, self._items = self._items, {}
+            return items
+
+
 class LatestSlot(Generic[T]):
-    """A one-item mailbox whose ``put`` overwrites; thread-safe.
+    """A one-item mailbox whose ``put`` overwrites; thread-safe (a
+    :class:`KeyedLatestSlot` of one key).
 
     Args:
         on_put: called with each item while the slot is locked, as it is stored.
@@ -37,49 +103,28 @@ class LatestSlot(Generic[T]):
     """
 
     def __init__(self, on_put: Callable[[T], None] | None = None, on_take: Callable[[T], None] | None = None):
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._closed = False
-        self._on_put = on_put
-        self._on_take = on_take
+        self._slot: KeyedLatestSlot[T] = KeyedLatestSlot(
+            on_put=None if on_put is None else lambda _, item: on_put(item),
+            on_take=None if on_take is None else lambda _, item: on_take(item))
 
     def put(self, item: T) -> T | None:
         """Store ``item``; returns the item that was not kept: the waiting one it replaced
         (never taken), ``item`` itself when the slot is closed, else None."""
-        with self._cond:
-            if self._closed:
-                return item
-            replaced, self._item = self._item, item
-            if self._on_put is not None:
-                self._on_put(item)
-            self._cond.notify()
-            return replaced
+        return self._slot.put(None, item)
 
     def take(self, timeout: float | None = None) -> T | None:
         """The newest item (removing it), or None on timeout or after :meth:`close`."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
-            item, self._item = self._item, None
-            if self._closed or item is None:
-                return None
-            if self._on_take is not None:
-                self._on_take(item)
-            return item
+        items = self._slot.take(timeout)
+        return None if items is None else items[None]
 
     def clear(self) -> T | None:
         """Forget the waiting item; returns it (None if there was none)."""
-        with self._cond:
-            item, self._item = self._item, None
-            return item
+        return self._slot.clear().get(None)
 
     def close(self) -> T | None:
         """Wake every waiter; later ``take`` calls return None at once and ``put`` keeps
         nothing. Returns the waiting item it forgot (None if there was none)."""
-        with self._cond:
-            item, self._item = self._item, None
-            self._closed = True
-            self._cond.notify_all()
-            return item
+        return self._slot.close().get(None)
 
 
 class Window:
@@ -293,14 +338,32 @@ class FrameStats:
             return values
 
 
+_SUMMED = ("input_rate_hz", "output_rate_hz", "frames_", "inference_errors", "rejected.")
+
+
+def merged_snapshot(snapshots: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The node's figures from its cameras' :meth:`FrameStats.snapshot` s (name -> values):
+    one camera's as they are; for several, ``cameras`` and the rates and counters summed
+    over the cameras (percentiles are per camera only)."""
+    if len(snapshots) == 1:
+        return dict(next(iter(snapshots.values())))
+    merged: dict[str, Any] = {"cameras": ",".join(snapshots)}
+    for values in snapshots.values():
+        for key, value in values.items():
+            if key.startswith(_SUMMED):
+                merged[key] = merged.get(key, 0) + value
+    return merged
+
+
 class Worker:
-    """One thread that takes the newest frame from a slot and hands it to ``process``.
+    """One thread that takes from a slot (a :class:`LatestSlot`: the newest frame; a
+    :class:`KeyedLatestSlot`: the newest frame of each camera) and hands it to ``process``.
 
     ``process`` must not raise for bad frames (the node counts and logs those); an
     exception that escapes is counted as an error and the loop goes on.
     """
 
-    def __init__(self, slot: LatestSlot[Frame], process: Callable[[Frame], None], *,
+    def __init__(self, slot: LatestSlot[Frame] | KeyedLatestSlot[Frame], process: Callable[[Any], None], *,
                  on_error: Callable[[BaseException], None], name: str = "panoptic_worker"):
         self._slot = slot
         self._process = process

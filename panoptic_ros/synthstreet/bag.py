@@ -13,11 +13,16 @@ Topics (the project's bag contract, shared with the replay evaluation):
 
 Frame k of every topic carries header stamp ``start_ns + round(k * 1e9 / rate_hz)``, frame
 id ``camera``, and is logged at that same time, so the bag replays at ``rate_hz``.
+
+A multi-camera bag (:func:`write_multicamera_bag`) has the same four topics per camera
+under the camera's name instead of ``/camera`` (``/front/image_raw``,
+``/front/camera_info``, ``/front/panoptic_gt``, ...), frame id the camera's name, and the
+cameras' frames k share one stamp (a synchronised rig).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -26,6 +31,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from panoptic_ros.sample import Sample
 
+CAMERA_NAMES = ("front", "left", "right", "rear", "front_left", "front_right", "rear_left", "rear_right")
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -63,9 +69,9 @@ class _Messages:
         self.Image, self.Compressed = types["sensor_msgs/msg/Image"], types["sensor_msgs/msg/CompressedImage"]
         self.Info, self.Roi = types["sensor_msgs/msg/CameraInfo"], types["sensor_msgs/msg/RegionOfInterest"]
 
-    def header(self, stamp_ns: int):
+    def header(self, stamp_ns: int, frame_id: str = FRAME_ID):
         return self.Header(stamp=self.Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
-                           frame_id=FRAME_ID)
+                           frame_id=frame_id)
 
     def serialize(self, msg) -> bytes:
         return bytes(self.store.serialize_cdr(msg, msg.__msgtype__))
@@ -107,6 +113,37 @@ def write_bag(path: str | Path, samples: Iterable[Sample], *, rate_hz: float = 1
     Raises:
         BagWriteError: bad options or ``path`` exists.
     """
+    return _write(path, [("/camera", FRAME_ID)], ([sample] for sample in samples), rate_hz=rate_hz,
+                  compressed=compressed, storage=storage, start_ns=start_ns, jpeg_quality=jpeg_quality)
+
+
+def camera_names(count: int) -> tuple[str, ...]:
+    """The names of the cameras of a ``count``-camera bag (1 to 8)."""
+    if not 1 <= count <= len(CAMERA_NAMES):
+        raise BagWriteError(f"cameras: 1 to {len(CAMERA_NAMES)}, got {count}")
+    return CAMERA_NAMES[:count]
+
+
+def write_multicamera_bag(path: str | Path, frames: Iterable[Sequence[Sample]], *, cameras: Sequence[str],
+                          rate_hz: float = 10.0, compressed: bool = False, storage: str = "mcap",
+                          start_ns: int = DEFAULT_START_NS, jpeg_quality: int = 95) -> int:
+    """Write a multi-camera bag (topics ``/<camera>/...``; see the module docstring).
+
+    Args:
+        frames: per time step, one sample per camera, in ``cameras`` order.
+        cameras: the camera names.
+        others: as :func:`write_bag`.
+    Returns:
+        The number of time steps written (each has one frame per camera).
+    """
+    return _write(path, [(f"/{name}", name) for name in cameras], frames, rate_hz=rate_hz,
+                  compressed=compressed, storage=storage, start_ns=start_ns, jpeg_quality=jpeg_quality)
+
+
+def _write(path: str | Path, cameras: list[tuple[str, str]], frames: Iterable[Sequence[Sample]], *,
+           rate_hz: float, compressed: bool, storage: str, start_ns: int, jpeg_quality: int) -> int:
+    """The bag of ``cameras`` ((topic prefix, frame id) each): frame k of camera c is
+    ``frames[k][c]``."""
     path = Path(path)
     if storage not in STORAGES:
         raise BagWriteError(f"bag storage must be one of {sorted(STORAGES)}, got {storage!r}")
@@ -117,20 +154,29 @@ def write_bag(path: str | Path, samples: Iterable[Sample], *, rate_hz: float = 1
     msgs = _Messages()
     count = 0
     with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[storage]) as writer:
-        camera_topic, camera_type = ((COMPRESSED_TOPIC, msgs.Compressed.__msgtype__) if compressed
-                                     else (IMAGE_TOPIC, msgs.Image.__msgtype__))
-        conns = {name: writer.add_connection(topic, msgtype, typestore=msgs.store) for name, topic, msgtype in (
-            ("camera", camera_topic, camera_type), ("info", CAMERA_INFO_TOPIC, msgs.Info.__msgtype__),
-            ("gt", GT_TOPIC, msgs.Image.__msgtype__))}
-        for k, sample in enumerate(samples):
+        camera_type = msgs.Compressed.__msgtype__ if compressed else msgs.Image.__msgtype__
+        image_suffix = "/image_raw/compressed" if compressed else "/image_raw"
+        conns = [{name: writer.add_connection(f"{prefix}{suffix}", msgtype, typestore=msgs.store)
+                  for name, suffix, msgtype in (("camera", image_suffix, camera_type),
+                                                ("info", "/camera_info", msgs.Info.__msgtype__),
+                                                ("gt", "/panoptic_gt", msgs.Image.__msgtype__))}
+                 for prefix, _ in cameras]
+        for k, samples in enumerate(frames):
             stamp = start_ns + int(round(k * 1e9 / rate_hz))
-            header = msgs.header(stamp)
-            h, w = sample.target.panoptic.shape
-            camera = (msgs.compressed(header, sample.image, jpeg_quality) if compressed
-                      else msgs.image(header, sample.image, "rgb8"))
-            writer.write(conns["camera"], stamp, msgs.serialize(camera))
-            writer.write(conns["info"], stamp, msgs.serialize(msgs.camera_info(header, h, w)))
-            gt = msgs.image(header, sample.target.panoptic.astype("<i4"), "32SC1")
-            writer.write(conns["gt"], stamp, msgs.serialize(gt))
+            for (_, frame_id), conn, sample in zip(cameras, conns, samples, strict=True):
+                _write_frame(writer, conn, msgs, msgs.header(stamp, frame_id), sample, stamp,
+                             compressed=compressed, jpeg_quality=jpeg_quality)
             count += 1
     return count
+
+
+def _write_frame(writer: Writer, conns: dict, msgs: _Messages, header, sample: Sample, stamp: int, *,
+                 compressed: bool, jpeg_quality: int) -> None:
+    """One camera's image, camera info and ground truth at ``stamp``."""
+    h, w = sample.target.panoptic.shape
+    camera = (msgs.compressed(header, sample.image, jpeg_quality) if compressed
+              else msgs.image(header, sample.image, "rgb8"))
+    writer.write(conns["camera"], stamp, msgs.serialize(camera))
+    writer.write(conns["info"], stamp, msgs.serialize(msgs.camera_info(header, h, w)))
+    gt = msgs.image(header, sample.target.panoptic.astype("<i4"), "32SC1")
+    writer.write(conns["gt"], stamp, msgs.serialize(gt))

@@ -6,6 +6,11 @@ Examples::
     panoptic-synth --out data/synth --format cityscapes --count 500 --seed 0 --split train
     panoptic-synth --out data/synth_coco --format coco --count 100 --seed 1 --split val
     panoptic-synth --out bags/synth --format bag --count 300 --rate 10 --compressed
+    panoptic-synth --out bags/rig --format bag --count 100 --cameras 3
+
+With ``--cameras N`` a bag holds N cameras (front, left, right, ...), each with its own
+scene stream (camera c of N draws scenes ``start_index + N * k + c``), camera info and
+ground truth, under ``/<camera>/``.
 
 Default image size: 1024x2048 (Cityscapes' own) for ``cityscapes``, 512x1024 for ``coco``
 and ``bag``. Scene i of a run is ``generate_scene(seed, start_index + i)``, so the same
@@ -20,7 +25,8 @@ from functools import partial
 from pathlib import Path
 
 from panoptic_ros.cli_common import non_negative_int, parse_size, positive_float, positive_int
-from panoptic_ros.synthstreet.bag import STORAGES, BagWriteError, write_bag
+from panoptic_ros.synthstreet.bag import (CAMERA_NAMES, STORAGES, BagWriteError, camera_names, write_bag,
+                                         write_multicamera_bag)
 from panoptic_ros.synthstreet.scene import generate_scene
 from panoptic_ros.synthstreet.writers import (
     WriterError, check_name, cityscapes_stem, coco_paths, write_cityscapes_sample, write_coco, write_png)
@@ -44,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compressed", action="store_true", help="bag: JPEG CompressedImage instead of raw rgb8")
     p.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="bag storage (default mcap)")
     p.add_argument("--rate", type=positive_float, default=10.0, help="bag frame rate in Hz (default 10)")
+    p.add_argument("--cameras", type=positive_int, default=1,
+                   help=f"bag: cameras, each with its own scene stream and ground truth under /<camera>/ "
+                        f"({', '.join(CAMERA_NAMES)}; at most {len(CAMERA_NAMES)}); default 1: /camera/")
     p.add_argument("--workers", type=positive_int, default=1, help="processes drawing scenes (default 1)")
     return p
 
@@ -93,11 +102,30 @@ def run(args: argparse.Namespace) -> str:
         job = partial(_coco_job, **scene, image_dir=image_dir)
         write_coco(args.out, _map(job, indices, args.workers), split=args.split, write_images=False)
         return f"wrote {what} as COCO panoptic: {json_path}, {png_dir}/, images in {image_dir}/"
+    image = "image_raw/compressed" if args.compressed else "image_raw"
+    if args.cameras > 1:
+        return _multicamera_bag(args, scene, what, image)
     frames = write_bag(args.out, _map(partial(_scene, **scene), indices, args.workers), rate_hz=args.rate,
                        compressed=args.compressed, storage=args.storage)
-    topic = "/camera/image_raw/compressed" if args.compressed else "/camera/image_raw"
     return (f"wrote {what} as a ROS 2 bag ({args.storage}) at {args.out}: {frames} frames at {args.rate:g} Hz "
-            f"on {topic}, /camera/camera_info, /camera/panoptic_gt")
+            f"on /camera/{image}, /camera/camera_info, /camera/panoptic_gt")
+
+
+def _multicamera_bag(args: argparse.Namespace, scene: dict, what: str, image: str) -> str:
+    """Write the ``--cameras N`` bag: time step k holds scenes ``start + N k + c``."""
+    names = camera_names(args.cameras)
+    n = len(names)
+    scenes = _map(partial(_scene, **scene), range(args.start_index, args.start_index + n * args.count),
+                  args.workers)
+    steps = (list(step) for step in zip(*[iter(scenes)] * n))
+    frames = write_multicamera_bag(args.out, steps, cameras=names, rate_hz=args.rate,
+                                   compressed=args.compressed, storage=args.storage)
+    what = what.replace(f"{args.count} SynthStreet scenes", f"{n} x {args.count} SynthStreet scenes")
+    what = what.replace(f"indices {args.start_index}..{args.start_index + args.count - 1}",
+                        f"indices {args.start_index}..{args.start_index + n * args.count - 1}")
+    return (f"wrote {what} as a ROS 2 bag ({args.storage}) at {args.out}: {frames} frames per camera at "
+            f"{args.rate:g} Hz, cameras {', '.join(names)}: /<camera>/{image}, /<camera>/camera_info, "
+            f"/<camera>/panoptic_gt")
 
 
 def main(argv: list[str] | None = None) -> int:
