@@ -47,6 +47,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from panoptic_ros.replay.nodeproc import NodeProcess, NodeSpec  # noqa: E402
 from panoptic_ros.resources import default_weights  # noqa: E402
+from panoptic_ros.ros.memory import resident_set_mb  # noqa: E402
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -72,21 +73,6 @@ BOMBS = {  # name -> (format, data, expected cause)
 }
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set of ``pid`` and its descendants (the console script may re-launch Python)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, StopIteration):
-            continue
-    return total / 1024
-
-
 class Sampler(threading.Thread):
     """RSS of the node every 50 ms; ``peak(since)`` is the largest sample after ``since``."""
 
@@ -96,7 +82,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while self.running:
-            self.samples.append((time.monotonic(), rss_mb(self.pid)))
+            self.samples.append((time.monotonic(), resident_set_mb(self.pid)))
             time.sleep(0.05)
 
     def peak(self, since: float) -> float:

@@ -43,8 +43,9 @@ from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import params
 from panoptic_ros.ros.diagnostics import diagnostic_array, health
+from panoptic_ros.ros.fastdds_profile import apply_output_memory_profile, remove_output_memory_profile
 from panoptic_ros.ros.lifecycle import answer_invalid_transitions
-from panoptic_ros.ros.memory import keep_freed_buffers_mapped, release_freed_memory
+from panoptic_ros.ros.memory import AfterLargerFrames, keep_freed_buffers_mapped
 from panoptic_ros.ros.pipeline import Frame, FrameStats, LatestSlot, Worker
 from panoptic_ros.ros.raw_publish import RawPublisher
 from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, check_frame, from_serialized
@@ -70,8 +71,10 @@ class PanopticNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
         self._io = params.node_settings(params.parameter_values(self))
-        if self._io.keep_freed_buffers and not keep_freed_buffers_mapped():
+        self._kept_mapped = self._io.keep_freed_buffers and keep_freed_buffers_mapped()
+        if self._io.keep_freed_buffers and not self._kept_mapped:
             self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
+        self._memory = AfterLargerFrames(1, self._kept_mapped)  # history depth set on configure
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.stats = FrameStats(record_starts=record_starts)
@@ -87,7 +90,6 @@ class PanopticNode(LifecycleNode):
         self._pubs: dict = {}
         self._raw_pubs: dict[str, RawPublisher] = {}  # the output publishers, publishing CDR bytes
         self._last_logged: dict[str, float] = {}
-        self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
         answer_invalid_transitions(self)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -134,6 +136,7 @@ class PanopticNode(LifecycleNode):
         for name, msgtype in messages.OUTPUT_TYPES.items():
             self._pubs[name] = self.create_lifecycle_publisher(_MESSAGE_CLASSES[msgtype], f"~/{name}", output_qos)
         self._raw_pubs = {name: RawPublisher(self._pubs[name]) for name in messages.OUTPUT_TYPES}
+        self._memory = AfterLargerFrames(self._io.output_depth, self._kept_mapped)
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
@@ -271,16 +274,9 @@ class PanopticNode(LifecycleNode):
                 rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_LINEAR)
             self._publish(msg.header, rgb, result, wanted, panoptic)
             del rgb, result, panoptic
-            self._trim_after_larger_frames(size[0] * size[1])
+            self._memory.after_frame(size[0] * size[1])
             done = time.monotonic()
             self.stats.on_published(frame, done, timings.model_ms, (done - started) * 1e3 - timings.total_ms)
-
-    def _trim_after_larger_frames(self, pixels: int) -> None:
-        """Return the heap kept for larger frames (memory.keep_freed_buffers) to the system
-        once the frames got smaller, so a burst of large frames does not raise RSS for good."""
-        if pixels < self._last_pixels:
-            release_freed_memory()
-        self._last_pixels = pixels
 
     def _wanted_outputs(self) -> list[str]:
         """The enabled outputs that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""
@@ -391,6 +387,15 @@ def main(args: list[str] | None = None) -> int:
     # 6-7 ms per 8 MB ~/panoptic to a subscriber in another process, 3-5 ms asynchronous).
     # An explicit setting in the environment wins.
     os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")
+    profile, profile_note = apply_output_memory_profile()  # after the line above: it reads the mode
+    try:
+        return _run(argv, profile_note)
+    finally:
+        remove_output_memory_profile(profile)
+
+
+def _run(argv: list[str], profile_note: str) -> int:
+    """Start rclpy and the node, spin until shutdown; ``profile_note`` goes to the log."""
     try:
         _parse_command_line(argv)
         rclpy.init(args=argv)
@@ -399,6 +404,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         rclpy.try_shutdown()
         return EXIT_BAD_INPUT
+    node.get_logger().info(profile_note)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
