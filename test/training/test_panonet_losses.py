@@ -45,6 +45,36 @@ def test_discriminative_loss_two_clusters_by_hand():
     assert terms["reg"].item() == pytest.approx(reg, abs=1e-6)
 
 
+def test_discriminative_loss_three_clusters_by_hand():
+    # Single pixels at (0, 0), (1, 0), (0, 3): distances 1, 3 and sqrt(10); margin 2 delta_d = 4.
+    emb = embedding_of([[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]])
+    terms = discriminative_loss(emb, torch.tensor([[[1, 2, 3]]]), delta_d=2.0)
+    hinges = [(4 - 1) ** 2, (4 - 3) ** 2, (4 - math.sqrt(10)) ** 2]
+    assert terms["dist"].item() == pytest.approx(2 * sum(hinges) / (3 * 2), abs=1e-5)  # ordered pairs / C(C-1)
+    assert terms["var"].item() == 0.0
+
+
+def test_discriminative_loss_defaults_and_images_without_instances():
+    # Image 0: one single-pixel instance whose mean has norm 6.5 (default delta_r = 6);
+    # image 1: no instance, so it is left out of the mean over images.
+    emb = embedding_of([[[6.5, 0.0]]]).detach().repeat(2, 1, 1, 1)
+    terms = discriminative_loss(emb, torch.tensor([[[1]], [[0]]]))
+    assert set(terms) == {"var", "dist", "reg"}
+    assert terms["reg"].item() == pytest.approx(0.5 ** 2, abs=1e-6)
+    assert terms["var"].item() == 0.0 and terms["dist"].item() == 0.0
+    assert set(discriminative_loss(emb, torch.zeros(2, 1, 1, dtype=torch.int64))) == {"var", "dist", "reg"}
+
+
+def test_discriminative_loss_refusals_say_why():
+    with pytest.raises(ValueError) as refused:
+        discriminative_loss(torch.zeros(1, 2, 3, 4), torch.zeros(1, 3, 5, dtype=torch.int64))
+    assert str(refused.value) == ("embedding (1, 2, 3, 4) and instance (1, 3, 5) do not match "
+                                  "(expected (B, E, h, w) and (B, h, w))")
+    with pytest.raises(ValueError) as refused:
+        discriminative_loss(torch.zeros(1, 2, 1, 2), torch.tensor([[[1, -1]]]))
+    assert str(refused.value) == "instance ids must be >= 0 (0 = no instance)"
+
+
 def test_discriminative_loss_batches_by_image():
     torch.manual_seed(0)
     emb = torch.randn(3, 4, 5, 6, requires_grad=True)
@@ -100,6 +130,26 @@ def test_semantic_cross_entropy():
     assert empty.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
     with pytest.raises(ValueError, match="outside"):
         semantic_cross_entropy(logits, torch.full((2, 3, 5), 7))
+
+
+@pytest.mark.parametrize("logits_shape, target_shape", [((1, 3, 4, 4), (1, 4, 5)), ((1, 3, 4, 4), (2, 4, 4)),
+                                                         ((3, 4, 4), (3, 4))])
+def test_semantic_cross_entropy_names_both_shapes_when_they_do_not_match(logits_shape, target_shape):
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(torch.zeros(logits_shape), torch.zeros(target_shape, dtype=torch.int64))
+    assert str(refused.value) == (f"logits {logits_shape} and target {target_shape} do not match "
+                                  "(expected (B, C, h, w) and (B, h, w))")
+
+
+def test_semantic_cross_entropy_refuses_the_label_one_past_the_last_class_and_bad_weights():
+    logits, target = torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.int64)
+    target[0, 1, 1] = 4  # classes are 0..3
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(logits, target)
+    assert str(refused.value) == "target holds labels outside [0, 4) other than 255"
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(logits, torch.zeros(1, 2, 2, dtype=torch.int64), class_weights=[1.0, 2.0, 3.0])
+    assert str(refused.value) == "class_weights: expected 4 values, got (3,)"
 
 
 def fake_outputs(batch: int, size: tuple[int, int], classes: int = 19, dims: int = 12, seed: int = 0):
