@@ -148,7 +148,7 @@ def test_semantic_cross_entropy_refuses_the_label_one_past_the_last_class_and_ba
         semantic_cross_entropy(logits, target)
     assert str(refused.value) == "target holds labels outside [0, 4) other than 255"
     with pytest.raises(ValueError) as refused:
-        semantic_cross_entropy(logits, torch.zeros(1, 2, 2, dtype=torch.int64), class_weights=[1.0, 2.0, 3.0])
+        semantic_cross_entropy(logits, torch.zeros_like(target), class_weights=[1.0, 2.0, 3.0])
     assert str(refused.value) == "class_weights: expected 4 values, got (3,)"
 
 
