@@ -232,3 +232,74 @@ def test_loss_config_validation():
         from_dict(PanoNetLossConfig, {"delta_d": 0.2})
     with pytest.raises(ConfigError, match="gamma"):
         from_dict(PanoNetLossConfig, {"gamma": -1})
+
+
+def test_panonet_losses_pass_every_margin_and_weight_on():
+    config = PanoNetLossConfig(delta_v=0.1, delta_d=0.6, delta_r=0.5, alpha=2.0, beta=3.0, gamma=0.5,
+                               semantic_weight=1.5, instance_weight=0.5, ignore_index=254)
+    outputs = fake_outputs(1, (32, 32))
+    targets = fake_targets(outputs)
+    targets["semantic_4"][0, 0] = 254  # unlabelled under this config's ignore_index
+    losses = panonet_losses(outputs, targets, config=config, progress=0.0)
+    ce = F.cross_entropy(outputs["semantic_logits_4"], targets["semantic_4"], ignore_index=254)
+    torch.testing.assert_close(losses["semantic_ce_4"], 1.5 * ce)
+    terms = discriminative_loss(outputs["embedding_4"], targets["instance_4"], delta_v=0.1, delta_d=0.6, delta_r=0.5)
+    assert min(v.item() for v in terms.values()) > 0
+    for name, weight in (("var", 2.0), ("dist", 3.0), ("reg", 0.5)):
+        torch.testing.assert_close(losses[f"instance_{name}_4"], 0.5 * weight * terms[name])
+
+
+def test_floor_sized_targets_equal_targets_padded_with_the_ignore_values():
+    outputs = fake_outputs(1, (60, 60))   # stride 8: 8 x 8 outputs (ceil 7.5)
+    targets = fake_targets(outputs)
+    floor = {k: v[:, :-1, :-1] for k, v in targets.items()}
+    padded = {k: v.clone() for k, v in targets.items()}
+    for key, fill in (("semantic", 255), ("instance", 0)):
+        for s in (4, 8, 16):
+            padded[f"{key}_{s}"][:, -1, :] = fill
+            padded[f"{key}_{s}"][:, :, -1] = fill
+    got = panonet_losses(outputs, floor, config=PanoNetLossConfig(), progress=0.0)
+    expected = panonet_losses(outputs, padded, config=PanoNetLossConfig(), progress=0.0)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
+    one_side = align_target(torch.ones(1, 2, 3, dtype=torch.int64), (3, 3), fill=255, name="x")
+    assert one_side[0, 2].tolist() == [255] * 3 and one_side[0, :2].eq(1).all()
+
+
+@pytest.mark.parametrize("key", ["semantic_4", "instance_8"])
+def test_a_target_of_the_wrong_size_is_named(key):
+    outputs = fake_outputs(1, (64, 64))
+    targets = fake_targets(outputs)
+    targets[key] = targets[key][:, :-2]
+    with pytest.raises(ValueError) as refused:
+        panonet_losses(outputs, targets, config=PanoNetLossConfig(), progress=0.0)
+    assert str(refused.value).startswith(f"targets['{key}'] has shape ")
+
+
+@pytest.mark.parametrize("where, key", [("outputs", "semantic_logits_4"), ("outputs", "embedding_8"),
+                                        ("targets", "semantic_16"), ("targets", "instance_4")])
+def test_a_missing_output_or_target_is_named(where, key):
+    outputs = fake_outputs(1, (64, 64))
+    given = {"outputs": outputs, "targets": fake_targets(outputs)}
+    del given[where][key]
+    with pytest.raises(KeyError) as missing:
+        panonet_losses(given["outputs"], given["targets"], config=PanoNetLossConfig(), progress=0.0)
+    assert missing.value.args[0].startswith(f"{where}['{key}'] is missing (have [")
+
+
+@pytest.mark.parametrize("field", ["delta_v", "delta_r", "alpha", "beta", "gamma", "semantic_weight",
+                                   "instance_weight"])
+def test_loss_config_refusals_name_the_field_and_value(field):
+    with pytest.raises(ValueError) as refused:
+        PanoNetLossConfig(**{field: -1.0})
+    assert str(refused.value) == f"{field}: must be >= 0, got -1.0"
+
+
+def test_loss_config_margins_and_class_weights():
+    with pytest.raises(ValueError, match="delta_d: must exceed delta_v"):
+        PanoNetLossConfig(delta_v=0.5, delta_d=0.5)
+    with pytest.raises(ValueError) as refused:
+        PanoNetLossConfig(class_weights=(1.0, -0.5))
+    assert str(refused.value) == "class_weights: every weight must be >= 0"
+    assert PanoNetLossConfig(class_weights=()).class_weights == ()
+    assert PanoNetLossConfig(class_weights=(0.0, 1.0)).class_weights == (0.0, 1.0)
