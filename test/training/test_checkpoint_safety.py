@@ -167,3 +167,26 @@ def test_full_state_restores_model_optimizer_and_rng(tmp_path):
     train_a_little(fresh, fresh_optimizer)
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, expected_weights[key]), key
+
+
+@pytest.mark.parametrize("half, dtype", [(False, "float32"), (True, "float16")])
+def test_saved_files_say_what_they_hold(tmp_path, half, dtype):
+    from safetensors import safe_open
+
+    from panoptic_ros.checkpoint import FORMAT, save_checkpoint
+    from panoptic_ros.kinds import build_model, model_config_from_dict
+    from panoptic_ros.tiny_models import tiny_model_section
+
+    config = model_config_from_dict(tiny_model_section("panonet"))
+    model = build_model(config)
+    wrapper = torch.nn.Module()
+    wrapper.module = model  # as DDP wraps it: the checkpoint holds the inner model's names
+    weights, meta_path = save_checkpoint(tmp_path / "net", wrapper, config, half=half)
+    text = meta_path.read_text()
+    meta = json.loads(text)
+    assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert (meta["weights"], meta["dtype"], meta["format"]) == ("net.safetensors", dtype, FORMAT)
+    with safe_open(str(weights), "pt") as stored:
+        assert stored.metadata() == {"format": FORMAT}
+        assert set(stored.keys()) == set(model.state_dict())
+        assert {str(stored.get_tensor(k).dtype) for k in stored.keys()} >= {f"torch.{dtype}"}
