@@ -153,7 +153,7 @@ def _overlay_masks(low: PanopticResult, result: PanopticResult) -> tuple[np.ndar
     return cv2.bitwise_and(big, 4), edges
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)  # one frame size at a time: a burst of larger frames must not stay cached
 def _outline_bits(low_shape: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8: bit 0 where the source column steps to the right, bit 1 where the
     source row steps down (OpenCV's own nearest mapping, read by resizing indices)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,10 @@ MODULES: dict[str, list[str]] = {
     "training/losses/fcos.py": ["test/training/test_fcos_losses.py"],
     "training/losses/ciae.py": ["test/training/test_ciae_losses.py"],
 }
+# mutmut forks a child per mutant from a process that has run the tests once: a torch
+# OpenMP thread pool started there hangs in the children (libgomp after fork; seen as
+# mutants of the training losses idle at 0 % CPU until mutmut's timeout). One thread each.
+MUTMUT_ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 KILLED = {1, 3}                 # mutmut: a test failed (3: pytest internal error)
 TIMEOUT = {36, -24, 24, 152, 255}
 SURVIVED = {0}
@@ -109,7 +114,7 @@ def run(module: str, tests: list[str], *, again: bool = False) -> dict:
     log = work / ("mutmut-again.log" if again else "mutmut.log")
     with log.open("w") as out:
         code = subprocess.call([sys.executable, "-m", "mutmut", "run", *names], cwd=work, stdout=out,
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT, env=MUTMUT_ENVIRONMENT)
     if code != 0 or not meta.is_file():
         return {"module": module, "error": f"mutmut exited {code}; see {log}"}
     return score(module, json.loads(meta.read_text())["exit_code_by_key"])

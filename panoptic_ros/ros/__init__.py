@@ -8,6 +8,8 @@ that).
 - :mod:`.lifecycle`: lifecycle services that answer every request (also disallowed transitions).
 - :mod:`.diagnostics`: the node's ``/diagnostics`` status.
 - :mod:`.memory`: keeps freed large buffers mapped, so per-frame arrays do not page-fault.
+- :mod:`.fastdds_profile`: the Fast DDS profile that frees large messages' history buffers
+  (imports no rclpy; ``main()`` applies it before rclpy starts).
 - :mod:`.environment`: keeps a process's DDS traffic to itself (imports no rclpy; called
   before rclpy starts).
 - :mod:`.raw_publish`: publishes serialized bytes through rcl without rclpy's extra copy.

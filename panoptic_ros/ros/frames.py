@@ -16,7 +16,6 @@ import numpy as np
 
 from panoptic_ros import outputs as messages
 from panoptic_ros.cameras import CameraInput
-from panoptic_ros.ros.memory import release_freed_memory
 from panoptic_ros.ros.pipeline import Frame
 from panoptic_ros.serialized.image import ImageDecodeError, ImageMessage, camera_rgb8, check_frame, from_serialized
 
@@ -130,7 +129,7 @@ class CameraFrames:
             del pending[job.camera]
         pixels = sum(j.size[0] * j.size[1] for j in jobs)
         del jobs, results
-        self._trim_after_larger_frames(pixels)
+        self._memory.after_frame(pixels)
 
     def _infer(self, jobs: list[FrameJob]) -> tuple[list, list]:
         """The results of the jobs' frames, and the same at model resolution: one
@@ -158,13 +157,6 @@ class CameraFrames:
         # ~/panoptic is written by the predictor straight into its message's pixels.
         panoptic = ImageMessage(*size, "32SC1", msg.header) if "panoptic" in wanted else None
         return FrameJob(camera, frame, msg.header, rgb, size, wanted, panoptic)
-
-    def _trim_after_larger_frames(self, pixels: int) -> None:
-        """Return the heap kept for larger frames (memory.keep_freed_buffers) to the system
-        once the frames got smaller, so a burst of large frames does not raise RSS for good."""
-        if pixels < self._last_pixels:
-            release_freed_memory()
-        self._last_pixels = pixels
 
     def _wanted_outputs(self, camera: CameraInput) -> list[str]:
         """The enabled outputs of ``camera`` that have a subscriber, in :data:`messages.OUTPUT_TYPES` order."""

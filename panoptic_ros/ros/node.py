@@ -50,8 +50,9 @@ from panoptic_ros.inference.backends import BackendError
 from panoptic_ros.inference.predictor import Predictor
 from panoptic_ros.ros import params
 from panoptic_ros.ros.diagnostics import camera_statuses, diagnostic_array, health
+from panoptic_ros.ros.fastdds_profile import apply_output_memory_profile, remove_output_memory_profile
 from panoptic_ros.ros.lifecycle import answer_invalid_transitions
-from panoptic_ros.ros.memory import keep_freed_buffers_mapped
+from panoptic_ros.ros.memory import AfterLargerFrames, keep_freed_buffers_mapped
 from panoptic_ros.ros.frames import CameraFrames
 from panoptic_ros.ros.pipeline import Frame, FrameStats, KeyedLatestSlot, Worker, merged_snapshot
 from panoptic_ros.ros.raw_publish import RawPublisher
@@ -82,8 +83,10 @@ class PanopticNode(CameraFrames, LifecycleNode):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
         self._io = params.node_settings(params.parameter_values(self))
-        if self._io.keep_freed_buffers and not keep_freed_buffers_mapped():
+        self._kept_mapped = self._io.keep_freed_buffers and keep_freed_buffers_mapped()
+        if self._io.keep_freed_buffers and not self._kept_mapped:
             self.get_logger().warning("memory.keep_freed_buffers: glibc mallopt is not available here; ignored")
+        self._memory = AfterLargerFrames(1, self._kept_mapped)  # history depth set on configure
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.camera_stats = {c.name: FrameStats(record_starts=record_starts) for c in self._camera_inputs()}
@@ -101,7 +104,6 @@ class PanopticNode(CameraFrames, LifecycleNode):
         self._pubs: dict = {}
         self._raw_pubs: dict[str, RawPublisher] = {}  # the output publishers, publishing CDR bytes
         self._last_logged: dict[str, float] = {}
-        self._last_pixels = 0  # size of the last frame processed
         self._validated: tuple[dict, object] | None = None  # post-processing changes checked, not yet applied
         answer_invalid_transitions(self)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -160,6 +162,7 @@ class PanopticNode(CameraFrames, LifecycleNode):
                 self._pubs[camera.output(name)] = self.create_lifecycle_publisher(
                     _MESSAGE_CLASSES[msgtype], camera.output_topic(name), output_qos)
         self._raw_pubs = {key: RawPublisher(pub) for key, pub in self._pubs.items()}
+        self._memory = AfterLargerFrames(self._io.output_depth, self._kept_mapped)
         self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "~/label_info", _LATCHED_QOS)
         self.state_label = "inactive"
         return super().on_configure(state)
@@ -348,6 +351,15 @@ def main(args: list[str] | None = None) -> int:
     # 6-7 ms per 8 MB ~/panoptic to a subscriber in another process, 3-5 ms asynchronous).
     # An explicit setting in the environment wins.
     os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")
+    profile, profile_note = apply_output_memory_profile()  # after the line above: it reads the mode
+    try:
+        return _run(argv, profile_note)
+    finally:
+        remove_output_memory_profile(profile)
+
+
+def _run(argv: list[str], profile_note: str) -> int:
+    """Start rclpy and the node, spin until shutdown; ``profile_note`` goes to the log."""
     try:
         _parse_command_line(argv)
         rclpy.init(args=argv)
@@ -356,6 +368,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         rclpy.try_shutdown()
         return EXIT_BAD_INPUT
+    node.get_logger().info(profile_note)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

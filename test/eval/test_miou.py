@@ -1,4 +1,6 @@
 """Semantic mIoU: the Cityscapes pixel-level rules on train-index maps."""
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import jaccard_score
@@ -74,3 +76,48 @@ def test_bad_maps_raise(gt, pred, message):
     with pytest.raises(ValueError, match=message):
         confusion.add(gt, pred)
     assert confusion.matrix.sum() == 0
+
+
+@pytest.mark.parametrize("gt, pred, message", [
+    (np.zeros((2, 2), int), np.array([[0, 8], [6, 0]]), "prediction holds 6, not a train index of 5 classes nor 255"),
+    (np.zeros((2, 2), int), np.full((2, 2), 256), "prediction holds 256, not a train index of 5 classes nor 255"),
+    (np.zeros((2, 2), int), np.array([[-1, 3], [0, 0]]), "prediction holds -1, not a train index of 5 classes nor 255"),
+    (np.array([[0, 300], [0, 0]]), np.zeros((2, 2), int),
+     "ground truth holds 300, not a train index of 5 classes nor 255"),
+])
+def test_bad_values_are_named_exactly(gt, pred, message):
+    with pytest.raises(ValueError) as refused:
+        SemanticConfusion(5).add(gt, pred)
+    assert str(refused.value) == message
+
+
+def test_class_count_range_matrix_and_mismatches_are_checked():
+    for bad in (0, 255):
+        with pytest.raises(ValueError) as refused:
+            SemanticConfusion(bad)
+        assert str(refused.value) == f"num_classes must lie in [1, 254], got {bad}"
+    assert SemanticConfusion(254).matrix.shape == (254, 255)
+    one = SemanticConfusion(1)
+    assert one.matrix.shape == (1, 2) and one.matrix.dtype == np.int64
+    with pytest.raises(ValueError) as refused:
+        one.merge(SemanticConfusion(2))
+    assert str(refused.value) == "cannot merge confusions of 2 and 1 classes"
+    result = PanopticResult.from_panoptic_map(np.full((2, 2), 7000, np.int32), CITYSCAPES)
+    with pytest.raises(ValueError) as refused:
+        one.add_results(result, result, CITYSCAPES)
+    assert str(refused.value) == "label space 'cityscapes' has 19 classes, this confusion 1"
+
+
+def test_summary_by_train_index_and_empty_confusions_without_warnings():
+    confusion = SemanticConfusion(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # absent classes and empty confusions are NaN, not RuntimeWarnings
+        assert np.isnan(confusion.miou()) and np.isnan(confusion.pixel_accuracy())
+        confusion.add(np.array([[0, 1, 1]]), np.array([[0, 1, 0]]))  # class 0: TP 1, FP 1; class 1: TP 1, FN 1
+        summary = confusion.summarize()
+    assert summary["pixel_accuracy"] == 2 / 3 and summary["miou"] == 0.5
+    per_class = summary["per_class"]
+    assert list(per_class) == [0, 1, 2] and per_class[0] == 0.5 and np.isnan(per_class[2])
+    single = SemanticConfusion(2)
+    single.add(np.array([[0]]), np.array([[0]]))  # TP + FP + FN = 1
+    assert single.per_class_iou()[0] == 1.0

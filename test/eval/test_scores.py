@@ -34,6 +34,9 @@ def test_one_image_hand_computed():
     assert s["All"]["pq"] == pytest.approx(0.775) and s["All"]["n"] == 2
     assert s["miou"] == pytest.approx(0.775) and s["semantic"]["pixel_accuracy"] == 7 / 8
     assert s["per_class"][7] == {"pq": 0.8, "sq": 0.8, "rq": 1.0}
+    assert s["semantic"]["per_class"][7] == 0.8 and s["semantic"]["per_class"][26] == 0.75  # keyed by category id
+    road = {row["name"]: row for row in scores.per_class_rows()}["road"]
+    assert {k: road[k] for k in ("pq", "sq", "rq")} == {"pq": 0.8, "sq": 0.8, "rq": 1.0}
 
 
 def test_merged_halves_equal_one_pass_and_rows_carry_counts():

@@ -181,3 +181,69 @@ def test_cuda_rng_state_is_this_processs_gpus_only():
     # older checkpoints: one state per GPU of rank 0's node; more than this machine has
     restore_rng({**state, "cuda": [state["cuda"]] * (torch.cuda.device_count() + 1)})
     assert torch.equal(torch.rand(3, device="cuda"), expected)
+
+
+@pytest.mark.parametrize("half, dtype", [(False, "float32"), (True, "float16")])
+def test_saved_files_say_what_they_hold(tmp_path, half, dtype):
+    from safetensors import safe_open
+
+    from panoptic_ros.checkpoint import FORMAT, save_checkpoint
+    from panoptic_ros.kinds import build_model, model_config_from_dict
+    from panoptic_ros.tiny_models import tiny_model_section
+
+    config = model_config_from_dict(tiny_model_section("panonet"))
+    model = build_model(config)
+    wrapper = torch.nn.Module()
+    wrapper.module = model  # as DDP wraps it: the checkpoint holds the inner model's names
+    weights, meta_path = save_checkpoint(tmp_path / "net", wrapper, config, half=half)
+    text = meta_path.read_text()
+    meta = json.loads(text)
+    assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert (meta["weights"], meta["dtype"], meta["format"]) == ("net.safetensors", dtype, FORMAT)
+    with safe_open(str(weights), "pt") as stored:
+        assert stored.metadata() == {"format": FORMAT}
+        assert set(stored.keys()) == set(model.state_dict())
+        assert {str(stored.get_tensor(k).dtype) for k in stored.keys()} >= {f"torch.{dtype}"}
+
+
+def _tiny_panonet(tmp_path):
+    from panoptic_ros.checkpoint import save_checkpoint
+    from panoptic_ros.kinds import build_model, model_config_from_dict
+    from panoptic_ros.tiny_models import tiny_model_section
+
+    config = model_config_from_dict(tiny_model_section("panonet"))
+    model = build_model(config)
+    weights, meta = save_checkpoint(tmp_path / "net", model, config, postprocess={"bandwidth": 0.7},
+                                    metadata={"step": 3})
+    return model, weights, meta
+
+
+def test_foreign_files_and_weights_that_do_not_fit_are_refused_exactly(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from panoptic_ros.checkpoint import load_checkpoint
+
+    model, weights, _ = _tiny_panonet(tmp_path)
+    foreign = (("w.pt", b"\x80\x04junk", "a pickle / torch.save file"), ("w.bin", b"junk", "not a checkpoint"))
+    for name, content, kind in foreign:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(tmp_path / name)
+        assert str(refused.value) == (f"{tmp_path / name}: {kind}; weights must be a panoptic_ros checkpoint "
+                                      "(.safetensors + .json, named by either or their stem), never unpickled")
+    loaded = load_checkpoint(tmp_path / "net.json")
+    assert (loaded.postprocess, loaded.metadata, loaded.weights_path) == ({"bandwidth": 0.7}, {"step": 3}, weights)
+    assert not loaded.model.training
+    tensors = load_file(str(weights))
+    names = sorted(tensors)
+    for key in names[:7]:
+        del tensors[key]
+    tensors["extra"] = torch.zeros(1)
+    save_file(tensors, str(weights), metadata={"format": "panoptic_ros.checkpoint/1"})
+    meta = json.loads((tmp_path / "net.json").read_text())
+    del meta["weights_sha256"]  # the mismatch, not the hash, is under test
+    (tmp_path / "net.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(tmp_path / "net")
+    assert str(refused.value) == (f"{weights}: weights do not fit the panonet model in net.json "
+                                  f"(missing {names[:5]}, unexpected ['extra'], wrong shape [])")

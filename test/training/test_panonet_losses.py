@@ -45,6 +45,36 @@ def test_discriminative_loss_two_clusters_by_hand():
     assert terms["reg"].item() == pytest.approx(reg, abs=1e-6)
 
 
+def test_discriminative_loss_three_clusters_by_hand():
+    # Single pixels at (0, 0), (1, 0), (0, 3): distances 1, 3 and sqrt(10); margin 2 delta_d = 4.
+    emb = embedding_of([[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]])
+    terms = discriminative_loss(emb, torch.tensor([[[1, 2, 3]]]), delta_d=2.0)
+    hinges = [(4 - 1) ** 2, (4 - 3) ** 2, (4 - math.sqrt(10)) ** 2]
+    assert terms["dist"].item() == pytest.approx(2 * sum(hinges) / (3 * 2), abs=1e-5)  # ordered pairs / C(C-1)
+    assert terms["var"].item() == 0.0
+
+
+def test_discriminative_loss_defaults_and_images_without_instances():
+    # Image 0: one single-pixel instance whose mean has norm 6.5 (default delta_r = 6);
+    # image 1: no instance, so it is left out of the mean over images.
+    emb = embedding_of([[[6.5, 0.0]]]).detach().repeat(2, 1, 1, 1)
+    terms = discriminative_loss(emb, torch.tensor([[[1]], [[0]]]))
+    assert set(terms) == {"var", "dist", "reg"}
+    assert terms["reg"].item() == pytest.approx(0.5 ** 2, abs=1e-6)
+    assert terms["var"].item() == 0.0 and terms["dist"].item() == 0.0
+    assert set(discriminative_loss(emb, torch.zeros(2, 1, 1, dtype=torch.int64))) == {"var", "dist", "reg"}
+
+
+def test_discriminative_loss_refusals_say_why():
+    with pytest.raises(ValueError) as refused:
+        discriminative_loss(torch.zeros(1, 2, 3, 4), torch.zeros(1, 3, 5, dtype=torch.int64))
+    assert str(refused.value) == ("embedding (1, 2, 3, 4) and instance (1, 3, 5) do not match "
+                                  "(expected (B, E, h, w) and (B, h, w))")
+    with pytest.raises(ValueError) as refused:
+        discriminative_loss(torch.zeros(1, 2, 1, 2), torch.tensor([[[1, -1]]]))
+    assert str(refused.value) == "instance ids must be >= 0 (0 = no instance)"
+
+
 def test_discriminative_loss_batches_by_image():
     torch.manual_seed(0)
     emb = torch.randn(3, 4, 5, 6, requires_grad=True)
@@ -100,6 +130,26 @@ def test_semantic_cross_entropy():
     assert empty.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
     with pytest.raises(ValueError, match="outside"):
         semantic_cross_entropy(logits, torch.full((2, 3, 5), 7))
+
+
+@pytest.mark.parametrize("logits_shape, target_shape", [((1, 3, 4, 4), (1, 4, 5)), ((1, 3, 4, 4), (2, 4, 4)),
+                                                         ((3, 4, 4), (3, 4))])
+def test_semantic_cross_entropy_names_both_shapes_when_they_do_not_match(logits_shape, target_shape):
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(torch.zeros(logits_shape), torch.zeros(target_shape, dtype=torch.int64))
+    assert str(refused.value) == (f"logits {logits_shape} and target {target_shape} do not match "
+                                  "(expected (B, C, h, w) and (B, h, w))")
+
+
+def test_semantic_cross_entropy_refuses_the_label_one_past_the_last_class_and_bad_weights():
+    logits, target = torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.int64)
+    target[0, 1, 1] = 4  # classes are 0..3
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(logits, target)
+    assert str(refused.value) == "target holds labels outside [0, 4) other than 255"
+    with pytest.raises(ValueError) as refused:
+        semantic_cross_entropy(logits, torch.zeros_like(target), class_weights=[1.0, 2.0, 3.0])
+    assert str(refused.value) == "class_weights: expected 4 values, got (3,)"
 
 
 def fake_outputs(batch: int, size: tuple[int, int], classes: int = 19, dims: int = 12, seed: int = 0):
@@ -203,3 +253,74 @@ def test_the_collates_instance_slots_give_the_same_terms_without_a_host_read():
         torch.testing.assert_close(given[key], read[key])
     with pytest.raises(ValueError, match=">= 0"):
         discriminative_loss(emb, instance - 1)
+
+
+def test_panonet_losses_pass_every_margin_and_weight_on():
+    config = PanoNetLossConfig(delta_v=0.1, delta_d=0.6, delta_r=0.5, alpha=2.0, beta=3.0, gamma=0.5,
+                               semantic_weight=1.5, instance_weight=0.5, ignore_index=254)
+    outputs = fake_outputs(1, (32, 32))
+    targets = fake_targets(outputs)
+    targets["semantic_4"][0, 0] = 254  # unlabelled under this config's ignore_index
+    losses = panonet_losses(outputs, targets, config=config, progress=0.0)
+    ce = F.cross_entropy(outputs["semantic_logits_4"], targets["semantic_4"], ignore_index=254)
+    torch.testing.assert_close(losses["semantic_ce_4"], 1.5 * ce)
+    terms = discriminative_loss(outputs["embedding_4"], targets["instance_4"], delta_v=0.1, delta_d=0.6, delta_r=0.5)
+    assert min(v.item() for v in terms.values()) > 0
+    for name, weight in (("var", 2.0), ("dist", 3.0), ("reg", 0.5)):
+        torch.testing.assert_close(losses[f"instance_{name}_4"], 0.5 * weight * terms[name])
+
+
+def test_floor_sized_targets_equal_targets_padded_with_the_ignore_values():
+    outputs = fake_outputs(1, (60, 60))   # stride 8: 8 x 8 outputs (ceil 7.5)
+    targets = fake_targets(outputs)
+    floor = {k: v[:, :-1, :-1] for k, v in targets.items()}
+    padded = {k: v.clone() for k, v in targets.items()}
+    for key, fill in (("semantic", 255), ("instance", 0)):
+        for s in (4, 8, 16):
+            padded[f"{key}_{s}"][:, -1, :] = fill
+            padded[f"{key}_{s}"][:, :, -1] = fill
+    got = panonet_losses(outputs, floor, config=PanoNetLossConfig(), progress=0.0)
+    expected = panonet_losses(outputs, padded, config=PanoNetLossConfig(), progress=0.0)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
+    one_side = align_target(torch.ones(1, 2, 3, dtype=torch.int64), (3, 3), fill=255, name="x")
+    assert one_side[0, 2].tolist() == [255] * 3 and one_side[0, :2].eq(1).all()
+
+
+@pytest.mark.parametrize("key", ["semantic_4", "instance_8"])
+def test_a_target_of_the_wrong_size_is_named(key):
+    outputs = fake_outputs(1, (64, 64))
+    targets = fake_targets(outputs)
+    targets[key] = targets[key][:, :-2]
+    with pytest.raises(ValueError) as refused:
+        panonet_losses(outputs, targets, config=PanoNetLossConfig(), progress=0.0)
+    assert str(refused.value).startswith(f"targets['{key}'] has shape ")
+
+
+@pytest.mark.parametrize("where, key", [("outputs", "semantic_logits_4"), ("outputs", "embedding_8"),
+                                        ("targets", "semantic_16"), ("targets", "instance_4")])
+def test_a_missing_output_or_target_is_named(where, key):
+    outputs = fake_outputs(1, (64, 64))
+    given = {"outputs": outputs, "targets": fake_targets(outputs)}
+    del given[where][key]
+    with pytest.raises(KeyError) as missing:
+        panonet_losses(given["outputs"], given["targets"], config=PanoNetLossConfig(), progress=0.0)
+    assert missing.value.args[0].startswith(f"{where}['{key}'] is missing (have [")
+
+
+@pytest.mark.parametrize("field", ["delta_v", "delta_r", "alpha", "beta", "gamma", "semantic_weight",
+                                   "instance_weight"])
+def test_loss_config_refusals_name_the_field_and_value(field):
+    with pytest.raises(ValueError) as refused:
+        PanoNetLossConfig(**{field: -1.0})
+    assert str(refused.value) == f"{field}: must be >= 0, got -1.0"
+
+
+def test_loss_config_margins_and_class_weights():
+    with pytest.raises(ValueError, match="delta_d: must exceed delta_v"):
+        PanoNetLossConfig(delta_v=0.5, delta_d=0.5)
+    with pytest.raises(ValueError) as refused:
+        PanoNetLossConfig(class_weights=(1.0, -0.5))
+    assert str(refused.value) == "class_weights: every weight must be >= 0"
+    assert PanoNetLossConfig(class_weights=()).class_weights == ()
+    assert PanoNetLossConfig(class_weights=(0.0, 1.0)).class_weights == (0.0, 1.0)
