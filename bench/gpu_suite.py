@@ -33,9 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -269,7 +271,10 @@ def section_ddp(args, device, report):
     import torch.distributed as dist
 
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method="tcp://127.0.0.1:29531", rank=0, world_size=1)
+    # A file store, not a fixed TCP port: a port another process holds would hang the
+    # rendezvous inside C++, where the section's alarm cannot cut it.
+    store = Path(tempfile.mkdtemp(prefix="gpu_suite_ddp_")) / "store"
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
     try:
         model, size, _ = models(args)["panonet_paper"]
         torch.manual_seed(0)
@@ -289,6 +294,7 @@ def section_ddp(args, device, report):
                       max_grad_difference=max(float((a - b).abs().max()) for a, b in zip(got, expected)))
     finally:
         dist.destroy_process_group()
+        shutil.rmtree(store.parent, ignore_errors=True)
 
 
 def section_onnx(args, device, report, tmp: Path):
