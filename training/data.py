@@ -139,7 +139,7 @@ class IsolatedTwinScenes(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> Sample:
-        from panoptic_ros.synthstreet.twins import isolate_twins
+        from panoptic_ros.synthstreet.twins import copies_fit, isolate_twins
 
         sample = self.base[index]
         rng = np.random.default_rng([self.seed, int(index), 0x7717])
@@ -151,7 +151,7 @@ class IsolatedTwinScenes(Dataset):
         things = sorted((s for s in sample.target.segments if s.is_thing and not s.iscrowd and s.area >= min_area),
                         key=lambda s: -s.area)
         for thing in things:
-            if 2 * thing.bbox[2] + max(4, round(gap_share * thing.bbox[2])) <= 0.8 * width:
+            if copies_fit(thing.bbox[2], gap_share, width):
                 return isolate_twins(sample, thing.id, gap_share)
         return sample
 

@@ -44,6 +44,12 @@ def plain_rows(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return colours[nearest], ids[nearest]
 
 
+def copies_fit(thing_width: int, gap_share: float, image_width: int) -> bool:
+    """Whether two copies ``thing_width`` wide and their gap (``gap_share`` of that width,
+    at least 4 pixels) fit in 80 % of ``image_width``."""
+    return 2 * thing_width + max(4, round(gap_share * thing_width)) <= 0.8 * image_width
+
+
 def isolate_twins(sample: Sample, segment_id: int, gap_share: float = 0.5) -> Sample:
     """Two copies of thing ``segment_id`` side by side on a plain background.
 
@@ -66,7 +72,7 @@ def isolate_twins(sample: Sample, segment_id: int, gap_share: float = 0.5) -> Sa
     x, y, w, h = segment.bbox
     width = sample.image.shape[1]
     gap = max(4, round(gap_share * w))
-    if 2 * w + gap > 0.8 * width:
+    if not copies_fit(w, gap_share, width):
         raise ValueError(f"{sample.image_id}: two copies of segment {segment_id} ({w} px wide) "
                          f"do not fit in 80 % of {width} px")
     mask = sample.target.panoptic[y:y + h, x:x + w] == segment_id
